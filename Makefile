@@ -1,0 +1,30 @@
+# Two commands for users: `make demo` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first: this exact version resolves to the CPU wheel on the build machines (no multi-GB download)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[onnx,test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/evit-deploy demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check evit_deploy tests
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info exports demo-output

@@ -1,0 +1,89 @@
+"""The ``evit-deploy`` command line.
+
+Subcommands are registered by import path and imported only when run (Polygraphy's tool registry), so
+``--help`` stays fast and a subcommand whose optional dependency is missing cannot break the others.
+Errors caused by input are printed as one line on stderr with a non-zero exit; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+
+import click
+
+from ..errors import EvitError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module:attribute, one-line help shown in the command list)
+    "models": ("evit_deploy.cli.zoo_cmds:models", "List the model zoo (params, MACs, published accuracy)."),
+    "info": ("evit_deploy.cli.zoo_cmds:info", "Show everything known about one model."),
+    "demo": ("evit_deploy.cli.demo:demo", "Run the built-in demo: list the zoo, classify a sample photo."),
+}
+
+EXIT_INPUT_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attr = COMMANDS[cmd_name][0].split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="evit-deploy")
+def cli(debug: bool) -> None:
+    """evit-deploy: EfficientViT models from PyTorch to validated deployment artifacts."""
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the CLI, turning errors into one line on stderr and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    warnings.showwarning = _one_line_warning
+    try:
+        cli.main(args=args, prog_name="evit-deploy", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except EvitError as exc:
+        if debug:
+            raise
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(EXIT_INPUT_ERROR)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # an internal failure: still one line unless --debug
+        if debug:
+            raise
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        click.secho(
+            f"error: internal error ({type(exc).__name__}: {detail}); rerun with --debug for the traceback",
+            fg="red",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL_ERROR)

@@ -1,0 +1,18 @@
+"""User-facing errors: each carries a one-line message the CLI prints without a traceback."""
+
+from __future__ import annotations
+
+
+class EvitError(Exception):
+    """Base class for errors caused by user input (bad names, files, settings)."""
+
+
+class UnknownModelError(EvitError, KeyError):
+    """A model name that is not in the zoo."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(EvitError):
+    """A checkpoint that is missing, unreadable, unsafe or does not fit the model."""

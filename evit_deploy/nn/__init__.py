@@ -1,0 +1,1 @@
+"""EfficientViT building blocks, backbones, heads and whole models (architecture.md)."""

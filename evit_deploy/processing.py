@@ -1,0 +1,65 @@
+"""Pre- and post-processing as in the official evaluation code (architecture.md §10)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import EvitError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+ImageLike = str | os.PathLike | Image.Image | np.ndarray
+
+
+def load_rgb(image: ImageLike) -> Image.Image:
+    """A path, PIL image or HxWx3 uint8 array as an RGB PIL image."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise EvitError(f"expected an HxWx3 RGB array, got shape {tuple(image.shape)}")
+        return Image.fromarray(image.astype(np.uint8, copy=False))
+    try:
+        with Image.open(image) as img:
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise EvitError(f"image not found: {image}") from None
+    except (OSError, ValueError) as exc:
+        raise EvitError(f"cannot read image {image}: {exc}") from None
+
+
+def normalize(image: Image.Image, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """RGB PIL image → normalised ``[1,3,H,W]`` float32 tensor."""
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return ((x - mean_t) / std_t).unsqueeze(0).contiguous()
+
+
+def classification_input(image: ImageLike, resolution: int, crop_ratio: float = 0.95) -> torch.Tensor:
+    """ImageNet evaluation transform: shorter side → ceil(r / crop_ratio) (bicubic), centre crop r, normalise."""
+    img = load_rgb(image)
+    short = math.ceil(resolution / crop_ratio)
+    w, h = img.size
+    if w <= h:
+        size = (short, int(short * h / w))
+    else:
+        size = (int(short * w / h), short)
+    img = img.resize(size, Image.BICUBIC)
+    w, h = img.size
+    top = int(round((h - resolution) / 2.0))
+    left = int(round((w - resolution) / 2.0))
+    return normalize(img.crop((left, top, left + resolution, top + resolution)))
+
+
+def resized_input(image: ImageLike, size: tuple[int, int]) -> torch.Tensor:
+    """Resize to exactly (H, W) with bicubic interpolation and normalise (segmentation-style input)."""
+    img = load_rgb(image)
+    h, w = size
+    return normalize(img.resize((w, h), Image.BICUBIC))

@@ -1,0 +1,70 @@
+"""Parameter and MAC counts of zoo models, counted on the meta device (no memory, no real compute).
+
+MACs = FLOPs / 2 as counted by ``torch.utils.flop_counter`` (convolutions and matrix products). For SAM the
+count is the image encoder at its input size; parameters count the whole model. Counting a large model at
+full resolution takes a second or so, so results are cached per package version in the user cache folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .cards import get_card
+from .registry import meta_model
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    params: int
+    macs: int
+    input_size: tuple[int, int]
+
+
+def _cache_file() -> Path:
+    from .. import __version__
+
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return root / "evit-deploy" / f"model-stats-{__version__}-torch{torch.__version__}.json"
+
+
+def count_macs(name: str, input_size: tuple[int, int] | None = None, batch: int = 1) -> int:
+    """Multiply-accumulates of one forward pass (SAM: the image encoder)."""
+    card = get_card(name)
+    size = tuple(input_size or card.input_size)
+    model = meta_model(name)
+    x = torch.empty(batch, 3, *size, device="meta")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+def count_params(name: str) -> int:
+    return sum(p.numel() for p in meta_model(name).parameters())
+
+
+def model_stats(name: str, input_size: tuple[int, int] | None = None) -> ModelStats:
+    """Params and MACs at ``input_size`` (default: the card's), cached across runs."""
+    size = tuple(input_size or get_card(name).input_size)
+    key = f"{name}@{size[0]}x{size[1]}"
+    path = _cache_file()
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key not in cache:
+        cache[key] = {"params": count_params(name), "macs": count_macs(name, size)}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only home only costs a recount next time
+    entry = cache[key]
+    return ModelStats(int(entry["params"]), int(entry["macs"]), size)

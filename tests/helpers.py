@@ -1,0 +1,24 @@
+"""Shared test utilities."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def randomize_(model: nn.Module, seed: int = 0, scale: float = 0.5) -> nn.Module:
+    """Give every parameter and BatchNorm statistic non-default random values, in place (official-like)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
+            elif name.endswith(("norm.weight", "running_mean")) or tensor.dim() <= 1:
+                offset = 1.0 if name.endswith("weight") else 0.0
+                tensor.copy_(torch.randn(tensor.shape, generator=gen) * scale + offset)
+            else:
+                fan_in = max(1, tensor[0].numel())
+                tensor.copy_(torch.randn(tensor.shape, generator=gen) / fan_in**0.5)
+    return model
