@@ -63,3 +63,23 @@ def resized_input(image: ImageLike, size: tuple[int, int]) -> torch.Tensor:
     img = load_rgb(image)
     h, w = size
     return normalize(img.resize((w, h), Image.BICUBIC))
+
+
+SAM_MEAN = (123.675 / 255, 116.28 / 255, 103.53 / 255)
+SAM_STD = (58.395 / 255, 57.12 / 255, 57.375 / 255)
+
+
+def sam_resized_size(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(H, W) after scaling the longer side to ``long_side`` (SAM's rounding rule)."""
+    scale = long_side / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def sam_input(image: ImageLike, side: int) -> torch.Tensor:
+    """SAM encoder input: longer side → ``side`` (bilinear), normalise, zero-pad bottom/right to side×side."""
+    img = load_rgb(image)
+    h, w = sam_resized_size(img.height, img.width, side)
+    if (h, w) != (img.height, img.width):
+        img = img.resize((w, h), Image.BILINEAR)
+    x = normalize(img, SAM_MEAN, SAM_STD)
+    return torch.nn.functional.pad(x, (0, side - w, 0, side - h))

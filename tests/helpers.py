@@ -22,3 +22,14 @@ def randomize_(model: nn.Module, seed: int = 0, scale: float = 0.5) -> nn.Module
                 fan_in = max(1, tensor[0].numel())
                 tensor.copy_(torch.randn(tensor.shape, generator=gen) / fan_in**0.5)
     return model
+
+
+def run_cli(args: list[str]) -> int:
+    """Run the ``evit-deploy`` entry point in-process; returns its exit code (0 when it returns normally)."""
+    from evit_deploy.cli import main
+
+    try:
+        main(args)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import pytest
@@ -135,3 +136,28 @@ def test_checkpoint_errors_through_create_model(tmp_path):
     with pytest.raises(CheckpointError, match="look like efficientvit-b0-r224") as info:
         create_model("efficientvit-seg-b0-cityscapes", weights=good)
     assert "\n" not in str(info.value) and "missing" in str(info.value)
+
+
+@pytest.mark.parametrize("scale,hw", [(2, (1, 1)), (2, (7, 5)), (3, (4, 6)), (4, (16, 32))])
+def test_bicubic_as_conv_equals_interpolate(scale, hw):
+    from evit_deploy.nn.layers import bicubic_upsample_as_conv
+
+    x = torch.randn(2, 3, *hw, generator=torch.Generator().manual_seed(scale))
+    ref = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(bicubic_upsample_as_conv(x, scale), ref, rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    "name,hw", [("efficientvit-seg-b0-cityscapes", (128, 256)), ("efficientvit-sam-l0", (512, 512))]
+)
+def test_exact_export_transforms_keep_the_function(name, hw):
+    from evit_deploy.export.transforms import apply_transforms
+
+    model = randomize_(create_model(name), seed=4)
+    transformed = copy.deepcopy(model)
+    changed = apply_transforms(transformed, ["attention-deploy", "bicubic-as-conv"], "fp32")
+    assert changed["bicubic-as-conv"].startswith(("2 ", "3 "))  # seg: 2 resizes, SAM neck: 3
+    x = torch.randn(1, 3, *hw, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref, out = model(x), transformed(x)
+    assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()

@@ -19,6 +19,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module:attribute, one-line help shown in the command list)
     "models": ("evit_deploy.cli.zoo_cmds:models", "List the model zoo (params, MACs, published accuracy)."),
     "info": ("evit_deploy.cli.zoo_cmds:info", "Show everything known about one model."),
+    "profiles": ("evit_deploy.cli.export_cmds:profiles", "List export profiles (hardware targets); show one."),
+    "export": ("evit_deploy.cli.export_cmds:export", "Export a model for a target, validated against PyTorch."),
+    "validate": ("evit_deploy.cli.export_cmds:validate", "Re-run the validation of an existing export."),
     "demo": ("evit_deploy.cli.demo:demo", "Run the built-in demo: list the zoo, classify a sample photo."),
 }
 

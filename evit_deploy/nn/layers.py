@@ -5,8 +5,9 @@ Attribute names are part of the contract: they become the state_dict keys of the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
+from functools import cache, partial
 
 import torch
 import torch.nn.functional as F
@@ -110,11 +111,52 @@ class LinearLayer(nn.Module):
         return x
 
 
+@cache
+def _cubic_phase_kernels(scale: int, a: float = -0.75) -> torch.Tensor:
+    """[scale², 5, 5] kernels: output phase (r, c) of a ×scale bicubic upsample as taps at offsets −2..2.
+
+    Same mapping as ``F.interpolate(mode="bicubic", align_corners=False)``: source = (dst + 0.5) / scale − 0.5,
+    Keys cubic with a = −0.75, edge-clamped taps (the caller pads with edge replication).
+    """
+
+    def cubic(x: float) -> float:
+        x = abs(x)
+        if x <= 1:
+            return ((a + 2) * x - (a + 3)) * x * x + 1
+        if x < 2:
+            return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+        return 0.0
+
+    taps = torch.zeros(scale, 5, dtype=torch.float64)
+    for r in range(scale):
+        src = (r + 0.5) / scale - 0.5
+        base = math.floor(src)
+        frac = src - base
+        for k in range(-1, 3):
+            taps[r, base + k + 2] = cubic(frac - k)
+    return torch.einsum("ri,cj->rcij", taps, taps).reshape(scale * scale, 5, 5)
+
+
+def bicubic_upsample_as_conv(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """×``scale`` bicubic upsampling as edge pad → depthwise 5×5 conv (scale² phases) → pixel shuffle.
+
+    Equal to ``F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)`` up to float
+    rounding, but built from ops every backend runs fast (ONNX Runtime's cubic Resize is slow; TFLite has none).
+    """
+    b, c, h, w = x.shape
+    weight = _cubic_phase_kernels(scale).to(x.dtype).unsqueeze(1)  # [scale², 1, 5, 5], independent of C
+    planes = F.pad(x.reshape(b * c, 1, h, w), (2, 2, 2, 2), mode="replicate")
+    out = F.conv2d(planes, weight).reshape(b, c * scale * scale, h, w)
+    return F.pixel_shuffle(out, scale)
+
+
 class UpSampleLayer(nn.Module):
     """Resize by an integer factor or to a fixed size (bicubic, align_corners=False by default).
 
     Unlike upstream, reduced-precision input is cast back to its dtype after the fp32 resize, and a resize to
     the size the input already has is skipped (an exact identity for bicubic/bilinear, align_corners=False).
+    With ``cubic_as_conv`` (set by the ``bicubic-as-conv`` export transform) an integer-ratio bicubic resize
+    runs as :func:`bicubic_upsample_as_conv`.
     """
 
     def __init__(
@@ -126,10 +168,22 @@ class UpSampleLayer(nn.Module):
         self.size = tuple(size) if size is not None else None
         self.factor = None if size is not None else factor
         self.align_corners = align_corners
+        self.cubic_as_conv = False
+
+    def _integer_ratio(self, x: torch.Tensor) -> int | None:
+        if self.factor is not None:
+            return int(self.factor) if float(self.factor).is_integer() else None
+        h, w = (int(v) for v in x.shape[-2:])  # static at export time: only the batch axis may be dynamic
+        ratio_h, ratio_w = self.size[0] / h, self.size[1] / w
+        return int(ratio_h) if ratio_h == ratio_w and ratio_h.is_integer() else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.size is not None and tuple(x.shape[-2:]) == self.size) or self.factor == 1:
             return x
+        if self.cubic_as_conv and self.mode == "bicubic" and not self.align_corners:
+            scale = self._integer_ratio(x)
+            if scale:
+                return bicubic_upsample_as_conv(x.float(), scale).to(x.dtype)
         corners = self.align_corners if self.mode in ("bilinear", "bicubic") else None
         out = F.interpolate(
             x.float(), size=self.size, scale_factor=self.factor, mode=self.mode, align_corners=corners

@@ -1,0 +1,104 @@
+"""``evit-deploy export``, ``evit-deploy validate`` and ``evit-deploy profiles``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import EvitError
+from .progress import RichSteps
+
+
+def _report_table(reports, folder: Path | None = None) -> Table:  # noqa: ANN001 - list[ArtifactReport]
+    table = Table(title="validation against PyTorch", caption=reports[0].agreement_name if reports else None)
+    for col in ("artifact", "precision", "size", "max rel err", "min cosine", "agreement", "result"):
+        table.add_column(col, justify="left" if col in ("artifact", "result") else "right", no_wrap=col != "result")
+    for r in reports:
+        worst_rel = max(m["max_rel"] for m in r.outputs.values())
+        worst_cos = min(m["min_cosine"] for m in r.outputs.values())
+        size = ""
+        if folder is not None and (folder / r.artifact).is_file():
+            size = f"{(folder / r.artifact).stat().st_size / 2**20:.1f} MiB"
+        agreement = f"{r.agreement:.4f}" if r.agreement is not None else "-"
+        result = "[green]pass[/]" if r.passed else "[red]FAIL[/]: " + "; ".join(r.failures)
+        table.add_row(r.artifact, r.precision, size, f"{worst_rel:.2e}", f"{worst_cos:.6f}", agreement, result)
+    return table
+
+
+@click.command()
+@click.argument("model")
+@click.option("--target", "-t", default="cpu-ort", show_default=True,
+              help="Export profile: a shipped name (evit-deploy profiles) or a path to a YAML file.")
+@click.option("--weights", "-w", type=click.Path(dir_okay=False), help="Official checkpoint (.pt/.pth/.safetensors).")
+@click.option("--imgsz", type=click.IntRange(min=1), multiple=True,
+              help="Input size: --imgsz H [--imgsz W]; default: the profile's, else the model card's.")
+@click.option("--batch", type=click.IntRange(min=1), help="Batch of the exported graph (default: the profile's).")
+@click.option("--precision", "-p", help="One of the profile's precisions (default: its first).")
+@click.option("--output", "-o", type=click.Path(file_okay=False),
+              help="Output folder (default: ./exports/<model>-<target>/).")
+def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...], batch: int | None,
+           precision: str | None, output: str | None) -> None:
+    """Export MODEL for a hardware target, validate it against PyTorch, write artifacts + export.json.
+
+    Nothing is written unless every artifact passes the profile's validation tolerance.
+    """
+    from ..export.pipeline import ExportRequest, run_export
+
+    if len(imgsz) > 2:
+        raise click.BadParameter("give at most two values (H and W)", param_hint="--imgsz")
+    request = ExportRequest(model, target, weights, imgsz or None, batch, precision, output)
+    result = run_export(request, RichSteps())
+    console = Console()
+    console.print(_report_table(result.reports, result.folder))
+    console.print(f"[bold green]exported[/] {model} for {result.manifest['target']} "
+                  f"({result.manifest['precision']}, {'x'.join(map(str, result.manifest['input_size']))}) "
+                  f"to {result.folder} in {result.seconds:.1f}s")
+
+
+@click.command()
+@click.argument("export_dir", type=click.Path(file_okay=False))
+@click.option("--weights", "-w", type=click.Path(dir_okay=False), help="The checkpoint the export was made from.")
+def validate(export_dir: str, weights: str | None) -> None:
+    """Re-run the validation gate of an existing export against PyTorch (exit 1 when it fails)."""
+    from ..export.pipeline import validate_export
+
+    manifest, reports = validate_export(export_dir, weights, RichSteps())
+    Console().print(_report_table(reports, Path(export_dir)))
+    failed = [r for r in reports if not r.passed]
+    if failed:
+        raise EvitError(f"{len(failed)} of {len(reports)} artifacts of {export_dir} failed validation")
+    click.echo(f"all {len(reports)} artifacts of {manifest['model']} ({manifest['target']}) pass")
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def profiles(ctx: click.Context) -> None:
+    """List the export profiles (hardware targets); `profiles show NAME` prints one resolved."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..export.profiles import list_profiles, load_profile
+
+    table = Table(title="export profiles (evit-deploy export MODEL --target NAME)")
+    for col in ("name", "formats", "precisions", "batch", "description"):
+        table.add_column(col, no_wrap=col != "description")
+    for name in list_profiles():
+        p = load_profile(name)
+        batch = f"dynamic ≤{p.batch.max}" if p.batch.dynamic else f"static {p.batch.size}"
+        table.add_row(name, ", ".join(p.formats), ", ".join(p.precisions), batch, p.description)
+    Console().print(table)
+
+
+@profiles.command("show")
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+def show(target: str, as_json: bool) -> None:
+    """Print the resolved profile TARGET (a name or a YAML path), with every default filled in."""
+    from ..export.profiles import load_profile
+
+    data = load_profile(target).to_dict()
+    click.echo(json.dumps(data, indent=2) if as_json else yaml.safe_dump(data, sort_keys=False))

@@ -1,0 +1,123 @@
+"""ONNX exporter: torch.onnx.export → onnxsim → onnx.checker (→ dynamic int8 quantization)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from ...errors import EvitError
+from ...runtime.base import TensorSpec
+from ..tasks import ExportUnit
+from .base import Artifact, ExportContext, Exporter, register_exporter
+
+_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 3: "int8", 2: "uint8", 9: "bool"}
+
+
+def _specs(values) -> list[TensorSpec]:  # noqa: ANN001 - onnx ValueInfoProto list
+    specs = []
+    for v in values:
+        t = v.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim)
+        specs.append(TensorSpec(v.name, shape, _DTYPES.get(t.elem_type, str(t.elem_type))))
+    return specs
+
+
+def torch_to_onnx(unit: ExportUnit, path: Path, opset: int, exporter: str) -> None:
+    """Export with the legacy TorchScript exporter (default) or the dynamo exporter."""
+    module = unit.module.eval()
+    kwargs = dict(
+        input_names=list(unit.input_names), output_names=list(unit.output_names), opset_version=opset,
+        dynamic_axes=unit.dynamic_axes or None,
+    )
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer and deprecation chatter; validation is what we trust
+        if exporter == "dynamo":
+            # The dynamo exporter matches dynamic_axes to inputs by position: give every input an entry.
+            names = (*unit.input_names, *unit.output_names)
+            kwargs["dynamic_axes"] = {n: unit.dynamic_axes.get(n, {}) for n in names} if unit.dynamic_axes else None
+            torch.onnx.export(module, unit.example_inputs, str(path), dynamo=True, optimize=True, **kwargs)
+        else:
+            torch.onnx.export(module, unit.example_inputs, str(path), dynamo=False, do_constant_folding=True,
+                              **kwargs)
+
+
+def simplify(path: Path) -> str:
+    import onnx
+    import onnxsim
+
+    model = onnx.load(str(path))
+    simplified, ok = onnxsim.simplify(model)
+    if not ok:
+        return "onnxsim could not verify the simplified graph; kept the original"
+    onnx.save(simplified, str(path))
+    return f"onnxsim: {len(model.graph.node)} → {len(simplified.graph.node)} nodes"
+
+
+def quantize_dynamic_int8(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+@register_exporter
+class OnnxExporter(Exporter):
+    format = "onnx"
+    precisions = ("fp32", "int8-dynamic")
+
+    def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact:
+        try:
+            import onnx
+        except ImportError:
+            raise EvitError("the onnx exporter needs the [onnx] extra: pip install 'evit-deploy[onnx]'") from None
+        if ctx.precision not in self.precisions:
+            raise EvitError(f"the onnx exporter cannot produce {ctx.precision} yet (available: "
+                            f"{', '.join(self.precisions)})")
+        if ctx.profile.layout != "NCHW":
+            raise EvitError("the onnx exporter writes NCHW graphs; set layout: NCHW in the profile")
+        settings = ctx.profile.onnx
+        path = ctx.workdir / ctx.file_name(unit.role, ".onnx")
+        notes = []
+        with ctx.step(f"export ONNX ({unit.role}, opset {settings.opset}, {settings.exporter})"):
+            torch_to_onnx(unit, path, settings.opset, settings.exporter)
+        if settings.simplify:
+            with ctx.step(f"simplify ({unit.role})"):
+                notes.append(simplify(path))
+        with ctx.step(f"check ({unit.role})"):
+            onnx.checker.check_model(str(path), full_check=True)
+        if ctx.precision == "int8-dynamic":
+            with ctx.step(f"quantize int8-dynamic ({unit.role})"):
+                fp32 = path.with_name(path.stem + ".fp32.onnx")
+                path.rename(fp32)
+                quantize_dynamic_int8(fp32, path)
+                fp32.unlink()
+                notes.append("onnxruntime quantize_dynamic: int8 weights, activations quantized at run time")
+        graph = onnx.load(str(path), load_external_data=False).graph
+        return Artifact("onnx", unit.role, path.name, ctx.precision, "NCHW", _specs(graph.input),
+                        _specs(graph.output), notes=notes)
+
+
+@register_exporter
+class OrtFormatExporter(Exporter):
+    """ORT-format model (``.ort``) for ONNX Runtime Mobile, converted from this export's ONNX artifact."""
+
+    format = "ort"
+    precisions = ("fp32", "int8-dynamic")
+
+    def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact:
+        import onnxruntime as ort
+
+        source = ctx.previous(unit.role, "onnx")
+        if source is None:
+            raise EvitError("the ort format is converted from ONNX: list 'onnx' before 'ort' in the profile formats")
+        path = ctx.workdir / ctx.file_name(unit.role, ".ort")
+        with ctx.step(f"convert to ORT format ({unit.role})"):
+            options = ort.SessionOptions()
+            # Basic optimisations only: the result must stay portable to other CPUs and mobile builds.
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            options.optimized_model_filepath = str(path)
+            options.add_session_config_entry("session.save_model_format", "ORT")
+            ort.InferenceSession(str(ctx.workdir / source.path), options, providers=["CPUExecutionProvider"])
+        return Artifact("ort", unit.role, path.name, ctx.precision, "NCHW", source.inputs, source.outputs,
+                        notes=[f"converted from {source.path} (ORT_ENABLE_BASIC)"])

@@ -1,0 +1,95 @@
+"""Export-friendly SAM prompt encoder + mask decoder for point prompts (ONNX decoder graph).
+
+The wrapped graph takes an image embedding and point prompts in the 1024x1024 prompt frame and returns the
+low-resolution mask logits and IoU predictions of all four mask tokens, reproducing the stock PyTorch
+predictor (``EfficientViTSam.predict_masks``) for point-only prompts.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..nn.sam_decoder import SAM_EMBED_DIM, SAM_IMAGE_EMBEDDING_SIZE
+
+__all__ = [
+    "DECODER_DYNAMIC_AXES",
+    "DECODER_INPUT_NAMES",
+    "DECODER_OUTPUT_NAMES",
+    "SamOnnxDecoder",
+    "decoder_example_inputs",
+]
+
+DECODER_INPUT_NAMES: tuple[str, ...] = ("image_embeddings", "point_coords", "point_labels")
+DECODER_OUTPUT_NAMES: tuple[str, ...] = ("masks", "iou_predictions")
+# ``dynamic_axes`` for ``torch.onnx.export``. With ``dynamo=True`` (torch 2.13): torch.onnx converts this dict to
+# ``dynamic_shapes`` by pairing its entries with the inputs *positionally*, so pass
+# ``{"image_embeddings": {}, **DECODER_DYNAMIC_AXES}``, and trace with ``num_prompts >= 2`` because
+# torch.export silently specialises size-1 example dims.
+DECODER_DYNAMIC_AXES: dict[str, dict[int, str]] = {
+    "point_coords": {0: "prompts", 1: "points"},
+    "point_labels": {0: "prompts", 1: "points"},
+    "masks": {0: "prompts"},
+    "iou_predictions": {0: "prompts"},
+}
+
+
+class SamOnnxDecoder(nn.Module):
+    """Prompt encoder (points only, no mask input) + mask decoder of an ``EfficientViTSam``, export-ready.
+
+    ``forward(image_embeddings [1,256,64,64], point_coords [P,N,2], point_labels [P,N])`` returns
+    ``(masks [P,4,256,256], iou_predictions [P,4])``: low-res mask logits and IoU scores of *all four* mask
+    tokens. Index 0 is the single-mask output (``multimask_output=False``), indices 1..3 are the multimask
+    outputs (``multimask_output=True``). Coordinates are (x, y) pixels in the 1024x1024 prompt frame;
+    labels (float or int) are 1 = foreground, 0 = background, -1 = padding/ignored, 2/3 = box top-left /
+    bottom-right corner. In an exported graph the label dtype is fixed by the trace (float32 for
+    ``decoder_example_inputs``).
+
+    As in the stock predictor without a box, one padding point (coords (0, 0), label -1) is appended to
+    every prompt set inside the graph. Boxes passed as label-2/3 corner points therefore also get that
+    padding point, which the stock predictor omits for ``boxes=...`` prompts, so such outputs differ
+    slightly from ``predict_masks(boxes=...)``. Only data-independent tensor ops are used (no boolean
+    indexing or value-dependent Python control flow).
+    """
+
+    def __init__(self, sam: nn.Module) -> None:
+        super().__init__()
+        self.prompt_encoder = sam.prompt_encoder
+        self.mask_decoder = sam.mask_decoder
+        h, w = self.prompt_encoder.input_image_size
+        # Divisor for (x, y); same float division as the stock ``forward_with_coords``.
+        self.register_buffer("coord_scale", torch.tensor([float(w), float(h)]), persistent=False)
+
+    def _embed_points(self, point_coords: Tensor, point_labels: Tensor) -> Tensor:
+        coords = point_coords.to(torch.float32) + 0.5  # pixel centres (padding point is added afterwards)
+        coords = torch.cat([coords, torch.zeros_like(coords[:, :1, :])], dim=1)
+        labels = torch.cat([point_labels, torch.full_like(point_labels[:, :1], -1)], dim=1).unsqueeze(-1)
+
+        emb = self.prompt_encoder.pe_layer._pe_encoding(coords / self.coord_scale)
+        emb = torch.where(labels == -1, self.prompt_encoder.not_a_point_embed.weight, emb)
+        for k, point_embed in enumerate(self.prompt_encoder.point_embeddings):
+            emb = emb + (labels == k).to(emb.dtype) * point_embed.weight
+        return emb
+
+    def forward(self, image_embeddings: Tensor, point_coords: Tensor, point_labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns ``(masks [P,4,256,256], iou_predictions [P,4])`` for all four mask tokens."""
+        sparse = self._embed_points(point_coords, point_labels)
+        gh, gw = self.prompt_encoder.image_embedding_size
+        dense = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, gh, gw)
+        return self.mask_decoder.predict_masks(
+            image_embeddings=image_embeddings,
+            image_pe=self.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+        )
+
+
+def decoder_example_inputs(num_prompts: int = 1, num_points: int = 2) -> tuple[Tensor, Tensor, Tensor]:
+    """Deterministic ``(image_embeddings [1,256,64,64], point_coords [P,N,2], point_labels [P,N] float)``."""
+    gh, gw = SAM_IMAGE_EMBEDDING_SIZE
+    n = SAM_EMBED_DIM * gh * gw
+    image_embeddings = torch.sin(torch.arange(n, dtype=torch.float32) * 0.01).reshape(1, SAM_EMBED_DIM, gh, gw)
+    idx = torch.arange(num_prompts * num_points, dtype=torch.float32).reshape(num_prompts, num_points)
+    point_coords = torch.stack([(idx * 97.0 + 100.0) % 1000.0, (idx * 61.0 + 300.0) % 1000.0], dim=-1)
+    point_labels = (torch.arange(num_prompts * num_points) % 2 == 0).to(torch.float32).reshape_as(idx)
+    return image_embeddings, point_coords, point_labels

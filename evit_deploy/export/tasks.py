@@ -1,0 +1,179 @@
+"""Per-task export configuration (Optimum-style): which graphs a task exports, their I/O names, dynamic
+axes, example and validation inputs, and the task agreement metric the validation gate reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import EvitError
+from ..processing import classification_input, resized_input, sam_input
+from ..samples import sample_photo
+from ..zoo.cards import ModelCard
+
+Inputs = tuple[torch.Tensor, ...]
+Agreement = Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], float]
+
+
+@dataclass
+class ExportUnit:
+    """One graph to export: ``role`` is ``model`` (cls/seg), ``encoder`` or ``decoder`` (SAM)."""
+
+    role: str
+    module: nn.Module
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    example_inputs: Inputs
+    dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
+    validation_inputs: list[tuple[str, Inputs]] = field(default_factory=list)
+    agreement_name: str = ""
+    agreement: Agreement | None = None
+
+
+@dataclass
+class ExportSpec:
+    """What the user asked for, resolved: input size, batch, and whether the batch axis is dynamic."""
+
+    input_size: tuple[int, int]
+    batch: int
+    dynamic_batch: bool
+    photos: list[str]
+    noise: int
+
+
+def check_input_size(card: ModelCard, size: tuple[int, int]) -> None:
+    h, w = size
+    if h <= 0 or w <= 0 or h % 32 or w % 32:
+        raise EvitError(f"input size {h}x{w} does not suit {card.name}: height and width must be multiples of 32")
+    if card.task == "sam" and h != w:
+        raise EvitError(f"input size {h}x{w} does not suit {card.name}: the SAM image encoder takes a square input")
+
+
+def _batches(samples: list[tuple[str, torch.Tensor]], batch: int) -> list[tuple[str, torch.Tensor]]:
+    """Group [1,...] samples into batches of ``batch`` (the last one padded with the first sample)."""
+    out = []
+    for i in range(0, len(samples), batch):
+        group = samples[i : i + batch]
+        group += [samples[0]] * (batch - len(group))
+        out.append(("+".join(name for name, _ in group), torch.cat([t for _, t in group])))
+    return out
+
+
+def _image_samples(card: ModelCard, spec: ExportSpec) -> list[tuple[str, torch.Tensor]]:
+    h, w = spec.input_size
+    samples = []
+    for name in spec.photos:
+        photo = sample_photo(name)
+        if card.task == "sam":
+            x = sam_input(photo, h)
+        elif card.task == "cls" and h == w:
+            x = classification_input(photo, h, card.crop_ratio or 0.95)
+        else:
+            x = resized_input(photo, (h, w))
+        samples.append((f"photo:{name}", x))
+    gen = torch.Generator().manual_seed(1234)
+    samples += [(f"noise:{i}", torch.randn(1, 3, h, w, generator=gen)) for i in range(spec.noise)]
+    return samples
+
+
+def _validation_batch(spec: ExportSpec) -> int:
+    # A dynamic batch axis is exercised with a batch other than the example's.
+    return spec.batch + 1 if spec.dynamic_batch else spec.batch
+
+
+def _argmax_agreement(axis: int) -> Agreement:
+    def agreement(ref: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> float:
+        (name,) = list(ref)[:1]
+        return float(np.mean(ref[name].argmax(axis=axis) == out[name].argmax(axis=axis)))
+
+    return agreement
+
+
+def _min_cosine(ref: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> float:
+    name = next(iter(ref))
+    a = ref[name].reshape(ref[name].shape[0], -1).astype(np.float64)
+    b = out[name].reshape(out[name].shape[0], -1).astype(np.float64)
+    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+    return float(cos.min())
+
+
+def _mask_agreement(ref: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> float:
+    return float(np.mean((ref["masks"] > 0) == (out["masks"] > 0)))
+
+
+def _image_unit(role: str, module: nn.Module, output: str, card: ModelCard, spec: ExportSpec,
+                agreement_name: str, agreement: Agreement) -> ExportUnit:
+    input_name = "input_image" if card.task == "sam" else "input"
+    h, w = spec.input_size
+    dynamic = {input_name: {0: "batch"}, output: {0: "batch"}} if spec.dynamic_batch else {}
+    samples = _image_samples(card, spec)
+    return ExportUnit(
+        role=role,
+        module=module,
+        input_names=(input_name,),
+        output_names=(output,),
+        example_inputs=(torch.cat([samples[0][1]] * spec.batch),),
+        dynamic_axes=dynamic,
+        validation_inputs=[(label, (x,)) for label, x in _batches(samples, _validation_batch(spec))],
+        agreement_name=agreement_name,
+        agreement=agreement,
+    )
+
+
+def cls_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[ExportUnit]:
+    return [_image_unit("model", model, "logits", card, spec, "top-1 agreement", _argmax_agreement(1))]
+
+
+def seg_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[ExportUnit]:
+    return [_image_unit("model", model, "logits", card, spec, "per-pixel argmax agreement", _argmax_agreement(1))]
+
+
+def sam_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[ExportUnit]:
+    from .sam_decoder_onnx import (
+        DECODER_DYNAMIC_AXES,
+        DECODER_INPUT_NAMES,
+        DECODER_OUTPUT_NAMES,
+        SamOnnxDecoder,
+        decoder_example_inputs,
+    )
+
+    encoder = _image_unit(
+        "encoder", model.image_encoder, "image_embeddings", card, spec, "min embedding cosine", _min_cosine
+    )
+    with torch.inference_mode():
+        embedding = model.image_encoder(encoder.validation_inputs[0][1][0][:1])
+    gen = torch.Generator().manual_seed(99)
+    prompts = []
+    for n_prompts, n_points in ((1, 1), (2, 3)):
+        coords = torch.rand(n_prompts, n_points, 2, generator=gen) * 1000
+        labels = (torch.rand(n_prompts, n_points, generator=gen) > 0.3).float()
+        prompts.append((f"{n_prompts}x{n_points} points", (embedding.clone(), coords, labels)))
+    decoder = ExportUnit(
+        role="decoder",
+        module=SamOnnxDecoder(model),
+        input_names=DECODER_INPUT_NAMES,
+        output_names=DECODER_OUTPUT_NAMES,
+        example_inputs=decoder_example_inputs(2, 2),  # size-1 axes would be frozen by torch.export
+        dynamic_axes=DECODER_DYNAMIC_AXES,
+        validation_inputs=prompts,
+        agreement_name="mask sign agreement",
+        agreement=_mask_agreement,
+    )
+    return [encoder, decoder]
+
+
+TASK_UNITS: dict[str, Callable[[nn.Module, ModelCard, ExportSpec], list[ExportUnit]]] = {
+    "cls": cls_units,
+    "seg": seg_units,
+    "sam": sam_units,
+}
+
+
+def export_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[ExportUnit]:
+    check_input_size(card, spec.input_size)
+    return TASK_UNITS[card.task](model, card, spec)

@@ -1,0 +1,123 @@
+"""The validation gate: run each artifact with its runtime backend and compare it with PyTorch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import runtime
+from .exporters.base import Artifact
+from .profiles import Tolerance
+from .tasks import ExportUnit
+
+
+def torch_outputs(unit: ExportUnit, module: torch.nn.Module | None = None) -> list[dict[str, np.ndarray]]:
+    """PyTorch outputs of ``module`` (default: the unit's) on every validation input."""
+    module = module or unit.module
+    results = []
+    with torch.inference_mode():
+        for _, inputs in unit.validation_inputs:
+            out = module(*inputs)
+            out = out if isinstance(out, (tuple, list)) else (out,)
+            results.append({name: t.float().numpy() for name, t in zip(unit.output_names, out)})
+    return results
+
+
+def _concat(runs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
+
+
+def compare(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
+    """Error metrics of ``out`` against ``ref``; cosine is the minimum over the batch rows."""
+    ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+    nonfinite = int(np.size(out) - np.isfinite(out).sum())
+    if nonfinite:
+        return {"nonfinite": nonfinite, "max_abs": float("nan"), "max_rel": float("nan"), "min_cosine": float("nan")}
+    diff = np.abs(out64 - ref64)
+    scale = max(float(np.abs(ref64).max()), 1e-30)
+    a, b = ref64.reshape(len(ref64), -1), out64.reshape(len(out64), -1)
+    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+    return {
+        "nonfinite": 0,
+        "max_abs": float(diff.max()),
+        "mean_abs": float(diff.mean()),
+        "max_rel": float(diff.max() / scale),
+        "min_cosine": float(cos.min()),
+    }
+
+
+@dataclass
+class ArtifactReport:
+    artifact: str
+    role: str
+    format: str
+    precision: str
+    samples: list[str]
+    outputs: dict[str, dict[str, float]]
+    agreement_name: str
+    agreement: float | None
+    tolerance: Tolerance
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "artifact": self.artifact, "role": self.role, "format": self.format, "precision": self.precision,
+            "passed": self.passed, "samples": self.samples, "outputs": self.outputs,
+            "agreement": {"metric": self.agreement_name, "value": self.agreement},
+            "tolerance": vars(self.tolerance), "failures": self.failures,
+        }
+
+
+def gate(outputs: dict[str, dict[str, float]], agreement: float | None, tol: Tolerance) -> list[str]:
+    """Reasons an artifact fails its tolerance (empty list = pass)."""
+    failures = []
+    for name, m in outputs.items():
+        if m["nonfinite"]:
+            failures.append(f"{name}: {m['nonfinite']} non-finite values")
+            continue
+        if m["max_rel"] > tol.max_rel:
+            failures.append(f"{name}: max relative error {m['max_rel']:.3g} > {tol.max_rel:g}")
+        if m["min_cosine"] < tol.min_cosine:
+            failures.append(f"{name}: cosine similarity {m['min_cosine']:.6f} < {tol.min_cosine:g}")
+    if agreement is not None and agreement < tol.min_agreement:
+        failures.append(f"agreement {agreement:.4f} < {tol.min_agreement:g}")
+    return failures
+
+
+def validate_artifact(
+    unit: ExportUnit, artifact: Artifact, folder: Path, reference: list[dict[str, np.ndarray]], tol: Tolerance,
+    threads: int = 0,
+) -> ArtifactReport:
+    """Run ``artifact`` on the unit's validation inputs and gate it against the PyTorch ``reference``."""
+    backend = runtime.load(folder / artifact.path, threads=threads)
+    runs = []
+    for _, inputs in unit.validation_inputs:
+        feeds = {name: t.numpy() for name, t in zip(unit.input_names, inputs)}
+        result = backend.run(feeds)
+        runs.append({name: np.asarray(result[name], dtype=np.float32) for name in unit.output_names})
+    ref, out = _concat(reference), _concat(runs)
+    outputs = {name: compare(ref[name], out[name]) for name in unit.output_names}
+    finite = all(m["nonfinite"] == 0 for m in outputs.values())
+    agreement = unit.agreement(ref, out) if unit.agreement and finite else None
+    return ArtifactReport(
+        artifact=artifact.path, role=unit.role, format=artifact.format, precision=artifact.precision,
+        samples=[label for label, _ in unit.validation_inputs], outputs=outputs,
+        agreement_name=unit.agreement_name, agreement=agreement, tolerance=tol,
+        failures=gate(outputs, agreement, tol),
+    )
+
+
+def transform_effect(unit: ExportUnit, original: ExportUnit, reference: list[dict[str, np.ndarray]]) -> dict:
+    """How far the transformed PyTorch model is from the untransformed one (reported, not gated)."""
+    ref, out = _concat(torch_outputs(original)), _concat(reference)
+    outputs = {name: compare(ref[name], out[name]) for name in unit.output_names}
+    agreement = unit.agreement(ref, out) if unit.agreement else None
+    return {"role": unit.role, "outputs": outputs, "agreement": {"metric": unit.agreement_name, "value": agreement}}

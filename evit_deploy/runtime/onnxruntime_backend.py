@@ -1,0 +1,61 @@
+"""ONNX Runtime backend for ``.onnx`` and ORT-format ``.ort`` artifacts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EvitError
+from .base import Backend, TensorSpec, register_backend
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
+              "tensor(int32)": "int32", "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(bool)": "bool"}
+
+
+@register_backend(".onnx", ".ort")
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise EvitError("onnxruntime is not installed: pip install 'evit-deploy[onnx]'") from None
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise EvitError(f"model file not found: {self.path}")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        available = ort.get_available_providers()
+        wanted = [p for p in (providers or ["CPUExecutionProvider"]) if p in available]
+        self.providers = wanted or ["CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=self.providers)
+        except Exception as exc:  # InvalidProtobuf, Fail, ... on a corrupt or foreign file
+            detail = " ".join(str(exc).split())[:200]
+            raise EvitError(f"cannot load {self.path} with onnxruntime: not a valid model ({detail})") from None
+        self._inputs = [self._spec(i) for i in self.session.get_inputs()]
+        self._outputs = [self._spec(o) for o in self.session.get_outputs()]
+
+    @staticmethod
+    def _spec(node) -> TensorSpec:  # noqa: ANN001 - onnxruntime NodeArg
+        shape = tuple(d if isinstance(d, int) else str(d) for d in node.shape)
+        return TensorSpec(node.name, shape, _ORT_TYPES.get(node.type, node.type))
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        typed = {s.name: np.ascontiguousarray(feeds[s.name], dtype=s.dtype) for s in self._inputs}
+        values = self.session.run(None, typed)
+        return {spec.name: value for spec, value in zip(self._outputs, values)}
