@@ -41,8 +41,9 @@ def _report_table(reports, folder: Path | None = None) -> Table:  # noqa: ANN001
 @click.option("--precision", "-p", help="One of the profile's precisions (default: its first).")
 @click.option("--output", "-o", type=click.Path(file_okay=False),
               help="Output folder (default: ./exports/<model>-<target>/).")
+@click.option("--calib", type=click.Path(), help="Folder of calibration images for int8 (default: sample photos).")
 def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...], batch: int | None,
-           precision: str | None, output: str | None) -> None:
+           precision: str | None, output: str | None, calib: str | None) -> None:
     """Export MODEL for a hardware target, validate it against PyTorch, write artifacts + export.json.
 
     Nothing is written unless every artifact passes the profile's validation tolerance.
@@ -51,7 +52,7 @@ def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...],
 
     if len(imgsz) > 2:
         raise click.BadParameter("give at most two values (H and W)", param_hint="--imgsz")
-    request = ExportRequest(model, target, weights, imgsz or None, batch, precision, output)
+    request = ExportRequest(model, target, weights, imgsz or None, batch, precision, output, calib)
     result = run_export(request, RichSteps())
     console = Console()
     console.print(_report_table(result.reports, result.folder))

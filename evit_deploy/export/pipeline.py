@@ -52,6 +52,7 @@ class ExportRequest:
     batch: int | None = None
     precision: str | None = None
     output: str | None = None
+    calib: str | None = None  # folder of calibration images for full-integer int8
 
 
 @dataclass
@@ -168,7 +169,8 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step) -> Expo
             model = copy.deepcopy(original)
             transforms = apply_transforms(model, profile.transforms, precision)
             units = export_units(model, card, spec)
-        ctx = ExportContext(tmp, card.name, profile, precision, spec, step=step)
+        ctx = ExportContext(tmp, card.name, profile, precision, spec, step=step,
+                            calib=Path(request.calib) if request.calib else None)
         for unit in units:
             for fmt in profile.formats:
                 artifact = EXPORTERS[fmt]().export(unit, ctx)

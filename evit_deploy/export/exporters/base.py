@@ -54,6 +54,7 @@ class ExportContext:
     spec: ExportSpec
     artifacts: list[Artifact] = field(default_factory=list)
     step: StepReporter = silent_step
+    calib: Path | None = None  # calibration images (full-integer quantization); None = bundled sample photos
 
     def file_name(self, role: str, suffix: str) -> str:
         stem = "model" if role == "model" else role
