@@ -22,7 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profiles": ("evit_deploy.cli.export_cmds:profiles", "List export profiles (hardware targets); show one."),
     "export": ("evit_deploy.cli.export_cmds:export", "Export a model for a target, validated against PyTorch."),
     "validate": ("evit_deploy.cli.export_cmds:validate", "Re-run the validation of an existing export."),
-    "demo": ("evit_deploy.cli.demo:demo", "Run the built-in demo: list the zoo, classify a sample photo."),
+    "bench": ("evit_deploy.cli.bench_cmds:bench", "Benchmark PyTorch eager and exported artifacts, with reports."),
+    "demo": ("evit_deploy.cli.demo:demo", "The main job on a default model: export, validate, benchmark, predict."),
 }
 
 EXIT_INPUT_ERROR = 2

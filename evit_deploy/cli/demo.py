@@ -1,44 +1,74 @@
-"""``evit-deploy demo``: the built-in main job on a default model."""
+"""``evit-deploy demo``: the main job on a built-in default — zoo, export, validate, benchmark, predict."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
-import torch
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from ..export.exporters import EXPORTERS
+from ..export.profiles import load_profile
 from ..processing import classification_input
 from ..samples import SAMPLE_PHOTOS, sample_photo
-from ..zoo import create_model, get_card
+from ..zoo import get_card
 from ..zoo.labels import class_names
+from .bench_cmds import _bar, _results_table
+from .progress import RichSteps
 from .zoo_cmds import zoo_rows, zoo_table
 
 DEFAULT_MODEL = "efficientvit-b1-r224"
+DEMO_TARGETS = ("cpu-ort", "mobile-cpu-tflite")
+
+
+def _available(target: str) -> bool:
+    return all(fmt in EXPORTERS for fmt in load_profile(target).formats)
 
 
 @click.command()
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Classification model to run.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Official checkpoint (.pt or .safetensors).")
-@click.option("--image", type=click.Path(dir_okay=False), help="Image file (default: a bundled sample photo).")
-@click.option("--top", default=5, show_default=True, type=click.IntRange(1, 20), help="How many classes to show.")
-def demo(model: str, weights: str | None, image: str | None, top: int) -> None:
-    """List the zoo, then classify a photo with MODEL and print its top classes."""
+@click.option("--runs", default=20, show_default=True, type=click.IntRange(min=1), help="Timed benchmark rounds.")
+@click.option("--output", "-o", default="demo-output", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the exports and reports.")
+def demo(model: str, weights: str | None, runs: int, output: str) -> None:
+    """List the zoo, export MODEL for cpu-ort (and mobile-cpu-tflite when available), validate, benchmark
+    it against PyTorch eager, and classify a sample photo with the exported model."""
+    from .. import runtime
+    from ..bench.harness import BenchSettings, bench_export
+    from ..bench.report import write_reports
+    from ..export.pipeline import ExportRequest, run_export
+
     console = Console()
     card = get_card(model)
     if card.task != "cls":
         raise click.BadParameter(f"{model} is a {card.task} model; the demo runs a classifier", param_hint="--model")
     console.print(zoo_table(zoo_rows()))
-    net = create_model(model, weights)
-    source = image or f"scikit-image sample photo '{SAMPLE_PHOTOS[1]}'"
-    x = classification_input(image or sample_photo(SAMPLE_PHOTOS[1]), card.input_size[0], card.crop_ratio or 0.95)
-    with torch.inference_mode():
-        probs = net(x).softmax(dim=-1)[0]
-    names = class_names(card.class_names)
-    table = Table(title=f"{model} on {source}" + ("" if weights else " (random weights: meaningless)"))
-    table.add_column("rank", justify="right")
-    table.add_column("class")
-    table.add_column("probability", justify="right")
-    values, indices = probs.topk(top)
-    for rank, (p, i) in enumerate(zip(values.tolist(), indices.tolist()), start=1):
-        table.add_row(str(rank), f"{names[i]} ({i})", f"{p:.4f}")
-    console.print(table)
+    out = Path(output)
+    for target in DEMO_TARGETS:
+        if not _available(target):
+            console.print(f"[yellow]skipping {target}[/]: its exporter is not available in this version")
+            continue
+        console.rule(f"{model} → {target}")
+        result = run_export(ExportRequest(model, target, weights, output=str(out / f"{model}-{target}")), RichSteps())
+        report = bench_export(result.folder, BenchSettings(runs=runs, warmup=3), weights, _bar)
+        folder = write_reports(report, out / f"bench-{model}-{target}")
+        console.print(_results_table(report))
+        console.print(f"reports: {folder}")
+
+        backend = runtime.load(result.folder)
+        photo = SAMPLE_PHOTOS[1]
+        x = classification_input(sample_photo(photo), card.input_size[0], card.crop_ratio or 0.95).numpy()
+        logits = np.asarray(backend(x))[0]
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        names = class_names(card.class_names)
+        table = Table(title=f"{result.folder.name} on sample photo '{photo}'"
+                      + ("" if weights else " (random weights: meaningless)"))
+        for col in ("rank", "class", "probability"):
+            table.add_column(col, justify="left" if col == "class" else "right")
+        for rank, i in enumerate(np.argsort(-probs)[:5], start=1):
+            table.add_row(str(rank), f"{names[i]} ({i})", f"{probs[i]:.4f}")
+        console.print(table)

@@ -1,0 +1,166 @@
+"""Benchmark an export folder (or export first): PyTorch eager and every artifact, interleaved, one report."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import runtime
+from ..errors import EvitError
+from ..export.pipeline import ExportRequest, read_manifest, run_export, versions
+from ..zoo import RandomWeightsWarning, create_model, get_card
+from .measure import Contender, interleaved, peak_rss_mb, summarize
+from .reference import hardware_rows, model_facts
+
+BENCH_ROLES = ("model", "encoder")  # the SAM decoder is light and prompt-dependent: not benchmarked here
+ProgressFactory = Callable[[str, int], contextlib.AbstractContextManager[Callable[[], None]]]
+
+
+@contextlib.contextmanager
+def no_progress(label: str, total: int) -> Iterator[Callable[[], None]]:
+    yield lambda: None
+
+
+@dataclass
+class BenchSettings:
+    batches: list[int] = field(default_factory=lambda: [1])
+    runs: int = 30
+    warmup: int = 5
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_facts(threads: int) -> dict[str, Any]:
+    return {
+        "device": "cpu",
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "platform": platform.platform(),
+        "label": f"this machine: {cpu_model()}, {threads} threads",
+    }
+
+
+def _batch_ok(backend: runtime.Backend, batch: int) -> bool:
+    dim = backend.inputs[0].shape[0]
+    return not isinstance(dim, int) or dim == batch
+
+
+def bench_export(folder: str | Path, settings: BenchSettings, weights: str | None = None,
+                 progress: ProgressFactory = no_progress) -> dict[str, Any]:
+    """Measure PyTorch eager and each runnable artifact of an export folder at each batch size."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    card = get_card(manifest["model"])
+    recorded = (manifest.get("weights") or {}).get("file")
+    if weights is None and recorded:
+        weights = str(folder / recorded) if (folder / recorded).is_file() else None
+    torch.set_num_threads(settings.threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)  # said at export time; the report records it
+        model = create_model(card.name, weights)
+    baseline = model.image_encoder if card.task == "sam" else model
+    h, w = manifest["input_size"]
+    artifacts = [a for a in manifest["artifacts"] if a["role"] in BENCH_ROLES]
+    backends = []
+    for a in artifacts:
+        try:
+            backends.append((a, runtime.load(folder / a["path"], threads=settings.threads)))
+        except EvitError as exc:
+            raise EvitError(f"cannot benchmark {a['path']}: {exc}") from None
+
+    results, skipped = [], []
+    for batch in settings.batches:
+        x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(batch))
+        x_np = x.numpy()
+        feeds = {}
+        contenders = [Contender("pytorch", lambda x=x: baseline(x))]
+        meta = {"pytorch": {"backend": "pytorch", "format": "pytorch-eager", "artifact": None, "precision": "fp32"}}
+        for a, backend in backends:
+            if not _batch_ok(backend, batch):
+                skipped.append(f"{a['path']} at batch {batch}: static batch {backend.inputs[0].shape[0]}")
+                continue
+            key = a["path"]
+            feeds[key] = {backend.inputs[0].name: x_np}
+            contenders.append(Contender(key, lambda b=backend, f=feeds[key]: b.run(f)))
+            meta[key] = {"backend": backend.name, "format": a["format"], "artifact": a["path"],
+                         "precision": a["precision"]}
+        with torch.inference_mode(), progress(f"batch {batch}: {len(contenders)} backends", settings.runs) as tick:
+            interleaved(contenders, settings.runs, settings.warmup, tick)
+        base = None
+        for c in contenders:
+            stats = summarize(c.times_ms, batch)
+            base = stats["median"] if c.key == "pytorch" else base
+            results.append(meta[c.key] | {
+                "batch": batch,
+                "latency_ms": {k: v for k, v in stats.items() if k != "throughput_img_s"},
+                "throughput_img_s": stats["throughput_img_s"],
+                "rss_growth_mb": round(c.rss_growth_mb, 1),
+                "ratio_to_pytorch": stats["median"] / base if base else None,
+                "host_device_copies": "n/a: CPU backends read host memory",
+                "device": "this machine (cpu)",
+            })
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": card.name,
+        "task": card.task,
+        "target": manifest["target"],
+        "export": str(folder),
+        "input_size": [h, w],
+        "measured": "image encoder only" if card.task == "sam" else "whole model",
+        "machine": machine_facts(settings.threads),
+        "settings": asdict(settings) | {"order": "interleaved rounds: one call per backend per round",
+                                         "input": "random normal tensor (latency does not depend on values)",
+                                         "weights": weights and Path(weights).name or "random"},
+        "versions": versions(),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "results": results,
+        "skipped": skipped,
+        "reference": {"model": model_facts(card.name), "hardware": hardware_rows(card.name)},
+    }
+
+
+def bench_model(model: str, target: str, settings: BenchSettings, weights: str | None = None,
+                imgsz: tuple[int, ...] | None = None, export_dir: str | None = None,
+                step: Callable | None = None, progress: ProgressFactory = no_progress) -> dict[str, Any]:
+    """Export ``model`` for ``target`` (validated as usual), then benchmark the export."""
+    card = get_card(model)
+    request = ExportRequest(model, target, weights, imgsz, None, None,
+                            export_dir or str(Path("exports") / f"{card.name}-{target.replace('/', '_')}"))
+    result = run_export(request, step) if step else run_export(request)
+    return bench_export(result.folder, settings, weights, progress)
+
+
+def speedups(report: dict[str, Any]) -> list[tuple[str, int, float]]:
+    """(artifact, batch, PyTorch median / artifact median) for every measured artifact."""
+    return [(r["artifact"], r["batch"], 1 / r["ratio_to_pytorch"]) for r in report["results"]
+            if r["artifact"] and r["ratio_to_pytorch"]]
+
+
+def parse_batches(text: str) -> list[int]:
+    try:
+        batches = sorted({int(b) for b in text.split(",") if b.strip()})
+    except ValueError:
+        raise EvitError(f"--batch takes comma-separated integers like 1,4,16; got '{text}'") from None
+    if not batches or batches[0] < 1:
+        raise EvitError(f"--batch needs positive integers; got '{text}'")
+    return batches
+
