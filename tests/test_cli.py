@@ -70,3 +70,12 @@ def test_demo_with_missing_weights_fails_cleanly(capsys, tmp_path):
 def test_console_script_entry_point_help():
     proc = subprocess.run([sys.executable, "-m", "evit_deploy", "--help"], capture_output=True, text=True, check=True)
     assert "models" in proc.stdout and "info" in proc.stdout and "demo" in proc.stdout
+
+
+def test_imgsz_takes_one_or_two_values():
+    from evit_deploy.cli import expand_size_pairs
+
+    assert expand_size_pairs(["export", "m", "--imgsz", "512", "1024", "-o", "x"]) == [
+        "export", "m", "--imgsz", "512", "--imgsz", "1024", "-o", "x"]
+    assert expand_size_pairs(["export", "m", "--imgsz", "224"]) == ["export", "m", "--imgsz", "224"]
+    assert expand_size_pairs(["export", "m", "--imgsz", "224", "--batch", "2"])[2:4] == ["--imgsz", "224"]

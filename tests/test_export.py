@@ -199,8 +199,9 @@ def test_bad_inputs_are_clean_errors(tmp_path):
         run_export(ExportRequest("efficientvit-b0-r224", imgsz=(200, 224), output=str(tmp_path / "x")))
     with pytest.raises(EvitError, match="does not offer precision 'fp16'"):
         run_export(ExportRequest("efficientvit-b0-r224", precision="fp16", output=str(tmp_path / "x")))
-    with pytest.raises(EvitError, match="not available in this version yet"):
-        run_export(ExportRequest("efficientvit-b0-r224", "mobile-cpu-tflite", output=str(tmp_path / "x")))
+    coreml = write_profile(tmp_path, "extends: cpu-ort\nformats: [coreml]\n", "coreml.yaml")
+    with pytest.raises(EvitError, match="no exporter is registered for format 'coreml'"):
+        run_export(ExportRequest("efficientvit-b0-r224", str(coreml), output=str(tmp_path / "x")))
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(EvitError, match="not writable"):

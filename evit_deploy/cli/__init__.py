@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profiles": ("evit_deploy.cli.export_cmds:profiles", "List export profiles (hardware targets); show one."),
     "export": ("evit_deploy.cli.export_cmds:export", "Export a model for a target, validated against PyTorch."),
     "validate": ("evit_deploy.cli.export_cmds:validate", "Re-run the validation of an existing export."),
+    "predict": ("evit_deploy.cli.predict_cmds:predict", "Predict on images with an export; JSON and overlay PNGs."),
+    "serve": ("evit_deploy.cli.predict_cmds:serve", "Serve an export over HTTP (dynamic batching, metrics)."),
+    "triton": ("evit_deploy.cli.predict_cmds:triton", "Write a Triton Inference Server model repository."),
+    "build-engine": ("evit_deploy.cli.engine_cmds:build_engine", "Build TensorRT engines of an export on the device."),
     "bench": ("evit_deploy.cli.bench_cmds:bench", "Benchmark PyTorch eager and exported artifacts, with reports."),
     "demo": ("evit_deploy.cli.demo:demo", "The main job on a default model: export, validate, benchmark, predict."),
 }
@@ -58,9 +62,22 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
+def expand_size_pairs(args: list[str], option: str = "--imgsz") -> list[str]:
+    """Accept ``--imgsz H W`` as well as ``--imgsz H --imgsz W`` (click options take a fixed count)."""
+    out, i = [], 0
+    while i < len(args):
+        out.append(args[i])
+        if args[i] == option and i + 2 < len(args) and args[i + 1].isdigit() and args[i + 2].isdigit():
+            out += [args[i + 1], option, args[i + 2]]
+            i += 3
+            continue
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI, turning errors into one line on stderr and an exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = expand_size_pairs(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in args
     warnings.showwarning = _one_line_warning
     try:

@@ -36,7 +36,7 @@ def _report_table(reports, folder: Path | None = None) -> Table:  # noqa: ANN001
               help="Export profile: a shipped name (evit-deploy profiles) or a path to a YAML file.")
 @click.option("--weights", "-w", type=click.Path(dir_okay=False), help="Official checkpoint (.pt/.pth/.safetensors).")
 @click.option("--imgsz", type=click.IntRange(min=1), multiple=True,
-              help="Input size: --imgsz H [--imgsz W]; default: the profile's, else the model card's.")
+              help="Input size: --imgsz H [W] (square if one value); default: the profile's, else the model card's.")
 @click.option("--batch", type=click.IntRange(min=1), help="Batch of the exported graph (default: the profile's).")
 @click.option("--precision", "-p", help="One of the profile's precisions (default: its first).")
 @click.option("--output", "-o", type=click.Path(file_okay=False),
@@ -56,6 +56,8 @@ def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...],
     result = run_export(request, RichSteps())
     console = Console()
     console.print(_report_table(result.reports, result.folder))
+    for reason in result.skipped:
+        console.print(f"[yellow]skipped[/]: {reason}")
     console.print(f"[bold green]exported[/] {model} for {result.manifest['target']} "
                   f"({result.manifest['precision']}, {'x'.join(map(str, result.manifest['input_size']))}) "
                   f"to {result.folder} in {result.seconds:.1f}s")

@@ -32,11 +32,7 @@ from .transforms import apply_transforms, changes_numerics
 from .validate import ArtifactReport, torch_outputs, transform_effect, validate_artifact
 
 MANIFEST = "export.json"
-PLANNED = {
-    "tflite": "the LiteRT/TFLite exporter (mobile-cpu-tflite) is not available in this version yet",
-    "trt-engine": "the TensorRT engine builder (cloud-gpu-trt) is not available in this version yet",
-    "trt-bundle": "the Jetson TensorRT build bundle (jetson-orin-trt) is not available in this version yet",
-}
+PLANNED: dict[str, str] = {}
 
 
 class ValidationFailed(EvitError):
@@ -62,10 +58,15 @@ class ExportResult:
     reports: list[ArtifactReport] = field(default_factory=list)
     seconds: float = 0.0
 
+    @property
+    def skipped(self) -> list[str]:
+        return self.manifest.get("skipped", [])
+
 
 def versions() -> dict[str, str]:
     found = {"evit-deploy": __version__, "python": platform.python_version()}
-    for dist in ("torch", "onnx", "onnxruntime", "onnxsim", "onnxscript", "numpy"):
+    for dist in ("torch", "onnx", "onnxruntime", "onnxsim", "onnxscript", "numpy", "litert-torch", "ai-edge-litert",
+                 "ai-edge-quantizer", "tensorrt"):
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -139,13 +140,17 @@ def validate_units(units: list[ExportUnit], artifacts: list[Artifact], folder: P
                    precision: str, step: StepReporter,
                    references: dict[str, list] | None = None) -> list[ArtifactReport]:
     """Gate every artifact of every unit against the unit's PyTorch outputs (computed unless given)."""
+    from .. import runtime
+
+    runtime._ensure_registered()
     reports = []
     for unit in units:
         reference = references[unit.role] if references else torch_outputs(unit)
-        for artifact in [a for a in artifacts if a.role == unit.role]:
+        # Artifacts no runtime backend runs (e.g. a Jetson build bundle's build_engine.sh) are not validated.
+        for artifact in [a for a in artifacts if a.role == unit.role and Path(a.path).suffix in runtime.BACKENDS]:
             with step(f"validate {artifact.path} ({len(unit.validation_inputs)} batches)"):
-                reports.append(validate_artifact(unit, artifact, folder, reference, profile.tolerance(precision),
-                                                 profile.runtime.threads))
+                reports.append(validate_artifact(unit, artifact, folder, reference,
+                                                 profile.tolerance(artifact.precision), profile.runtime.threads))
     return reports
 
 
@@ -174,7 +179,8 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step) -> Expo
         for unit in units:
             for fmt in profile.formats:
                 artifact = EXPORTERS[fmt]().export(unit, ctx)
-                ctx.artifacts.append(artifact)
+                if artifact is not None:
+                    ctx.artifacts.append(artifact)
         with step("PyTorch reference outputs"):
             references = {u.role: torch_outputs(u) for u in units}
         reports = validate_units(units, ctx.artifacts, tmp, profile, precision, step, references)
@@ -207,6 +213,7 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step) -> Expo
                 "transforms": transforms,
                 "preprocessing": preprocessing_note(card),
                 "artifacts": [a.to_dict() for a in ctx.artifacts],
+                "skipped": ctx.skipped,
                 "validation": {
                     "passed": True,
                     "reference": "PyTorch fp32 (this package's modules, same weights, transformed)",

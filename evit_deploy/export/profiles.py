@@ -79,6 +79,26 @@ class RuntimeSettings:
 
 
 @dataclass
+class TrtSettings:
+    """TensorRT engine building (cloud-gpu-trt, jetson-orin-trt)."""
+
+    workspace_mb: int = 4096
+    timing_cache: bool = True  # reuse/save tactic timings beside the engine
+    builder_optimization_level: int = 3
+    strongly_typed: str = "auto"  # auto: strongly typed from the mixed ONNX on TensorRT >= 10.12, else flags
+    dla_core: int | None = None  # Jetson: build for this DLA core (GPU fallback allowed)
+    cuda_graph: bool = False  # runtime: capture the enqueue in a CUDA graph
+
+
+@dataclass
+class CompiledSettings:
+    """The packaged PyTorch GPU engine (cloud-gpu-compiled): torch.export program + torch.compile cache."""
+
+    mode: str = "reduce-overhead"  # torch.compile mode used to build and to load (CUDA graphs by default)
+    warmup: int = 3  # calls that compile and record before the cache is saved
+
+
+@dataclass
 class ExportProfile:
     """Everything an export to one hardware target needs (see export_profiles/README.md)."""
 
@@ -92,6 +112,8 @@ class ExportProfile:
     input_size: dict[str, list[int] | None] = field(default_factory=lambda: {"cls": None, "seg": None, "sam": None})
     transforms: list[str] = field(default_factory=lambda: ["attention-deploy", "bicubic-as-conv"])
     onnx: OnnxSettings = field(default_factory=OnnxSettings)
+    trt: TrtSettings = field(default_factory=TrtSettings)
+    compiled: CompiledSettings = field(default_factory=CompiledSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
     source: str = ""

@@ -33,6 +33,7 @@ class ExportUnit:
     validation_inputs: list[tuple[str, Inputs]] = field(default_factory=list)
     agreement_name: str = ""
     agreement: Agreement | None = None
+    reduced_precision: bool = True  # False: this graph stays fp32 whatever the export precision
 
 
 @dataclass
@@ -163,6 +164,7 @@ def sam_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[Expor
         validation_inputs=prompts,
         agreement_name="mask sign agreement",
         agreement=_mask_agreement,
+        reduced_precision=False,  # small, prompt-dependent and precision-sensitive: kept fp32 on every target
     )
     return [encoder, decoder]
 

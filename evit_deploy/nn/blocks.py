@@ -166,8 +166,14 @@ class LiteMLA(nn.Module):
         return torch.reshape(out, (b, -1, h, w))
 
     def relu_quadratic_att(self, qkv: torch.Tensor) -> torch.Tensor:
-        """O(N²) path, used for tiny maps (H·W ≤ d): the same function with a different rounding."""
+        """O(N²) path, used for tiny maps (H·W ≤ d): the same function with a different rounding.
+
+        fp16 input is upcast like in the linear path (upstream keeps these matmuls in fp16), so the whole
+        attention is an fp32 island in the mixed-precision deployment form.
+        """
         b, _, h, w = qkv.shape
+        if qkv.dtype == torch.float16:
+            qkv = qkv.float()
         q, k, v = self._split(qkv)
         att_map = torch.matmul(k.transpose(-1, -2), q)
         dtype = att_map.dtype

@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache, partial
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -112,11 +113,12 @@ class LinearLayer(nn.Module):
 
 
 @cache
-def _cubic_phase_kernels(scale: int, a: float = -0.75) -> torch.Tensor:
+def _cubic_phase_kernels(scale: int, a: float = -0.75) -> np.ndarray:
     """[scale², 5, 5] kernels: output phase (r, c) of a ×scale bicubic upsample as taps at offsets −2..2.
 
     Same mapping as ``F.interpolate(mode="bicubic", align_corners=False)``: source = (dst + 0.5) / scale − 0.5,
-    Keys cubic with a = −0.75, edge-clamped taps (the caller pads with edge replication).
+    Keys cubic with a = −0.75, edge-clamped taps (the caller pads with edge replication). Computed in numpy so
+    that tracing an export records a constant, not the construction.
     """
 
     def cubic(x: float) -> float:
@@ -127,14 +129,13 @@ def _cubic_phase_kernels(scale: int, a: float = -0.75) -> torch.Tensor:
             return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
         return 0.0
 
-    taps = torch.zeros(scale, 5, dtype=torch.float64)
+    taps = np.zeros((scale, 5))
     for r in range(scale):
         src = (r + 0.5) / scale - 0.5
         base = math.floor(src)
-        frac = src - base
         for k in range(-1, 3):
-            taps[r, base + k + 2] = cubic(frac - k)
-    return torch.einsum("ri,cj->rcij", taps, taps).reshape(scale * scale, 5, 5)
+            taps[r, base + k + 2] = cubic(src - base - k)
+    return np.einsum("ri,cj->rcij", taps, taps).reshape(scale * scale, 5, 5)
 
 
 def bicubic_upsample_as_conv(x: torch.Tensor, scale: int) -> torch.Tensor:
@@ -144,7 +145,8 @@ def bicubic_upsample_as_conv(x: torch.Tensor, scale: int) -> torch.Tensor:
     rounding, but built from ops every backend runs fast (ONNX Runtime's cubic Resize is slow; TFLite has none).
     """
     b, c, h, w = x.shape
-    weight = _cubic_phase_kernels(scale).to(x.dtype).unsqueeze(1)  # [scale², 1, 5, 5], independent of C
+    kernels = torch.tensor(_cubic_phase_kernels(scale), dtype=x.dtype, device=x.device)
+    weight = kernels.unsqueeze(1)  # [scale², 1, 5, 5], independent of C
     planes = F.pad(x.reshape(b * c, 1, h, w), (2, 2, 2, 2), mode="replicate")
     out = F.conv2d(planes, weight).reshape(b, c * scale * scale, h, w)
     return F.pixel_shuffle(out, scale)

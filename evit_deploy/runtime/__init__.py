@@ -12,7 +12,8 @@ from pathlib import Path
 from ..errors import EvitError
 from .base import BACKENDS, Backend, TensorSpec, register_backend
 
-_BACKEND_MODULES = ("evit_deploy.runtime.onnxruntime_backend",)
+_BACKEND_MODULES = ("evit_deploy.runtime.onnxruntime_backend", "evit_deploy.runtime.litert_backend",
+                    "evit_deploy.runtime.compiled_backend", "evit_deploy.runtime.tensorrt_backend")
 
 
 def _ensure_registered() -> None:

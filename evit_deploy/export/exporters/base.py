@@ -55,6 +55,11 @@ class ExportContext:
     artifacts: list[Artifact] = field(default_factory=list)
     step: StepReporter = silent_step
     calib: Path | None = None  # calibration images (full-integer quantization); None = bundled sample photos
+    skipped: list[str] = field(default_factory=list)  # steps not run on this host, with the reason
+
+    def unit_precision(self, unit: ExportUnit) -> str:
+        """The precision this unit is exported in (graphs marked fp32-only stay fp32)."""
+        return self.precision if unit.reduced_precision else "fp32"
 
     def file_name(self, role: str, suffix: str) -> str:
         stem = "model" if role == "model" else role
@@ -72,7 +77,9 @@ class Exporter(ABC):
     precisions: tuple[str, ...] = ()
 
     @abstractmethod
-    def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact: ...
+    def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact | None:
+        """Write the artifact into ``ctx.workdir``; None when the step cannot run on this host (reason in
+        ``ctx.skipped``)."""
 
 
 EXPORTERS: dict[str, type[Exporter]] = {}

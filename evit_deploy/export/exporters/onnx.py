@@ -9,6 +9,7 @@ import torch
 
 from ...errors import EvitError
 from ...runtime.base import TensorSpec
+from ..precision import mixed_fp16
 from ..tasks import ExportUnit
 from .base import Artifact, ExportContext, Exporter, register_exporter
 
@@ -24,9 +25,10 @@ def _specs(values) -> list[TensorSpec]:  # noqa: ANN001 - onnx ValueInfoProto li
     return specs
 
 
-def torch_to_onnx(unit: ExportUnit, path: Path, opset: int, exporter: str) -> None:
-    """Export with the legacy TorchScript exporter (default) or the dynamo exporter."""
-    module = unit.module.eval()
+def torch_to_onnx(unit: ExportUnit, path: Path, opset: int, exporter: str, module: torch.nn.Module | None = None
+                  ) -> None:
+    """Export ``module`` (default: the unit's) with the legacy TorchScript exporter or the dynamo exporter."""
+    module = (module or unit.module).eval()
     kwargs = dict(
         input_names=list(unit.input_names), output_names=list(unit.output_names), opset_version=opset,
         dynamic_axes=unit.dynamic_axes or None,
@@ -64,7 +66,7 @@ def quantize_dynamic_int8(src: Path, dst: Path) -> None:
 @register_exporter
 class OnnxExporter(Exporter):
     format = "onnx"
-    precisions = ("fp32", "int8-dynamic")
+    precisions = ("fp32", "fp16", "int8-dynamic", "int8")
 
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact:
         try:
@@ -77,16 +79,24 @@ class OnnxExporter(Exporter):
         if ctx.profile.layout != "NCHW":
             raise EvitError("the onnx exporter writes NCHW graphs; set layout: NCHW in the profile")
         settings = ctx.profile.onnx
+        precision = ctx.unit_precision(unit)
+        if precision == "int8":  # full-integer int8 is calibrated by the engine builder from this fp32 graph
+            precision = "fp32"
         path = ctx.workdir / ctx.file_name(unit.role, ".onnx")
-        notes = []
+        notes = [] if precision == ctx.precision else [f"kept {precision}: this graph is not reduced in precision"]
+        module = unit.module
+        if precision == "fp16":
+            with ctx.step(f"mixed fp16 deployment form ({unit.role})"):
+                module, note = mixed_fp16(unit.module)
+                notes.append(note)
         with ctx.step(f"export ONNX ({unit.role}, opset {settings.opset}, {settings.exporter})"):
-            torch_to_onnx(unit, path, settings.opset, settings.exporter)
+            torch_to_onnx(unit, path, settings.opset, settings.exporter, module)
         if settings.simplify:
             with ctx.step(f"simplify ({unit.role})"):
                 notes.append(simplify(path))
         with ctx.step(f"check ({unit.role})"):
             onnx.checker.check_model(str(path), full_check=True)
-        if ctx.precision == "int8-dynamic":
+        if precision == "int8-dynamic":
             with ctx.step(f"quantize int8-dynamic ({unit.role})"):
                 fp32 = path.with_name(path.stem + ".fp32.onnx")
                 path.rename(fp32)
@@ -94,7 +104,7 @@ class OnnxExporter(Exporter):
                 fp32.unlink()
                 notes.append("onnxruntime quantize_dynamic: int8 weights, activations quantized at run time")
         graph = onnx.load(str(path), load_external_data=False).graph
-        return Artifact("onnx", unit.role, path.name, ctx.precision, "NCHW", _specs(graph.input),
+        return Artifact("onnx", unit.role, path.name, precision, "NCHW", _specs(graph.input),
                         _specs(graph.output), notes=notes)
 
 
@@ -119,5 +129,5 @@ class OrtFormatExporter(Exporter):
             options.optimized_model_filepath = str(path)
             options.add_session_config_entry("session.save_model_format", "ORT")
             ort.InferenceSession(str(ctx.workdir / source.path), options, providers=["CPUExecutionProvider"])
-        return Artifact("ort", unit.role, path.name, ctx.precision, "NCHW", source.inputs, source.outputs,
+        return Artifact("ort", unit.role, path.name, source.precision, "NCHW", source.inputs, source.outputs,
                         notes=[f"converted from {source.path} (ORT_ENABLE_BASIC)"])

@@ -1,0 +1,87 @@
+"""Calibration inputs for full-integer (int8) quantization: a folder of images, or the bundled sample photos.
+
+Images are pre-processed exactly like the validation photos (``tasks._image_samples``): SAM ``sam_input``,
+square classification ``classification_input``, everything else ``resized_input``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import EvitError
+from ..processing import ImageLike, classification_input, load_rgb, resized_input, sam_input
+from ..samples import SAMPLE_PHOTOS, sample_photo
+from ..zoo.cards import ModelCard
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif"})
+MAX_IMAGES = 100  # calibration cost grows linearly; min/max statistics settle well before this
+
+
+class CalibrationWarning(UserWarning):
+    """Calibration fell back to the bundled sample photos, or skipped files of the --calib folder."""
+
+
+@dataclass
+class CalibrationSet:
+    """Pre-processed calibration inputs (``[1,3,H,W]`` each) and where they came from."""
+
+    inputs: list[torch.Tensor]
+    source: str  # human-readable, recorded in the artifact notes
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Image files of ``folder`` (sorted; not recursive). Raises EvitError on a missing/empty/image-less folder."""
+    if not folder.exists():
+        raise EvitError(f"--calib folder not found: {folder}")
+    if not folder.is_dir():
+        raise EvitError(f"--calib must be a folder of images, but {folder} is a file")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise EvitError(f"--calib folder {folder} is empty: put representative images (.jpg, .png, ...) in it")
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        names = ", ".join(p.name for p in files[:3]) + (", ..." if len(files) > 3 else "")
+        raise EvitError(f"--calib folder {folder} has no image files (found {len(files)} other files: {names}); "
+                        f"accepted: {', '.join(sorted(IMAGE_SUFFIXES))}")
+    skipped = len(files) - len(images)
+    if skipped:
+        warnings.warn(f"--calib: ignoring {skipped} non-image files in {folder}", CalibrationWarning, stacklevel=2)
+    if len(images) > MAX_IMAGES:
+        warnings.warn(f"--calib: using the first {MAX_IMAGES} of {len(images)} images in {folder} (sorted by name)",
+                      CalibrationWarning, stacklevel=2)
+    return images[:MAX_IMAGES]
+
+
+def preprocess(image: ImageLike, card: ModelCard, size: tuple[int, int]) -> torch.Tensor:
+    """One image as the model's normalised ``[1,3,H,W]`` input, exactly as the validation photos are made."""
+    h, w = size
+    if card.task == "sam":
+        return sam_input(image, h)
+    if card.task == "cls" and h == w:
+        return classification_input(image, h, card.crop_ratio or 0.95)
+    return resized_input(image, (h, w))
+
+
+def calibration_set(folder: Path | None, card: ModelCard, size: tuple[int, int]) -> CalibrationSet:
+    """Calibration inputs from ``folder`` (``--calib``), or the bundled sample photos with a warning."""
+    if folder is None:
+        warnings.warn(
+            "int8 calibration: no --calib folder given, calibrating on the bundled sample photos "
+            f"({', '.join(SAMPLE_PHOTOS)}); pass --calib DIR with images like your deployment data",
+            CalibrationWarning, stacklevel=2,
+        )
+        inputs = [preprocess(sample_photo(name), card, size) for name in SAMPLE_PHOTOS]
+        return CalibrationSet(inputs, f"{len(inputs)} bundled sample photos (no --calib given)")
+    folder = Path(folder)
+    inputs = []
+    for path in find_images(folder):
+        try:
+            image = load_rgb(path)
+        except EvitError as exc:
+            raise EvitError(f"--calib: {exc}") from None
+        inputs.append(preprocess(image, card, size))
+    return CalibrationSet(inputs, f"{len(inputs)} images from {folder}")

@@ -1,0 +1,69 @@
+"""The packaged PyTorch GPU engine: a ``torch.export`` program of the deployment form plus the
+``torch.compile`` cache built on the GPU (``torch.compiler.save_cache_artifacts``), so that loading it with
+:class:`~evit_deploy.runtime.compiled_backend.CompiledBackend` skips compilation (warm start).
+
+Why not AOTInductor: on the GPU machine available to us (PyTorch 2.11, CUDA 13) loading any AOTInductor
+package segfaulted while compiling worked (deployment-pitfalls.md). A torch.export program is portable and
+loads without native code; the compile cache is keyed to the GPU and library versions, which the sidecar
+records and the backend checks.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import torch
+
+from ...runtime.base import TensorSpec
+from ..precision import mixed_fp16
+from ..tasks import ExportUnit
+from .base import Artifact, ExportContext, Exporter, register_exporter
+
+
+def device_facts() -> dict[str, str]:
+    """What a compile cache is valid for: GPU, compute capability and library versions."""
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}", "torch": torch.__version__,
+            "cuda": str(torch.version.cuda)}
+
+
+@register_exporter
+class CompiledExporter(Exporter):
+    format = "torch-compiled"
+    precisions = ("fp32", "fp16")
+
+    def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact | None:
+        if not torch.cuda.is_available():
+            ctx.skipped.append(f"torch-compiled skipped for {unit.role}: no CUDA GPU on this host (the compile "
+                               "cache is built on the GPU it will run on); the fp16 ONNX above is validated")
+            return None
+        precision = ctx.unit_precision(unit)
+        with ctx.step(f"torch.export ({unit.role}, {precision})"):
+            module = mixed_fp16(unit.module)[0] if precision == "fp16" else copy.deepcopy(unit.module).float()
+            module = module.cuda().eval()
+            example = tuple(t.cuda() for t in unit.example_inputs)
+            with torch.no_grad():
+                program = torch.export.export(module, example)
+            path = ctx.workdir / ctx.file_name(unit.role, ".pt2")
+            torch.export.save(program, str(path))
+        settings = ctx.profile.compiled
+        with ctx.step(f"torch.compile mode={settings.mode} and save its cache ({unit.role})"):
+            torch.compiler.reset()
+            compiled = torch.compile(program.module(), mode=settings.mode)
+            with torch.no_grad():
+                for _ in range(settings.warmup):
+                    out = compiled(*example)
+            torch.cuda.synchronize()
+            saved = torch.compiler.save_cache_artifacts()
+            cache = path.with_suffix(".cache")
+            cache.write_bytes(saved[0] if saved else b"")
+        outs = out if isinstance(out, tuple) else (out,)
+        inputs = [TensorSpec(n, tuple(t.shape), "float32") for n, t in zip(unit.input_names, unit.example_inputs)]
+        outputs = [TensorSpec(n, tuple(t.shape), "float32") for n, t in zip(unit.output_names, outs)]
+        sidecar = device_facts() | {"mode": settings.mode, "precision": precision, "cache": cache.name,
+                                    "inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs]}
+        path.with_suffix(".pt2.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+        return Artifact("torch-compiled", unit.role, path.name, precision, "NCHW", inputs, outputs,
+                        notes=[f"torch.export program + torch.compile({settings.mode}) cache for {sidecar['gpu']} "
+                               f"(sm {sidecar['compute_capability']}), torch {sidecar['torch']}; static shapes"])

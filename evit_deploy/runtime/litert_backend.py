@@ -1,0 +1,149 @@
+"""LiteRT (TFLite) backend for ``.tflite`` artifacts, with the XNNPACK CPU delegate.
+
+Callers always pass and get float32: a model with quantized (int8) inputs/outputs has its inputs quantized and
+its outputs dequantized here, with the tensors' own scale and zero point. ``inputs``/``outputs`` describe that
+float32 interface; ``stored_inputs``/``stored_outputs`` and ``io_quantization`` describe the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import EvitError
+from .base import Backend, TensorSpec, register_backend
+
+EXTRA_HINT = "pip install 'evit-deploy[tflite]'"
+_QUANTIZED = ("int8", "uint8", "int16")
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def tensor_specs(details: dict[str, dict[str, Any]]) -> list[TensorSpec]:
+    """TensorSpecs of LiteRT tensor details keyed by name (stored dtype; unknown dimensions become '?')."""
+    specs = []
+    for name, d in details.items():
+        dims = d.get("shape_signature")
+        if dims is None or (len(dims) == 0 and len(d["shape"]) > 0):
+            dims = d["shape"]
+        specs.append(TensorSpec(name, tuple(int(v) if v >= 0 else "?" for v in dims), np.dtype(d["dtype"]).name))
+    return specs
+
+
+def _quantization(d: dict[str, Any]) -> dict[str, Any] | None:
+    dtype = np.dtype(d["dtype"]).name
+    params = d.get("quantization_parameters") or {}
+    scales = params.get("scales")
+    if dtype not in _QUANTIZED or scales is None or len(scales) == 0:
+        return None
+    if len(scales) > 1:
+        raise EvitError(f"per-channel quantized model inputs/outputs are not supported ({d['name']})")
+    return {"dtype": dtype, "scale": float(scales[0]), "zero_point": int(params["zero_points"][0])}
+
+
+@register_backend(".tflite")
+class LiteRtBackend(Backend):
+    """A ``.tflite`` model on the LiteRT interpreter.
+
+    ``threads``: CPU threads (0 = every CPU available to this process; more than that is capped).
+    ``providers``: XNNPACK is LiteRT's default CPU delegate and is applied unless ``providers`` is given
+    without an entry naming XNNPACK (then the built-in kernels run alone). ``xnnpack_partitions`` counts the
+    graph partitions the delegate took (0 = not applied).
+    """
+
+    name = "litert"
+
+    def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        except ImportError:
+            raise EvitError(f"running .tflite files needs the [tflite] extra: {EXTRA_HINT}") from None
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise EvitError(f"model file not found: {self.path}")
+        cpus = available_cpus()
+        self.threads = min(threads, cpus) if threads and threads > 0 else cpus
+        self.xnnpack_requested = providers is None or any("xnnpack" in p.lower() for p in providers)
+        self.providers = ["XNNPACK", "CPU"] if self.xnnpack_requested else ["CPU"]
+        resolver = OpResolverType.AUTO if self.xnnpack_requested else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=self.threads,
+                                           experimental_op_resolver_type=resolver)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:  # bad identifier / flatbuffer, unsupported ops
+            detail = " ".join(str(exc).split())[:200]
+            raise EvitError(f"cannot load {self.path} with LiteRT: not a valid .tflite model ({detail})") from None
+        signatures = self.interpreter.get_signature_list()
+        if signatures:
+            key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+            self._runner = self.interpreter.get_signature_runner(key)
+            inputs, outputs = self._runner.get_input_details(), self._runner.get_output_details()
+            # The runner lists outputs in name order; keep the signature's order instead.
+            outputs = {name: outputs[name] for name in signatures[key]["outputs"]}
+            inputs = {name: inputs[name] for name in signatures[key]["inputs"]}
+        else:
+            self._runner = None
+            inputs = {d["name"]: d for d in self.interpreter.get_input_details()}
+            outputs = {d["name"]: d for d in self.interpreter.get_output_details()}
+        self._in_details, self._out_details = inputs, outputs
+        self.stored_inputs, self.stored_outputs = tensor_specs(inputs), tensor_specs(outputs)
+        self.io_quantization = {
+            name: q for name, d in (inputs | outputs).items() if (q := _quantization(d)) is not None
+        }
+        self._inputs = [self._float_spec(s) for s in self.stored_inputs]
+        self._outputs = [self._float_spec(s) for s in self.stored_outputs]
+        self.xnnpack_partitions = sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())
+
+    def _float_spec(self, spec: TensorSpec) -> TensorSpec:
+        return TensorSpec(spec.name, spec.shape, "float32") if spec.name in self.io_quantization else spec
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    def _feed(self, name: str, value: np.ndarray) -> np.ndarray:
+        stored = np.dtype(self._in_details[name]["dtype"])
+        q = self.io_quantization.get(name)
+        value = np.asarray(value)
+        if q is not None and value.dtype.kind == "f":
+            info = np.iinfo(stored)
+            value = np.clip(np.round(value / q["scale"]) + q["zero_point"], info.min, info.max)
+        return np.ascontiguousarray(value, dtype=stored)
+
+    def _fetch(self, name: str, value: np.ndarray) -> np.ndarray:
+        q = self.io_quantization.get(name)
+        if q is None:
+            return value
+        return ((value.astype(np.float32) - q["zero_point"]) * q["scale"]).astype(np.float32)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [name for name in self._in_details if name not in feeds]
+        if missing:
+            raise EvitError(f"{self.path.name} expects inputs {list(self._in_details)}, missing {missing}")
+        typed = {name: self._feed(name, feeds[name]) for name in self._in_details}
+        for name, value in typed.items():
+            expected = tuple(int(v) for v in self._in_details[name]["shape"])
+            if value.shape != expected:
+                raise EvitError(f"{self.path.name}: input '{name}' has shape {value.shape}, the model takes "
+                                f"{expected} (static shapes)")
+        if self._runner is not None:
+            raw = self._runner(**typed)
+        else:
+            for name, value in typed.items():
+                self.interpreter.set_tensor(self._in_details[name]["index"], value)
+            self.interpreter.invoke()
+            raw = {name: self.interpreter.get_tensor(d["index"]) for name, d in self._out_details.items()}
+        return {name: self._fetch(name, raw[name]) for name in self._out_details}
