@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from evit_deploy import create_model, runtime
+from evit_deploy.bench.measure import Contender, interleaved
 from evit_deploy.export.pipeline import ExportRequest, run_export, versions
 
 CASES = [("efficientvit-b1-r224", (224, 224)), ("efficientvit-seg-b1-cityscapes", (512, 1024))]
@@ -48,17 +49,10 @@ def bench_case(name: str, size: tuple[int, int], runs: int, warmup: int, threads
     backend = runtime.load(result.folder, threads=threads)
     x = torch.randn(1, 3, *size)
     x_np = x.numpy()
-    timings: dict[str, list[float]] = {"pytorch": [], "onnxruntime": []}
-    calls = {"pytorch": lambda: model(x), "onnxruntime": lambda: backend(x_np)}
+    contenders = [Contender("pytorch", lambda: model(x)), Contender("onnxruntime", lambda: backend(x_np))]
     with torch.inference_mode():
-        for _ in range(warmup):
-            for call in calls.values():
-                call()
-        for _ in range(runs):  # interleaved rounds
-            for key, call in calls.items():
-                t = time.perf_counter()
-                call()
-                timings[key].append((time.perf_counter() - t) * 1e3)
+        interleaved(contenders, runs, warmup)
+    timings = {c.key: c.times_ms for c in contenders}
     stats = {k: {"median_ms": statistics.median(v), "p90_ms": float(np.percentile(v, 90)),
                  "min_ms": min(v), "std_ms": statistics.pstdev(v)} for k, v in timings.items()}
     return {"model": name, "input_size": list(size), "export_s": export_s, "latency": stats,

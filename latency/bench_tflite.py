@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from evit_deploy import create_model, runtime
+from evit_deploy.bench.measure import Contender, interleaved
 from evit_deploy.export.pipeline import ExportRequest, run_export, versions
 
 CASES = [("efficientvit-b1-r224", (224, 224)), ("efficientvit-seg-b1-cityscapes", (512, 1024))]
@@ -72,16 +73,10 @@ def timed_export(name: str, target: str, size: tuple[int, int], workdir: Path, p
 
 def measure(calls: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, dict[str, float]]:
     """Median/p90/min/std in ms per call, warm-up rounds first, then interleaved rounds."""
-    timings: dict[str, list[float]] = {k: [] for k in calls}
+    contenders = [Contender(key, call) for key, call in calls.items()]
     with torch.inference_mode():
-        for _ in range(warmup):
-            for call in calls.values():
-                call()
-        for _ in range(runs):
-            for key, call in calls.items():
-                t = time.perf_counter()
-                call()
-                timings[key].append((time.perf_counter() - t) * 1e3)
+        interleaved(contenders, runs, warmup)
+    timings = {c.key: c.times_ms for c in contenders}
     return {k: {"median_ms": statistics.median(v), "p90_ms": float(np.percentile(v, 90)), "min_ms": min(v),
                 "std_ms": statistics.pstdev(v)} for k, v in timings.items()}
 

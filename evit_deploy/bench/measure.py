@@ -50,8 +50,12 @@ class Contender:
     rss_growth_mb: float = 0.0
 
 
+SETTLE_S = 0.01  # idle gap before each timed call, so one backend's spinning worker threads (ONNX Runtime
+# spins after a run) have gone to sleep and do not steal cores from the next backend's measurement
+
+
 def interleaved(contenders: list[Contender], runs: int, warmup: int,
-                on_round: Callable[[], None] | None = None) -> None:
+                on_round: Callable[[], None] | None = None, settle_s: float = SETTLE_S) -> None:
     """Warm every contender up, then time one call of each per round, ``runs`` rounds (noise hits all alike)."""
     for c in contenders:
         before = rss_mb()
@@ -60,6 +64,7 @@ def interleaved(contenders: list[Contender], runs: int, warmup: int,
         c.rss_growth_mb = max(0.0, rss_mb() - before)
     for _ in range(runs):
         for c in contenders:
+            time.sleep(settle_s)
             start = time.perf_counter()
             c.call()
             c.times_ms.append((time.perf_counter() - start) * 1e3)
