@@ -79,21 +79,21 @@ def test_int_labels_match_float(sam: nn.Module) -> None:
         torch.testing.assert_close(x, y, rtol=0, atol=0)
 
 
-def test_box_corner_labels(sam: nn.Module) -> None:
-    """Labels 2/3 encode box corners exactly like the stock box path, plus the in-graph padding point."""
+def test_box_prompts_match_the_stock_box_path(sam: nn.Module) -> None:
+    """Labels 2/3 are box corners: no padding token, exactly like ``predict_masks(boxes=...)``, also with points."""
     emb = _embedding()
     boxes = torch.tensor([[100.0, 200.0, 600.0, 700.0], [10.0, 20.0, 1000.0, 900.0]])
     coords, labels = boxes.reshape(2, 2, 2), torch.tensor([[2.0, 3.0], [2.0, 3.0]])
-    pe = sam.prompt_encoder
+    points, point_labels = torch.tensor([[[300.0, 400.0]], [[50.0, 60.0]]]), torch.tensor([[1.0], [0.0]])
+    dec = SamOnnxDecoder(sam)
     with torch.no_grad():
-        masks, iou = SamOnnxDecoder(sam)(emb, coords, labels)
-        pad = pe.not_a_point_embed.weight.expand(2, 1, -1)
-        sparse = torch.cat([pe._embed_boxes(boxes), pad], dim=1)
-        dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(2, -1, 64, 64)
-        ref = sam.mask_decoder.predict_masks(emb, pe.get_dense_pe(), sparse, dense)
-    # Not bit-exact: the positional-encoding matmul sees a different shape (3 vs 2 points), which changes
-    # float rounding by ~1 ulp; random weights amplify that, so compare relative to the output scale.
-    for got, want in zip((masks, iou), ref):
+        masks, iou = dec(emb, coords, labels)
+        ref_masks, ref_iou = sam.predict_masks(emb, boxes=boxes, multimask_output=True)
+        both, _ = dec(emb, torch.cat([points, coords], 1), torch.cat([point_labels, labels], 1))
+        ref_both, _ = sam.predict_masks(emb, points, point_labels, boxes=boxes, multimask_output=True)
+    # Relative to the output scale: the positional-encoding matmul sees other shapes than the stock path's, so
+    # rounding differs by an ulp here and there, which random weights amplify (the padding token would be ~0.4).
+    for got, want in ((masks[:, 1:], ref_masks), (iou[:, 1:], ref_iou), (both[:, 1:], ref_both)):
         assert (got - want).abs().max() <= 1e-4 * want.abs().max()
 
 
@@ -128,8 +128,9 @@ def _export_and_check(sam: nn.Module, path: Path, dynamo: bool) -> None:
     assert [i.name for i in sess.get_inputs()] == list(DECODER_INPUT_NAMES)
     assert [o.name for o in sess.get_outputs()] == list(DECODER_OUTPUT_NAMES)
     emb = _embedding(3)
-    for p, n in [(2, 4), (1, 1)]:
-        coords, labels = _prompts(p, n, seed=100 + 10 * p + n)
+    box = (torch.tensor([[[100.0, 150.0], [600.0, 700.0]]]), torch.tensor([[2.0, 3.0]]))
+    for p, n in [(2, 4), (1, 1), (1, "box")]:
+        coords, labels = box if n == "box" else _prompts(p, n, seed=100 + 10 * p + n)
         with torch.no_grad():
             ref = dec(emb, coords, labels)
         out = sess.run(None, {"image_embeddings": emb.numpy(), "point_coords": coords.numpy(),
@@ -139,6 +140,10 @@ def _export_and_check(sam: nn.Module, path: Path, dynamo: bool) -> None:
             assert got.shape == want.shape
             err = float(np.abs(got - want).max()) / max(float(np.abs(want).max()), 1e-6)
             assert err <= 1e-4, f"relative max abs error {err:.3g} for P={p}, N={n}"
+        if n == "box":  # the graph dropped the padding token, as the stock box path does
+            with torch.no_grad():
+                stock, _ = sam.predict_masks(emb, boxes=box[0].reshape(1, 4), multimask_output=True)
+            assert np.abs(out[0][:, 1:] - stock.numpy()).max() <= 1e-4 * np.abs(stock.numpy()).max()
 
 
 def test_onnx_export_torchscript(sam: nn.Module, tmp_path: Path) -> None:

@@ -56,7 +56,8 @@ def _results_table(report: dict) -> Table:
 @click.argument("model_or_export", required=False)
 @click.option("--target", "-t", default="cpu-ort", show_default=True, help="Export profile (when given a MODEL).")
 @click.option("--weights", "-w", type=click.Path(dir_okay=False), help="Official checkpoint (.pt/.safetensors).")
-@click.option("--imgsz", type=click.IntRange(min=1), multiple=True, help="Input size: --imgsz H [W] (square if one value).")
+@click.option("--imgsz", type=click.IntRange(min=1), multiple=True,
+              help="Input size: --imgsz H [W] (square if one value).")
 @click.option("--batch", "batches", default="1", show_default=True, help="Batch sizes, comma-separated (1,4,16).")
 @click.option("--runs", default=30, show_default=True, type=click.IntRange(min=1), help="Timed rounds per batch.")
 @click.option("--warmup", default=5, show_default=True, type=click.IntRange(min=0), help="Warm-up calls each.")

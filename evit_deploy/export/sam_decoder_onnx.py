@@ -45,11 +45,10 @@ class SamOnnxDecoder(nn.Module):
     bottom-right corner. In an exported graph the label dtype is fixed by the trace (float32 for
     ``decoder_example_inputs``).
 
-    As in the stock predictor without a box, one padding point (coords (0, 0), label -1) is appended to
-    every prompt set inside the graph. Boxes passed as label-2/3 corner points therefore also get that
-    padding point, which the stock predictor omits for ``boxes=...`` prompts, so such outputs differ
-    slightly from ``predict_masks(boxes=...)``. Only data-independent tensor ops are used (no boolean
-    indexing or value-dependent Python control flow).
+    As the stock prompt encoder does, a padding point (coords (0, 0), label -1) is appended when the prompt
+    has no box; a box (its two corners as labels 2 and 3, after any points) gets none, so points, boxes and
+    points + box all match ``predict_masks``. The padding token is dropped with a data-dependent Range/Gather
+    (no Python control flow on values), so one graph serves both; all prompts of one call are of one kind.
     """
 
     def __init__(self, sam: nn.Module) -> None:
@@ -74,6 +73,8 @@ class SamOnnxDecoder(nn.Module):
     def forward(self, image_embeddings: Tensor, point_coords: Tensor, point_labels: Tensor) -> tuple[Tensor, Tensor]:
         """Returns ``(masks [P,4,256,256], iou_predictions [P,4])`` for all four mask tokens."""
         sparse = self._embed_points(point_coords, point_labels)
+        has_box = (point_labels >= 2).any().to(torch.int64)
+        sparse = sparse.index_select(1, torch.arange(sparse.shape[1] - has_box))  # no padding token with a box
         gh, gw = self.prompt_encoder.image_embedding_size
         dense = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, gh, gw)
         return self.mask_decoder.predict_masks(

@@ -1,0 +1,216 @@
+"""``evit-deploy predict``, ``evit-deploy serve`` and ``evit-deploy triton``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import EvitError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+def _numbers(text: str, what: str, counts: tuple[int, ...]) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not comma-separated numbers", param_hint=what) from None
+    if len(values) not in counts:
+        raise click.BadParameter(f"'{text}' needs {' or '.join(map(str, counts))} numbers", param_hint=what)
+    return values
+
+
+def parse_points(values: tuple[str, ...]) -> tuple[list[list[float]], list[int]]:
+    """``("x,y", "x,y,label", "x,y x,y")`` → points and labels (label 1 = foreground unless given)."""
+    points, labels = [], []
+    for value in values:
+        for item in value.replace(";", " ").split():
+            nums = _numbers(item, "--points", (2, 3))
+            if len(nums) == 3 and nums[2] not in (0, 1):
+                raise click.BadParameter(f"'{item}': the label must be 1 (foreground) or 0 (background)",
+                                         param_hint="--points")
+            points.append(nums[:2])
+            labels.append(int(nums[2]) if len(nums) == 3 else 1)
+    return points, labels
+
+
+def collect_images(paths: tuple[str, ...]) -> list[Path]:
+    """Files as given; folders expand to the image files directly inside them (sorted)."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise EvitError(f"image not found: {p}")
+    if not found:
+        raise EvitError("no images to predict on (folders are searched for " + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
+    return found
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    stems = []
+    for p in paths:
+        n = seen.get(p.stem, 0) + 1
+        seen[p.stem] = n
+        stems.append(p.stem if n == 1 else f"{p.stem}-{n}")
+    return stems
+
+
+def _summary(result: Any) -> str:
+    d = result.to_dict(include_label_map=False)
+    if d["task"] == "cls":
+        return ", ".join(f"{t['label']} ({t['score']:.3f})" for t in d["top_k"][:3])
+    if d["task"] == "seg":
+        return ", ".join(f"{c['label']} {100 * c['fraction']:.1f}%" for c in d["classes"][:3])
+    best = d["masks"][d["best"]]
+    return f"best mask {d['best']}: score {best['score']:.3f}, {best['area']} px"
+
+
+@click.command()
+@click.argument("export_dir")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--output", "-o", default="predictions", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the JSON results and overlay PNGs.")
+@click.option("--points", multiple=True, metavar="X,Y[,LABEL]",
+              help="SAM point prompt in image pixels (label 1 foreground, default; 0 background). Repeatable.")
+@click.option("--box", metavar="X0,Y0,X1,Y1", help="SAM box prompt in image pixels.")
+@click.option("--single-mask", is_flag=True, help="SAM: return the single-mask output instead of three masks.")
+@click.option("--top-k", type=click.IntRange(min=1), help="Classification: classes per image (default 5).")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Images per model run.")
+@click.option("--weights", "-w", type=click.Path(dir_okay=False),
+              help="Run the PyTorch zoo model EXPORT_DIR names (a model name) with this checkpoint.")
+@click.option("--threads", type=click.IntRange(min=0), help="Runtime threads (default: the export profile's).")
+def predict(export_dir: str, images: tuple[str, ...], output: str, points: tuple[str, ...], box: str | None,
+            single_mask: bool, top_k: int | None, batch: int, weights: str | None, threads: int | None) -> None:
+    """Predict on IMAGES (files or folders) with an export folder (or a zoo model name with --weights).
+
+    Writes <image>.json per image, overlay PNGs (segmentation colours / SAM masks over the photo), a
+    segmentation label map <image>.labels.png (pixel value = class id) and predictions.json with all results.
+    """
+    from PIL import Image
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..predict import Predictor, to_rgb
+    from ..zoo.cards import all_cards
+
+    if Path(export_dir).exists():
+        predictor = Predictor.from_export(export_dir, threads=threads)
+    elif export_dir in all_cards():
+        predictor = Predictor.from_model(export_dir, weights)
+    else:
+        raise EvitError(f"{export_dir} is neither an export folder/artifact nor a zoo model name")
+    options: dict[str, Any] = {}
+    pts, labels = parse_points(points)
+    if pts:
+        options.update(points=pts, point_labels=labels)
+    if box is not None:
+        options["box"] = _numbers(box, "--box", (4,))
+    if single_mask:
+        options["multimask"] = False
+    if top_k is not None:
+        options["top_k"] = top_k
+    paths = collect_images(images)
+    stems = _unique_stems(paths)
+    out = Path(output)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EvitError(f"cannot create {out}: {exc.strerror or exc}") from None
+
+    everything = []
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=Console(stderr=True), disable=len(paths) < 2)
+    with progress:
+        task = progress.add_task(f"{predictor.model}", total=len(paths))
+        for start in range(0, len(paths), batch):
+            chunk = list(zip(paths[start : start + batch], stems[start : start + batch]))
+            rgbs = [to_rgb(p) for p, _ in chunk]
+            prepared = [predictor.prepare(img, **options) for img in rgbs]
+            for (path, stem), img, item, raw in zip(chunk, rgbs, prepared, predictor.infer(prepared)):
+                result = predictor.finish(item, raw)
+                record = {"image": str(path), "model": predictor.model,
+                          **result.to_dict(include_label_map=False)}
+                if record["task"] == "seg":
+                    Image.fromarray(result.label_map).save(out / f"{stem}.labels.png")
+                    record["label_map"] = f"{stem}.labels.png"
+                overlay = result.overlay(img)
+                if overlay is not None:
+                    overlay.save(out / f"{stem}.png")
+                    record["overlay"] = f"{stem}.png"
+                (out / f"{stem}.json").write_text(json.dumps(record) + "\n")
+                everything.append(record)
+                click.echo(f"{path}: {_summary(result)}")
+                progress.advance(task)
+    (out / "predictions.json").write_text(json.dumps(everything) + "\n")
+    click.echo(f"wrote {len(everything)} result(s) to {out}/", err=True)
+
+
+@click.command()
+@click.argument("export_dir", type=click.Path(exists=True))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 = all interfaces).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="0 = any free port.")
+@click.option("--max-batch", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Most requests batched into one model run (1 = no dynamic batching).")
+@click.option("--max-wait-ms", default=5.0, show_default=True, type=click.FloatRange(min=0),
+              help="How long the first request of a batch waits for more.")
+@click.option("--max-bytes", default=16 * 2**20, show_default=True, type=click.IntRange(min=1),
+              help="Largest request body accepted (413 above).")
+@click.option("--max-pixels", default=25_000_000, show_default=True, type=click.IntRange(min=1),
+              help="Largest decoded image (width x height) accepted (413 above).")
+@click.option("--threads", type=click.IntRange(min=0), help="Runtime threads (default: the export profile's).")
+@click.option("--graceful-timeout", default=30, show_default=True, type=click.IntRange(min=0),
+              help="Seconds in-flight requests get to finish on SIGTERM/SIGINT.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--access-log", is_flag=True, help="Log every request.")
+def serve(export_dir: str, host: str, port: int, max_batch: int, max_wait_ms: float, max_bytes: int,
+          max_pixels: int, threads: int | None, graceful_timeout: int, log_level: str, access_log: bool) -> None:
+    """Serve EXPORT_DIR over HTTP: POST /v1/predict, GET /health, /ready, /metrics, /docs.
+
+    Concurrent requests are batched dynamically; SIGTERM drains in-flight requests before exiting.
+    """
+    try:
+        from ..serve.runner import serve as run_server
+    except ImportError as exc:
+        raise EvitError(f"serving needs the [serve] extra (pip install 'evit-deploy[serve]'): {exc}") from None
+    run_server(export_dir, host, port, max_batch, max_wait_ms, max_bytes, threads, graceful_timeout, log_level,
+               access_log, max_pixels)
+
+
+@click.command()
+@click.argument("export_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--repo", required=True, type=click.Path(file_okay=False), help="Model repository folder.")
+@click.option("--name", help="Name of the pipeline model (default: the model's name).")
+@click.option("--instances", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Instances per model (instance_group count).")
+@click.option("--kind", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "gpu"]),
+              help="Instance kind; auto = GPU for TensorRT plans or CUDA/TensorRT providers.")
+@click.option("--platform", default="auto", show_default=True,
+              type=click.Choice(["auto", "onnxruntime_onnx", "tensorrt_plan"]), help="Graph platform.")
+@click.option("--max-queue-delay-us", default=5000, show_default=True, type=click.IntRange(min=0),
+              help="Dynamic batching: longest wait for a fuller batch.")
+@click.option("--force", is_flag=True, help="Replace existing models of the same name in the repository.")
+def triton(export_dir: str, repo: str, name: str | None, instances: int, kind: str, platform: str,
+           max_queue_delay_us: int, force: bool) -> None:
+    """Write a Triton Inference Server model repository for EXPORT_DIR (graph models + a pipeline model)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..triton import write_repository
+
+    models = write_repository(export_dir, repo, name, instances, kind, platform, max_queue_delay_us, force)
+    table = Table(title=f"Triton models in {repo}")
+    for col in ("model", "platform", "max_batch_size", "dynamic batching"):
+        table.add_column(col)
+    for m in models:
+        table.add_row(m.name, m.platform, str(m.config["max_batch_size"]),
+                      "yes" if "dynamic_batching" in m.config else "no")
+    Console().print(table)
+    click.echo(f"run: tritonserver --model-repository={repo}  (details: {Path(repo) / 'README.md'})")

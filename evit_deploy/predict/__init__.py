@@ -1,0 +1,39 @@
+"""Production inference: :class:`Predictor` (pre-processing, model run, post-processing) for every artifact.
+
+```python
+from evit_deploy import Predictor
+
+p = Predictor.from_export("exports/efficientvit-b1-r224-cpu-ort")   # or Predictor.from_model(name, weights)
+p("photo.jpg").labels                                               # top-5 ImageNet class names
+sam = Predictor.from_export("exports/efficientvit-sam-l0-cpu-ort")
+sam.set_image("photo.jpg"); sam.predict_masks(points=[[320, 200]]).masks
+```
+"""
+
+from .engines import Engine, OnnxEngine, TorchEngine
+from .palettes import CITYSCAPES_PALETTE, ade20k_palette, palette_for
+from .postprocess import decode_png, rle_decode, rle_encode
+from .predictor import (
+    TASK_HANDLERS,
+    ImageError,
+    ImageTooLarge,
+    OptionError,
+    Predictor,
+    Prepared,
+    PromptError,
+    SamImage,
+    SamPrompt,
+    TaskHandler,
+    decode_image,
+    parse_prompt,
+    register_task,
+    to_rgb,
+)
+from .results import Classification, Result, SamMasks, Segmentation
+
+__all__ = [
+    "CITYSCAPES_PALETTE", "TASK_HANDLERS", "Classification", "Engine", "ImageError", "ImageTooLarge", "OnnxEngine",
+    "OptionError", "Predictor", "Prepared", "PromptError", "Result", "SamImage", "SamMasks", "SamPrompt",
+    "Segmentation", "TaskHandler", "TorchEngine", "ade20k_palette", "decode_image", "decode_png", "palette_for",
+    "parse_prompt", "register_task", "rle_decode", "rle_encode", "to_rgb",
+]

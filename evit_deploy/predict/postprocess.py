@@ -1,0 +1,130 @@
+"""Post-processing shared by every runtime: top-k, segmentation label maps, SAM prompt/mask transforms, encodings.
+
+Everything follows the official evaluation code (architecture.md §10); functions take and return numpy arrays.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..processing import sam_resized_size
+
+SAM_PROMPT_FRAME = 1024  # SAM prompts and masks live in a 1024 long-side frame, also for 512-input models
+SAM_LOW_RES = 256
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax in float64, returned as float32."""
+    z = logits.astype(np.float64) - logits.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
+def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and softmax probabilities of the ``k`` largest logits of a ``[C]`` vector (ties: lower index)."""
+    probs = softmax(logits)
+    order = np.argsort(-logits, kind="stable")[:k]
+    return order, probs[order]
+
+
+def label_map(logits: np.ndarray, size: tuple[int, int], max_elements: int = 2**25) -> np.ndarray:
+    """``[C,h,w]`` stride-8 logits → ``[H,W]`` class ids: bicubic (align_corners=False) to ``size``, then argmax.
+
+    Classes are upsampled in chunks of at most ``max_elements`` values, keeping a running maximum, so memory
+    stays bounded for large images; the result equals ``interpolate(...).argmax(0)`` (each class is upsampled
+    independently, ties go to the lower class id). Returns uint8 for at most 256 classes, else int32.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))[None]
+    num_classes, (h, w) = x.shape[1], size
+    chunk = max(1, max_elements // max(1, h * w))
+    best_val = best_idx = None
+    for start in range(0, num_classes, chunk):
+        part = x[:, start : start + chunk]
+        if tuple(part.shape[-2:]) != (h, w):
+            part = F.interpolate(part, size=(h, w), mode="bicubic", align_corners=False)
+        val, idx = part[0].max(0)  # first maximum within the chunk
+        idx = idx.to(torch.int32) + start
+        if best_val is None:
+            best_val, best_idx = val, idx
+        else:
+            better = val > best_val  # strict: an earlier class keeps a tie
+            best_val, best_idx = torch.where(better, val, best_val), torch.where(better, idx, best_idx)
+    return best_idx.numpy().astype(np.uint8 if num_classes <= 256 else np.int32)
+
+
+def sam_input_size(original_size: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of the image inside the 1024 prompt frame (SAM's rounding rule)."""
+    return sam_resized_size(original_size[0], original_size[1], SAM_PROMPT_FRAME)
+
+
+def sam_transform_coords(coords: np.ndarray, original_size: tuple[int, int]) -> np.ndarray:
+    """(x, y) pixel coordinates of the original image → the 1024 prompt frame (``ResizeLongestSide.apply_coords``)."""
+    old_h, old_w = original_size
+    new_h, new_w = sam_input_size(original_size)
+    out = np.array(coords, dtype=np.float64, copy=True)
+    out[..., 0] *= new_w / old_w
+    out[..., 1] *= new_h / old_h
+    return out.astype(np.float32)
+
+
+def sam_postprocess_masks(low_res: np.ndarray, original_size: tuple[int, int]) -> np.ndarray:
+    """``[P,C,256,256]`` low-res logits → ``[P,C,H,W]`` logits at the original size.
+
+    Bilinear (align_corners=False) to 1024×1024, crop to the image's part of the frame, bilinear to the original
+    size, as ``Sam.postprocess_masks``. Threshold at 0 for binary masks.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(low_res, dtype=np.float32))
+    x = F.interpolate(x, (SAM_PROMPT_FRAME, SAM_PROMPT_FRAME), mode="bilinear", align_corners=False)
+    h, w = sam_input_size(original_size)
+    x = x[..., :h, :w]
+    x = F.interpolate(x, tuple(original_size), mode="bilinear", align_corners=False)
+    return x.numpy()
+
+
+def rle_encode(mask: np.ndarray) -> dict:
+    """Run-length encoding of a binary ``[H,W]`` mask in row-major order; ``counts`` starts with a run of 0s."""
+    flat = np.asarray(mask, dtype=bool).ravel()
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], changes, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts, "order": "row-major"}
+
+
+def rle_decode(rle: dict) -> np.ndarray:
+    """Inverse of :func:`rle_encode`."""
+    h, w = rle["size"]
+    values = np.arange(len(rle["counts"])) % 2 == 1
+    flat = np.repeat(values, rle["counts"])
+    if flat.size != h * w:
+        raise ValueError(f"RLE counts sum to {flat.size}, expected {h * w}")
+    return flat.reshape(h, w)
+
+
+def encode_png(array: np.ndarray) -> str:
+    """A uint8 ``[H,W]`` (or ``[H,W,3]``) array as base64 PNG text (lossless)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(buf, format="PNG", compress_level=1)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def decode_png(text: str) -> np.ndarray:
+    """Inverse of :func:`encode_png`."""
+    with Image.open(io.BytesIO(base64.b64decode(text))) as img:
+        return np.asarray(img)
+
+
+def mask_box(mask: np.ndarray) -> list[int] | None:
+    """``[x0, y0, x1, y1]`` (inclusive pixel bounds) of a binary mask, None when it is empty."""
+    ys = np.flatnonzero(mask.any(1))
+    xs = np.flatnonzero(mask.any(0))
+    if not len(ys):
+        return None
+    return [int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1])]

@@ -1,0 +1,280 @@
+"""Triton Inference Server model repository for an export folder (``evit-deploy triton EXPORT_DIR --repo DIR``).
+
+For an export of model ``M`` the repository holds:
+
+- one model per graph: ``M-model`` (cls/seg) or ``M-encoder`` + ``M-decoder`` (SAM), platform ``onnxruntime_onnx``
+  (``1/model.onnx``) or ``tensorrt_plan`` (``1/model.plan``), with ``dynamic_batching`` when the graph's batch
+  axis is dynamic (``max_batch_size`` = the profile's maximum), else ``max_batch_size: 0`` and full shapes;
+- ``M``: a Python-backend pipeline model (``IMAGE`` encoded bytes + optional ``OPTIONS`` JSON → ``RESULT``
+  JSON) running :class:`evit_deploy.Predictor`'s pre/post-processing and calling the graphs through BLS;
+- ``README.md``: how to run ``tritonserver --model-repository`` and query it.
+
+``config.pbtxt`` files are written as protobuf text; nothing here needs tritonclient.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import EvitError
+from .predict.engines import read_export_manifest
+
+TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "float64": "TYPE_FP64",
+                "int64": "TYPE_INT64", "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8",
+                "bool": "TYPE_BOOL"}
+# artifact format → (Triton platform, default model file name); preferred formats first
+PLATFORMS = {"trt-engine": ("tensorrt_plan", "model.plan"), "onnx": ("onnxruntime_onnx", "model.onnx")}
+GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+PIPELINE_MAX_BATCH = 16
+MODEL_PY = '''"""Triton Python-backend pipeline for {model}, written by `evit-deploy triton`.
+
+Needs `pip install evit-deploy` in Triton's Python environment.
+"""
+
+from evit_deploy.predict.triton_backend import TritonPythonModel  # noqa: F401
+'''
+
+
+class Sym(str):
+    """An enum value in protobuf text (written without quotes)."""
+
+
+def to_pbtxt(value: dict[str, Any], indent: int = 0) -> str:
+    """A nested dict as protobuf text: dicts → ``key { }``, lists of dicts → ``key [ { }, ... ]``,
+    lists of scalars → ``key: [ a, b ]``; ``Sym`` values are enum names, other strings are quoted."""
+    pad = "  " * indent
+    lines = []
+    for key, val in value.items():
+        if isinstance(val, dict):
+            lines += [f"{pad}{key} {{", to_pbtxt(val, indent + 1), f"{pad}}}"]
+        elif isinstance(val, list) and val and isinstance(val[0], dict):
+            blocks = [f"{pad}  {{\n{to_pbtxt(v, indent + 2)}\n{pad}  }}" for v in val]
+            lines += [f"{pad}{key} [", ",\n".join(blocks), f"{pad}]"]
+        elif isinstance(val, list):
+            lines.append(f"{pad}{key}: [ {', '.join(_scalar(v) for v in val)} ]")
+        else:
+            lines.append(f"{pad}{key}: {_scalar(val)}")
+    return "\n".join(line for line in lines if line)
+
+
+def _scalar(v: Any) -> str:
+    if isinstance(v, Sym):
+        return str(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return json.dumps(str(v))
+
+
+@dataclass
+class TritonModel:
+    """One model written into the repository."""
+
+    name: str
+    folder: Path
+    config: dict[str, Any]
+    platform: str
+
+
+def _triton_type(dtype: str) -> Sym:
+    if dtype not in TRITON_TYPES:
+        raise EvitError(f"tensor type {dtype} has no Triton data type (known: {', '.join(TRITON_TYPES)})")
+    return Sym(TRITON_TYPES[dtype])
+
+
+def _dims(shape: list[int | str]) -> list[int]:
+    return [d if isinstance(d, int) else -1 for d in shape]
+
+
+def _batch_axis(entry: dict[str, Any], dynamic: bool) -> bool:
+    """True when every input and output starts with the same symbolic batch axis."""
+    tensors = entry["inputs"] + entry["outputs"]
+    firsts = {str(t["shape"][0]) if t["shape"] else "" for t in tensors}
+    return dynamic and len(firsts) == 1 and all(t["shape"] and isinstance(t["shape"][0], str) for t in tensors)
+
+
+def _pick_artifact(manifest: dict[str, Any], role: str, platform: str) -> dict[str, Any]:
+    entries = [a for a in manifest["artifacts"] if a["role"] == role and a["format"] in PLATFORMS]
+    if platform != "auto":
+        entries = [a for a in entries if PLATFORMS[a["format"]][0] == platform]
+    if not entries:
+        raise EvitError(f"the export has no {role} artifact for Triton platform '{platform}' "
+                        f"(formats Triton can load: {', '.join(PLATFORMS)})")
+    order = list(PLATFORMS)
+    return sorted(entries, key=lambda a: order.index(a["format"]))[0]
+
+
+def graph_config(name: str, entry: dict[str, Any], manifest: dict[str, Any], instances: int, kind: str,
+                 max_queue_delay_us: int) -> dict[str, Any]:
+    """The config of one graph model (an artifact of the export)."""
+    platform, filename = PLATFORMS[entry["format"]]
+    profile = manifest.get("profile", {})
+    batched = _batch_axis(entry, bool(manifest.get("batch", {}).get("dynamic")))
+    max_batch = int(profile.get("batch", {}).get("max", 1)) if batched else 0
+
+    def tensor(spec: dict[str, Any]) -> dict[str, Any]:
+        shape = spec["shape"][1:] if batched else spec["shape"]
+        return {"name": spec["name"], "data_type": _triton_type(spec["dtype"]), "dims": _dims(shape)}
+
+    config: dict[str, Any] = {
+        "name": name, "platform": platform, "max_batch_size": max_batch, "default_model_filename": filename,
+        "input": [tensor(s) for s in entry["inputs"]], "output": [tensor(s) for s in entry["outputs"]],
+    }
+    if batched:
+        preferred = [b for b in (4, 8, 16) if b <= max_batch]
+        config["dynamic_batching"] = {**({"preferred_batch_size": preferred} if preferred else {}),
+                                      "max_queue_delay_microseconds": max_queue_delay_us}
+    config["instance_group"] = [{"count": instances, "kind": Sym(kind)}]
+    threads = int(profile.get("runtime", {}).get("threads", 0) or 0)
+    if platform == "onnxruntime_onnx" and threads:
+        config["parameters"] = [{"key": "intra_op_thread_count", "value": {"string_value": str(threads)}}]
+    return config
+
+
+def pipeline_config(name: str, instances: int, max_queue_delay_us: int) -> dict[str, Any]:
+    """The Python-backend pipeline model: IMAGE (encoded bytes) + OPTIONS (JSON) → RESULT (JSON)."""
+    return {
+        "name": name, "backend": "python", "max_batch_size": PIPELINE_MAX_BATCH,
+        "input": [
+            {"name": "IMAGE", "data_type": Sym("TYPE_STRING"), "dims": [1]},
+            {"name": "OPTIONS", "data_type": Sym("TYPE_STRING"), "dims": [1], "optional": True},
+        ],
+        "output": [{"name": "RESULT", "data_type": Sym("TYPE_STRING"), "dims": [1]}],
+        "dynamic_batching": {"max_queue_delay_microseconds": max_queue_delay_us},
+        "instance_group": [{"count": instances, "kind": Sym("KIND_CPU")}],
+    }
+
+
+def _kind(manifest: dict[str, Any], platforms: set[str], kind: str) -> str:
+    if kind != "auto":
+        return {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}[kind]
+    providers = set(manifest.get("profile", {}).get("runtime", {}).get("providers", []))
+    return "KIND_GPU" if "tensorrt_plan" in platforms or providers & GPU_PROVIDERS else "KIND_CPU"
+
+
+def write_repository(export_dir: str | Path, repo: str | Path, name: str | None = None, instances: int = 1,
+                     kind: str = "auto", platform: str = "auto", max_queue_delay_us: int = 5000,
+                     overwrite: bool = False) -> list[TritonModel]:
+    """Write the Triton models of an export into ``repo`` (created if needed); returns what was written.
+
+    ``kind``: ``auto`` (GPU for TensorRT plans or CUDA/TensorRT providers), ``cpu`` or ``gpu``; ``platform``:
+    ``auto``, ``onnxruntime_onnx`` or ``tensorrt_plan``. Existing model folders are replaced only with
+    ``overwrite``.
+    """
+    export_dir, repo = Path(export_dir), Path(repo)
+    manifest = read_export_manifest(export_dir)
+    if instances < 1:
+        raise EvitError(f"instances must be >= 1, got {instances}")
+    if kind not in ("auto", "cpu", "gpu"):
+        raise EvitError(f"kind must be auto, cpu or gpu, got '{kind}'")
+    if platform not in ("auto", *(p for p, _ in PLATFORMS.values())):
+        raise EvitError(f"unknown Triton platform '{platform}' (choose auto, onnxruntime_onnx or tensorrt_plan)")
+    base = name or manifest["model"]
+    roles = list(dict.fromkeys(a["role"] for a in manifest["artifacts"]))
+    picked = {role: _pick_artifact(manifest, role, platform) for role in roles}
+    for entry in picked.values():
+        if not (export_dir / entry["path"]).is_file():
+            raise EvitError(f"artifact missing: {export_dir / entry['path']}")
+    names = {role: f"{base}-{role}" for role in roles}
+    folders = [repo / n for n in [base, *names.values()]]
+    clash = [f for f in folders if f.exists()]
+    if clash and not overwrite:
+        raise EvitError(f"{clash[0]} exists; pass --force to replace the models of {base}")
+    gpu_kind = _kind(manifest, {PLATFORMS[e["format"]][0] for e in picked.values()}, kind)
+    try:
+        repo.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EvitError(f"cannot create {repo}: {exc.strerror or exc}") from None
+    for folder in clash:
+        shutil.rmtree(folder)
+
+    written = []
+    for role, entry in picked.items():
+        config = graph_config(names[role], entry, manifest, instances, gpu_kind, max_queue_delay_us)
+        folder = repo / names[role]
+        (folder / "1").mkdir(parents=True)
+        shutil.copyfile(export_dir / entry["path"], folder / "1" / config["default_model_filename"])
+        (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
+        written.append(TritonModel(names[role], folder, config, config["platform"]))
+
+    batch = manifest.get("batch", {})
+    static = None if batch.get("dynamic") else int(batch.get("size", 1))
+    settings = {
+        "model": manifest["model"], "task": manifest["task"], "input_size": manifest["input_size"],
+        "max_batch": static or int(manifest.get("profile", {}).get("batch", {}).get("max", 1)),
+        "static_batch": static,
+        "graphs": {role: {"name": names[role], "outputs": [o["name"] for o in picked[role]["outputs"]]}
+                   for role in roles},
+    }
+    config = pipeline_config(base, instances, max_queue_delay_us)
+    folder = repo / base
+    (folder / "1").mkdir(parents=True)
+    (folder / "1" / "model.py").write_text(MODEL_PY.format(model=manifest["model"]))
+    (folder / "1" / "pipeline.json").write_text(json.dumps(settings, indent=2) + "\n")
+    shutil.copyfile(export_dir / "export.json", folder / "1" / "export.json")
+    (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
+    written.insert(0, TritonModel(base, folder, config, "python"))
+    (repo / "README.md").write_text(repository_readme(base, manifest, written))
+    return written
+
+
+def repository_readme(base: str, manifest: dict[str, Any], models: list[TritonModel]) -> str:
+    """How to run and query the repository."""
+    rows = "\n".join(f"| `{m.name}` | {m.platform} | {m.config['max_batch_size']} | "
+                     f"{'yes' if 'dynamic_batching' in m.config else 'no'} |" for m in models)
+    sam = manifest["task"] == "sam"
+    examples = {"sam": '{"points": [[320, 240]], "point_labels": [1], "multimask": True}', "cls": '{"top_k": 5}'}
+    options = examples.get(manifest["task"], "{}")
+    return f"""# Triton model repository: {manifest['model']}
+
+Written by `evit-deploy triton` from an export of `{manifest['model']}` ({manifest['task']}, input
+{manifest['input_size'][0]}x{manifest['input_size'][1]}, {manifest.get('precision', 'fp32')}, target
+`{manifest.get('target', '?')}`).
+
+| model | platform | max_batch_size | dynamic batching |
+|---|---|---:|---|
+{rows}
+
+`{base}` is the entry point: a Python-backend model that decodes the image, pre-processes it exactly as
+`evit_deploy.Predictor` does (official evaluation transforms), runs the graph model(s) through BLS (so Triton's
+dynamic batcher groups concurrent requests) and returns the post-processed result as JSON, the same JSON as
+`evit-deploy serve`. The graph models can also be called directly with pre-processed tensors (see `export.json`
+in `{base}/1/` for the normalisation).
+
+## Run
+
+The Python backend needs this package (and its dependencies: torch CPU, pillow, numpy) in Triton's Python:
+
+```bash
+docker run --rm -p 8000:8000 -p 8001:8001 -p 8002:8002 -v "$PWD":/models \\
+  nvcr.io/nvidia/tritonserver:<yy.mm>-py3 \\
+  bash -c "pip install 'evit-deploy[onnx]' && tritonserver --model-repository=/models"
+```
+
+(run it from this folder; add `--gpus all` for GPU instance groups). `curl localhost:8000/v2/health/ready`
+answers 200 once every model is loaded. Metrics are on port 8002 (`/metrics`).
+
+## Query
+
+```python
+import json
+import numpy as np
+import tritonclient.http as httpclient
+
+client = httpclient.InferenceServerClient("localhost:8000")
+image = httpclient.InferInput("IMAGE", [1, 1], "BYTES")
+image.set_data_from_numpy(np.array([[open("photo.jpg", "rb").read()]], dtype=object))
+options = httpclient.InferInput("OPTIONS", [1, 1], "BYTES")
+options.set_data_from_numpy(np.array([[json.dumps({options})]], dtype=object))
+result = client.infer("{base}", [image, options]).as_numpy("RESULT")
+print(json.loads(result[0, 0]))
+```
+
+`OPTIONS` is optional ({'SAM needs a prompt: points and/or box' if sam else 'it can be left out'}).
+Requests of several images batch along the first axis (`[N, 1]`).
+"""

@@ -1,0 +1,144 @@
+"""Benchmark: `evit-deploy serve` on an ONNX export under concurrent load, without and with dynamic batching.
+
+    .venv/bin/python latency/bench_server.py [--export DIR | --model NAME] [--requests 200] [--concurrency 16]
+        [--max-batch 8] [--max-wait-ms 5] [--threads 0] [--out latency/reports]
+
+Without --export, MODEL (default efficientvit-b1-r224, random weights: latency does not depend on weight values)
+is exported to `cpu-ort` in a temporary folder. Each configuration starts its own server process on 127.0.0.1,
+gets `--warmup` untimed requests, then REQUESTS timed POST /v1/predict requests (the sample photos as JPEG bytes,
+cycled) with CONCURRENCY in flight. Every answer is checked against `Predictor` (same top-5 classes); the batch
+sizes come from the server's /metrics. Client and server share this machine's cores. Writes server-cpu.md/.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+from evit_deploy.export.pipeline import ExportRequest, run_export, versions
+from evit_deploy.predict import Predictor
+from evit_deploy.samples import sample_photos
+from evit_deploy.serve.client import ServerProcess, raw_payload, run_load
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def batch_stats(url: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = {}
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=30).text):
+        for s in family.samples:
+            if s.name in ("evit_batch_size_count", "evit_batch_size_sum"):
+                found[s.name] = s.value
+    return found
+
+
+def bench_config(folder: Path, label: str, max_batch: int, max_wait_ms: float, args: argparse.Namespace,
+                 photos: dict[str, bytes], expected: dict[str, list[int]]) -> dict:
+    names = list(photos)
+    warmup = [raw_payload(names[i % len(names)], photos[names[i % len(names)]], "image/jpeg")
+              for i in range(args.warmup)]
+    timed = [raw_payload(names[i % len(names)], photos[names[i % len(names)]], "image/jpeg")
+             for i in range(args.requests)]
+    with ServerProcess(folder, max_batch=max_batch, max_wait_ms=max_wait_ms, threads=args.threads) as server:
+        if warmup:
+            run_load(server.url, warmup, args.concurrency)
+        before = batch_stats(server.url)
+        result = run_load(server.url, timed, args.concurrency)
+        after = batch_stats(server.url)
+    wrong = sum(1 for r in result.responses
+                if r.status == 200 and [t["index"] for t in r.body["top_k"]] != expected[r.label])
+    batches = after.get("evit_batch_size_count", 0) - before.get("evit_batch_size_count", 0)
+    images = after.get("evit_batch_size_sum", 0) - before.get("evit_batch_size_sum", 0)
+    mean_batch = round(images / batches, 2) if batches else 0.0
+    return {"config": label, "max_batch": max_batch, "max_wait_ms": max_wait_ms, **result.summary(),
+            "wrong_outputs": wrong, "model_runs": int(batches), "mean_batch": mean_batch}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--export", type=Path, help="An export folder (default: export --model to a temp folder).")
+    parser.add_argument("--model", default="efficientvit-b1-r224")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--warmup", type=int, default=32)
+    parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=0, help="Runtime threads in the server (0 = ORT default).")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "reports")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+
+    photos = {}
+    for name, array in sample_photos().items():
+        buf = io.BytesIO()
+        Image.fromarray(array).save(buf, format="JPEG", quality=90)
+        photos[name] = buf.getvalue()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.export
+        if folder is None:
+            folder = run_export(ExportRequest(args.model, "cpu-ort", output=str(Path(tmp) / "export"))).folder
+        manifest = json.loads((folder / "export.json").read_text())
+        predictor = Predictor.from_export(folder)
+        expected = {n: predictor(Image.open(io.BytesIO(d))).indices for n, d in photos.items()}
+        del predictor
+        rows = [bench_config(folder, "no dynamic batching", 1, 0.0, args, photos, expected),
+                bench_config(folder, "dynamic batching", args.max_batch, args.max_wait_ms, args, photos, expected)]
+
+    machine = {"cpu": cpu_name(), "cores": os.cpu_count(), "server_threads": args.threads or "ORT default",
+               "platform": platform.platform(), "python": sys.version.split()[0]}
+    report = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,
+        "model": manifest["model"], "input_size": manifest["input_size"], "target": manifest["target"],
+        "settings": {"requests": args.requests, "concurrency": args.concurrency, "warmup": args.warmup,
+                     "payload": "sample photos as JPEG (quality 90), raw image/jpeg bodies, cycled",
+                     "client": "httpx.AsyncClient on the same machine", "weights": "random"},
+        "versions": versions(), "results": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "server-cpu.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        f"# `evit-deploy serve` on CPU: {manifest['model']} ({manifest['input_size'][0]}x{manifest['input_size'][1]}, "
+        f"{manifest['target']})",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores shared by server and client; {args.requests} requests "
+        f"at concurrency {args.concurrency} after {args.warmup} warm-up requests; sample photos as JPEG; "
+        f"{report['created']}. Produced by `latency/bench_server.py`.",
+        "",
+        "| config | max batch | max wait (ms) | ok | errors | wrong | p50 (ms) | p90 (ms) | p99 (ms) | "
+        "throughput (req/s) | mean batch |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lat = r["latency_ms"]
+        lines.append(f"| {r['config']} | {r['max_batch']} | {r['max_wait_ms']:g} | {r['ok']} | {r['errors']} | "
+                     f"{r['wrong_outputs']} | {lat['p50']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} | "
+                     f"{r['throughput_rps']:.1f} | {r['mean_batch']:.2f} |")
+    lines += ["", "Latency = request sent → response received at the client (decode, pre-processing, queueing, "
+                  "model run, post-processing, JSON).", ""]
+    (args.out / "server-cpu.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,370 @@
+"""Triton model repository: config.pbtxt parsed and checked against export.json; the Python-backend pipeline run
+with a stand-in for Triton (BLS requests checked against the configs, graphs run with ONNX Runtime)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import re
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+from evit_deploy.errors import EvitError
+from evit_deploy.predict import Predictor
+from evit_deploy.samples import sample_photo
+from evit_deploy.triton import write_repository
+
+from .helpers import run_cli
+from .test_predictor import LIGHT_PROFILE, build_cls_export, build_sam_export, sam_coffee_image, sam_onnx_predictor
+
+NP_TYPES = {"TYPE_FP32": np.float32, "TYPE_FP16": np.float16, "TYPE_INT64": np.int64, "TYPE_INT32": np.int32,
+            "TYPE_UINT8": np.uint8, "TYPE_BOOL": np.bool_, "TYPE_STRING": np.object_}
+
+
+# -- a small protobuf-text parser (independent of the writer) ------------------------------------------------
+_TOKEN = re.compile(r'\s*(?:(#[^\n]*)|("(?:[^"\\]|\\.)*")|([{}\[\]:,])|([A-Za-z_][\w.]*)|(-?\d+(?:\.\d+)?))')
+
+
+def _tokens(text: str) -> list[str]:
+    out, pos = [], 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        assert m and m.end() > pos, f"bad protobuf text at {text[pos:pos + 30]!r}"
+        pos = m.end()
+        if not m.group(1):
+            out.append(m.group(0).strip())
+    return out
+
+
+def parse_pbtxt(text: str) -> dict[str, list]:
+    """Protobuf text → {field: [values]} (messages are dicts, repeated fields accumulate)."""
+    toks = _tokens(text)
+    pos = 0
+
+    def value() -> object:
+        nonlocal pos
+        tok = toks[pos]
+        pos += 1
+        if tok == "{":
+            return message("}")
+        if tok.startswith('"'):
+            return json.loads(tok)
+        if re.fullmatch(r"-?\d+", tok):
+            return int(tok)
+        if re.fullmatch(r"-?\d+\.\d+", tok):
+            return float(tok)
+        assert re.fullmatch(r"[A-Za-z_]\w*", tok), tok
+        return {"true": True, "false": False}.get(tok, tok)
+
+    def values_list() -> list:
+        nonlocal pos
+        items = []
+        while toks[pos] != "]":
+            items.append(value())
+            if toks[pos] == ",":
+                pos += 1
+        pos += 1
+        return items
+
+    def message(end: str | None) -> dict[str, list]:
+        nonlocal pos
+        fields: dict[str, list] = {}
+        while pos < len(toks) and toks[pos] != end:
+            name = toks[pos]
+            assert re.fullmatch(r"[A-Za-z_]\w*", name), f"expected a field name, got {name!r}"
+            pos += 1
+            if toks[pos] == ":":
+                pos += 1
+            if toks[pos] == "[":
+                pos += 1
+                fields.setdefault(name, []).extend(values_list())
+            else:
+                fields.setdefault(name, []).append(value())
+        if end is not None:
+            assert toks[pos] == end, "unbalanced braces"
+            pos += 1
+        return fields
+
+    parsed = message(None)
+    assert pos == len(toks)
+    return parsed
+
+
+def one(config: dict, key: str) -> object:
+    assert len(config[key]) == 1, key
+    return config[key][0]
+
+
+def read_config(folder: Path) -> dict:
+    return parse_pbtxt((folder / "config.pbtxt").read_text())
+
+
+def _shape(spec: dict) -> list[int]:
+    return [d if isinstance(d, int) else -1 for d in spec["shape"]]
+
+
+def check_graph_model(folder: Path, entry: dict, manifest: dict, batched: bool) -> dict:
+    """The config of one graph model agrees with its export.json artifact entry."""
+    config = read_config(folder)
+    assert one(config, "name") == folder.name
+    assert one(config, "platform") == "onnxruntime_onnx"
+    model_file = folder / "1" / one(config, "default_model_filename")
+    assert hashlib.sha256(model_file.read_bytes()).hexdigest() == entry["sha256"]
+    max_batch = one(config, "max_batch_size")
+    assert max_batch == (manifest["profile"]["batch"]["max"] if batched else 0)
+    for kind in ("input", "output"):
+        specs = entry[kind + "s"]
+        assert [one(t, "name") for t in config[kind]] == [s["name"] for s in specs]
+        for tensor, spec in zip(config[kind], specs):
+            assert one(tensor, "data_type") == {"float32": "TYPE_FP32"}[spec["dtype"]]
+            want = _shape(spec)[1:] if batched else _shape(spec)
+            assert tensor["dims"] == want
+    if batched:
+        dyn = one(config, "dynamic_batching")
+        assert one(dyn, "max_queue_delay_microseconds") == 5000
+        assert all(b <= max_batch for b in dyn.get("preferred_batch_size", []))
+    else:
+        assert "dynamic_batching" not in config
+    group = one(config, "instance_group")
+    assert one(group, "kind") == "KIND_CPU" and one(group, "count") >= 1
+    return config
+
+
+def check_pipeline_model(folder: Path) -> dict:
+    config = read_config(folder)
+    assert one(config, "backend") == "python" and one(config, "max_batch_size") >= 1
+    inputs = {one(t, "name"): t for t in config["input"]}
+    assert one(inputs["IMAGE"], "data_type") == "TYPE_STRING" and inputs["IMAGE"]["dims"] == [1]
+    assert one(inputs["OPTIONS"], "optional") is True
+    assert [one(t, "name") for t in config["output"]] == ["RESULT"]
+    assert "dynamic_batching" in config
+    assert (folder / "1" / "model.py").is_file() and (folder / "1" / "pipeline.json").is_file()
+    return config
+
+
+# -- structure -----------------------------------------------------------------------------------------------
+def test_classification_repository(tmp_path):
+    folder = build_cls_export()[0]
+    manifest = json.loads((folder / "export.json").read_text())
+    models = write_repository(folder, tmp_path / "repo")
+    assert [m.name for m in models] == ["efficientvit-b0-r224", "efficientvit-b0-r224-model"]
+    check_pipeline_model(tmp_path / "repo" / "efficientvit-b0-r224")
+    config = check_graph_model(tmp_path / "repo" / "efficientvit-b0-r224-model", manifest["artifacts"][0], manifest,
+                               batched=True)
+    assert config["input"][0]["dims"] == [3, 224, 224] and config["output"][0]["dims"] == [1000]
+    readme = (tmp_path / "repo" / "README.md").read_text()
+    assert "tritonserver --model-repository" in readme and "efficientvit-b0-r224" in readme
+    with pytest.raises(EvitError, match="exists"):
+        write_repository(folder, tmp_path / "repo")
+    assert len(write_repository(folder, tmp_path / "repo", overwrite=True, instances=2)) == 2
+    assert one(one(read_config(tmp_path / "repo" / "efficientvit-b0-r224-model"), "instance_group"), "count") == 2
+
+
+def test_sam_repository_batches_the_encoder_not_the_decoder(tmp_path):
+    folder = build_sam_export()
+    manifest = json.loads((folder / "export.json").read_text())
+    write_repository(folder, tmp_path / "repo")
+    check_pipeline_model(tmp_path / "repo" / "efficientvit-sam-l0")
+    by_role = {a["role"]: a for a in manifest["artifacts"]}
+    enc = check_graph_model(tmp_path / "repo" / "efficientvit-sam-l0-encoder", by_role["encoder"], manifest, True)
+    dec = check_graph_model(tmp_path / "repo" / "efficientvit-sam-l0-decoder", by_role["decoder"], manifest, False)
+    assert enc["input"][0]["dims"] == [3, 512, 512] and enc["output"][0]["dims"] == [256, 64, 64]
+    assert [t["dims"] for t in dec["input"]] == [[1, 256, 64, 64], [-1, -1, 2], [-1, -1]]
+
+
+def test_static_batch_export_has_no_dynamic_batching(tmp_path):
+    from evit_deploy.export.pipeline import ExportRequest, run_export
+
+    profile = tmp_path / "static.yaml"
+    profile.write_text(LIGHT_PROFILE + "batch: {size: 1, dynamic: false, min: 1, opt: 1, max: 1}\n")
+    result = run_export(ExportRequest("efficientvit-b0-r224", str(profile), output=str(tmp_path / "static")))
+    write_repository(result.folder, tmp_path / "repo")
+    config = check_graph_model(tmp_path / "repo" / "efficientvit-b0-r224-model", result.manifest["artifacts"][0],
+                               result.manifest, batched=False)
+    assert config["input"][0]["dims"] == [1, 3, 224, 224]
+
+
+def test_tensorrt_plans_and_gpu_instances(tmp_path):
+    folder = tmp_path / "trt-export"
+    shutil.copytree(build_cls_export()[0], folder)
+    manifest = json.loads((folder / "export.json").read_text())
+    plan = dict(manifest["artifacts"][0], format="trt-engine", path="model.plan", sha256="")
+    (folder / "model.plan").write_bytes(b"serialized engine")
+    manifest["artifacts"].append(plan)
+    (folder / "export.json").write_text(json.dumps(manifest))
+    write_repository(folder, tmp_path / "repo")
+    config = read_config(tmp_path / "repo" / "efficientvit-b0-r224-model")
+    assert one(config, "platform") == "tensorrt_plan" and one(config, "default_model_filename") == "model.plan"
+    assert one(one(config, "instance_group"), "kind") == "KIND_GPU"
+    assert (tmp_path / "repo" / "efficientvit-b0-r224-model" / "1" / "model.plan").read_bytes() == b"serialized engine"
+    write_repository(folder, tmp_path / "repo2", platform="onnxruntime_onnx", kind="cpu")
+    config = read_config(tmp_path / "repo2" / "efficientvit-b0-r224-model")
+    assert one(config, "platform") == "onnxruntime_onnx" and one(one(config, "instance_group"), "kind") == "KIND_CPU"
+    with pytest.raises(EvitError, match="no model artifact for Triton platform"):
+        write_repository(build_cls_export()[0], tmp_path / "repo3", platform="tensorrt_plan")
+
+
+def test_cli_triton(tmp_path, capsys):
+    folder = str(build_cls_export()[0])
+    assert run_cli(["triton", folder, "--repo", str(tmp_path / "r"), "--instances", "3"]) == 0
+    assert "tritonserver --model-repository" in capsys.readouterr().out
+    assert run_cli(["triton", folder, "--repo", str(tmp_path / "r")]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert run_cli(["triton", folder, "--repo", str(tmp_path / "r"), "--force", "--name", "b0"]) == 0
+    assert (tmp_path / "r" / "b0" / "config.pbtxt").is_file() and (tmp_path / "r" / "b0-model").is_dir()
+
+
+# -- the pipeline model, run by a stand-in for Triton's Python backend ---------------------------------------
+class FakeTriton:
+    """``triton_python_backend_utils`` for tests: BLS requests are checked against the target model's config
+    (names, dtypes, dims, batch limit) and run with ONNX Runtime."""
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+        self.calls: list[tuple[str, dict[str, tuple]]] = []
+        self.module = self._module()
+
+    def _module(self) -> types.ModuleType:
+        fake = self
+        mod = types.ModuleType("triton_python_backend_utils")
+
+        class Tensor:
+            def __init__(self, name: str, array: np.ndarray) -> None:
+                self._name, self._array = name, np.asarray(array)
+
+            def name(self) -> str:
+                return self._name
+
+            def as_numpy(self) -> np.ndarray:
+                return self._array
+
+        class TritonError:
+            def __init__(self, msg: str) -> None:
+                self._msg = msg
+
+            def message(self) -> str:
+                return self._msg
+
+        class InferenceResponse:
+            def __init__(self, output_tensors: list, error: TritonError | None = None) -> None:
+                self.output_tensors, self._error = output_tensors, error
+
+            def has_error(self) -> bool:
+                return self._error is not None
+
+            def error(self) -> TritonError | None:
+                return self._error
+
+        class InferenceRequest:
+            def __init__(self, model_name: str, requested_output_names: list[str], inputs: list[Tensor]) -> None:
+                self.model_name, self.outputs, self.inputs = model_name, requested_output_names, inputs
+
+            def exec(self) -> InferenceResponse:
+                return fake.run(self.model_name, {t.name(): t.as_numpy() for t in self.inputs}, self.outputs,
+                                Tensor, InferenceResponse)
+
+        def get_input_tensor_by_name(request: object, name: str) -> Tensor | None:
+            value = request.get(name)
+            return None if value is None else Tensor(name, value)
+
+        def get_output_tensor_by_name(response: InferenceResponse, name: str) -> Tensor | None:
+            return next((t for t in response.output_tensors if t.name() == name), None)
+
+        mod.Tensor, mod.TritonError, mod.InferenceResponse, mod.InferenceRequest = (
+            Tensor, TritonError, InferenceResponse, InferenceRequest)
+        mod.get_input_tensor_by_name = get_input_tensor_by_name
+        mod.get_output_tensor_by_name = get_output_tensor_by_name
+        return mod
+
+    def run(self, model: str, feeds: dict, outputs: list[str], tensor_cls: type, response_cls: type) -> object:
+        config = read_config(self.repo / model)
+        max_batch = one(config, "max_batch_size")
+        declared = {one(t, "name"): t for t in config["input"]}
+        assert set(feeds) == set(declared), (model, set(feeds))
+        for name, array in feeds.items():
+            spec = declared[name]
+            assert array.dtype == NP_TYPES[one(spec, "data_type")], (name, array.dtype)
+            shape = list(array.shape)
+            if max_batch:
+                assert 1 <= shape[0] <= max_batch, (name, shape)
+                shape = shape[1:]
+            assert len(shape) == len(spec["dims"]) and all(d in (-1, s) for d, s in zip(spec["dims"], shape)), \
+                (name, array.shape, spec["dims"])
+        assert set(outputs) <= {one(t, "name") for t in config["output"]}
+        self.calls.append((model, {k: v.shape for k, v in feeds.items()}))
+        session = ort.InferenceSession(str(self.repo / model / "1" / one(config, "default_model_filename")),
+                                       providers=["CPUExecutionProvider"])
+        values = session.run(outputs, feeds)
+        return response_cls([tensor_cls(n, v) for n, v in zip(outputs, values)])
+
+
+def load_pipeline(repo: Path, name: str, fake: FakeTriton, monkeypatch: pytest.MonkeyPatch) -> object:
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake.module)
+    spec = importlib.util.spec_from_file_location(f"triton_model_{name.replace('-', '_')}",
+                                                  repo / name / "1" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.TritonPythonModel()
+    config = (repo / name / "config.pbtxt").read_text()
+    model.initialize({"model_repository": str(repo / name), "model_version": "1", "model_config": config})
+    return model
+
+
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_pipeline_model_classification_matches_predictor(tmp_path, monkeypatch):
+    folder = build_cls_export()[0]
+    write_repository(folder, tmp_path / "repo")
+    fake = FakeTriton(tmp_path / "repo")
+    model = load_pipeline(tmp_path / "repo", "efficientvit-b0-r224", fake, monkeypatch)
+    names = ["chelsea", "rocket", "coffee"]
+    requests = [
+        {"IMAGE": np.array([[png(sample_photo(n))] for n in names[:2]], dtype=object),
+         "OPTIONS": np.array([[b'{"top_k": 3}'], [b'{"top_k": 2}']], dtype=object)},
+        {"IMAGE": np.array([[png(sample_photo("coffee"))]], dtype=object)},
+        {"IMAGE": np.array([[b"not an image"]], dtype=object)},
+        {"IMAGE": np.array([[png(sample_photo("coffee"))]], dtype=object), "OPTIONS": np.array([[b"{"]], dtype=object)},
+    ]
+    responses = model.execute(requests)
+    assert len(responses) == 4 and len(fake.calls) == 1  # three good images, one BLS call with batch 3
+    assert fake.calls[0] == ("efficientvit-b0-r224-model", {"input": (3, 3, 224, 224)})
+    predictor = Predictor.from_export(folder)
+    results = [json.loads(v[0]) for v in responses[0].output_tensors[0].as_numpy()]
+    for result, name, k in zip(results, names[:2], (3, 2)):
+        want = predictor(sample_photo(name), top_k=k).to_dict()
+        assert [t["index"] for t in result["top_k"]] == [t["index"] for t in want["top_k"]]
+        np.testing.assert_allclose([t["score"] for t in result["top_k"]], [t["score"] for t in want["top_k"]],
+                                   rtol=1e-5)
+    coffee = json.loads(responses[1].output_tensors[0].as_numpy()[0, 0])
+    assert coffee["model"] == "efficientvit-b0-r224" and len(coffee["top_k"]) == 5
+    assert responses[2].has_error() and "not an image" in responses[2].error().message()
+    assert responses[3].has_error() and "JSON" in responses[3].error().message()
+
+
+def test_pipeline_model_sam_matches_predictor(tmp_path, monkeypatch):
+    write_repository(build_sam_export(), tmp_path / "repo")
+    fake = FakeTriton(tmp_path / "repo")
+    model = load_pipeline(tmp_path / "repo", "efficientvit-sam-l0", fake, monkeypatch)
+    options = {"points": [[300, 200]], "box": [100, 80, 450, 330], "multimask": True}
+    responses = model.execute([{"IMAGE": np.array([[png(sample_photo("coffee"))]], dtype=object),
+                                "OPTIONS": np.array([[json.dumps(options).encode()]], dtype=object)}])
+    assert [c[0] for c in fake.calls] == ["efficientvit-sam-l0-encoder", "efficientvit-sam-l0-decoder"]
+    assert fake.calls[1][1]["point_coords"] == (1, 3, 2)  # the point and the two box corners
+    result = json.loads(responses[0].output_tensors[0].as_numpy()[0, 0])
+    want = sam_onnx_predictor().predict_masks(options["points"], None, options["box"], image=sam_coffee_image())
+    assert result["best"] == want.best and len(result["masks"]) == 3
+    assert result["masks"] == want.to_dict()["masks"]
