@@ -21,6 +21,7 @@ from ..zoo import RandomWeightsWarning, create_model, get_card
 from .measure import Contender, interleaved, peak_rss_mb, summarize
 from .reference import hardware_rows, model_facts
 
+GPU_FORMATS = ("trt-engine", "torch-compiled")
 BENCH_ROLES = ("model", "encoder")  # the SAM decoder is light and prompt-dependent: not benchmarked here
 ProgressFactory = Callable[[str, int], contextlib.AbstractContextManager[Callable[[], None]]]
 
@@ -78,6 +79,9 @@ def bench_export(folder: str | Path, settings: BenchSettings, weights: str | Non
         warnings.simplefilter("ignore", RandomWeightsWarning)  # said at export time; the report records it
         model = create_model(card.name, weights)
     baseline = model.image_encoder if card.task == "sam" else model
+    on_gpu = torch.cuda.is_available() and any(a["format"] in GPU_FORMATS for a in manifest["artifacts"])
+    if on_gpu:  # compare GPU engines with PyTorch on the same GPU, input and output copies included
+        baseline = baseline.cuda()
     h, w = manifest["input_size"]
     artifacts = [a for a in manifest["artifacts"] if a["role"] in BENCH_ROLES]
     backends = []
@@ -92,7 +96,8 @@ def bench_export(folder: str | Path, settings: BenchSettings, weights: str | Non
         x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(batch))
         x_np = x.numpy()
         feeds = {}
-        contenders = [Contender("pytorch", lambda x=x: baseline(x))]
+        torch_call = (lambda x=x: baseline(x.cuda()).cpu()) if on_gpu else (lambda x=x: baseline(x))
+        contenders = [Contender("pytorch", torch_call)]
         meta = {"pytorch": {"backend": "pytorch", "format": "pytorch-eager", "artifact": None, "precision": "fp32"}}
         for a, backend in backends:
             if not _batch_ok(backend, batch):
@@ -114,9 +119,10 @@ def bench_export(folder: str | Path, settings: BenchSettings, weights: str | Non
                 "latency_ms": {k: v for k, v in stats.items() if k != "throughput_img_s"},
                 "throughput_img_s": stats["throughput_img_s"],
                 "rss_growth_mb": round(c.rss_growth_mb, 1),
+                "pytorch_device": "cuda" if on_gpu else "cpu",
                 "ratio_to_pytorch": stats["median"] / base if base else None,
-                "host_device_copies": "n/a: CPU backends read host memory",
-                "device": "this machine (cpu)",
+                "host_device_copies": "included" if on_gpu else "n/a: CPU backends read host memory",
+                "device": f"this machine ({torch.cuda.get_device_name() if on_gpu else 'cpu'})",
             })
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -126,7 +132,7 @@ def bench_export(folder: str | Path, settings: BenchSettings, weights: str | Non
         "export": str(folder),
         "input_size": [h, w],
         "measured": "image encoder only" if card.task == "sam" else "whole model",
-        "machine": machine_facts(settings.threads),
+        "machine": machine_facts(settings.threads) | ({"gpu": torch.cuda.get_device_name()} if on_gpu else {}),
         "settings": asdict(settings) | {"order": "interleaved rounds: one call per backend per round",
                                          "input": "random normal tensor (latency does not depend on values)",
                                          "weights": weights and Path(weights).name or "random"},
