@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -24,20 +25,11 @@ import numpy as np
 import torch
 
 from evit_deploy import create_model, runtime
+from evit_deploy.bench.harness import cpu_model
 from evit_deploy.bench.measure import Contender, interleaved
 from evit_deploy.export.pipeline import ExportRequest, run_export, versions
 
 CASES = [("efficientvit-b1-r224", (224, 224)), ("efficientvit-seg-b1-cityscapes", (512, 1024))]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def bench_case(name: str, size: tuple[int, int], runs: int, warmup: int, threads: int, workdir: Path) -> dict:
@@ -46,7 +38,7 @@ def bench_case(name: str, size: tuple[int, int], runs: int, warmup: int, threads
     export_s = time.perf_counter() - started
 
     model = create_model(name)
-    backend = runtime.load(result.folder, threads=threads)
+    backend = runtime.load(result.folder, threads=threads, shared_cpu=True)
     x = torch.randn(1, 3, *size)
     x_np = x.numpy()
     contenders = [Contender("pytorch", lambda: model(x)), Contender("onnxruntime", lambda: backend(x_np))]
@@ -70,7 +62,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [bench_case(n, s, args.runs, args.warmup, args.threads, Path(tmp)) for n, s in CASES]
-    machine = {"cpu": cpu_name(), "cores": torch.get_num_threads(), "threads": args.threads,
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
                "platform": platform.platform()}
     report = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,
               "settings": {"batch": 1, "runs": args.runs, "warmup": args.warmup, "order": "interleaved rounds",

@@ -26,20 +26,11 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
+from evit_deploy.bench.harness import cpu_model
 from evit_deploy.export.pipeline import ExportRequest, run_export, versions
 from evit_deploy.predict import Predictor
 from evit_deploy.samples import sample_photos
 from evit_deploy.serve.client import ServerProcess, raw_payload, run_load
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def batch_stats(url: str) -> dict[str, float]:
@@ -105,7 +96,7 @@ def main() -> None:
         rows = [bench_config(folder, "no dynamic batching", 1, 0.0, args, photos, expected),
                 bench_config(folder, "dynamic batching", args.max_batch, args.max_wait_ms, args, photos, expected)]
 
-    machine = {"cpu": cpu_name(), "cores": os.cpu_count(), "server_threads": args.threads or "ORT default",
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "server_threads": args.threads or "ORT default",
                "platform": platform.platform(), "python": sys.version.split()[0]}
     report = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,

@@ -93,7 +93,7 @@ def bench_case(name: str, size: tuple[int, int], args: argparse.Namespace, workd
     calls: dict[str, Callable[[], object]] = {"pytorch": lambda: model(x)}
     backends = {}
     for key, info in exports.items():
-        backends[key] = runtime.load(info["folder"] / info["path"], threads=args.threads)
+        backends[key] = runtime.load(info["folder"] / info["path"], threads=args.threads, shared_cpu=True)
         calls[key] = (lambda b: lambda: b(x_np))(backends[key])
     latency = measure(calls, args.runs, args.warmup)
     eager = latency["pytorch"]["median_ms"]

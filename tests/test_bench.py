@@ -90,3 +90,12 @@ def test_cli_bench_export_dir(b1_export, tmp_path, capsys):
     assert (tmp_path / "rep" / "report.html").is_file()
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert report["settings"]["runs"] == 2 and report["machine"]["threads"] == 1
+
+
+def test_benchmarked_onnxruntime_sessions_do_not_spin(b1_export):
+    from evit_deploy import runtime
+
+    backend = runtime.load(b1_export, threads=2, shared_cpu=True)
+    options = backend.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 2

@@ -87,7 +87,7 @@ def bench_export(folder: str | Path, settings: BenchSettings, weights: str | Non
     backends = []
     for a in artifacts:
         try:
-            backends.append((a, runtime.load(folder / a["path"], threads=settings.threads)))
+            backends.append((a, runtime.load(folder / a["path"], threads=settings.threads, shared_cpu=True)))
         except EvitError as exc:
             raise EvitError(f"cannot benchmark {a['path']}: {exc}") from None
 

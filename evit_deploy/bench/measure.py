@@ -50,8 +50,9 @@ class Contender:
     rss_growth_mb: float = 0.0
 
 
-SETTLE_S = 0.01  # idle gap before each timed call, so one backend's spinning worker threads (ONNX Runtime
-# spins after a run) have gone to sleep and do not steal cores from the next backend's measurement
+SETTLE_S = 0.01  # idle gap before each timed call, so one backend's worker threads have gone idle. Backends
+# are also loaded with shared_cpu=True: ONNX Runtime's threads otherwise spin for long after a run and halved
+# PyTorch's speed in interleaved rounds here (B1: 64 ms instead of 27 ms).
 
 
 def interleaved(contenders: list[Contender], runs: int, warmup: int,

@@ -41,8 +41,11 @@ def _artifact_from_export(folder: Path, role: str | None) -> tuple[Path, dict]:
     return folder / artifact["path"], manifest.get("profile", {}).get("runtime", {})
 
 
-def load(path: str | Path, role: str | None = None, threads: int | None = None) -> Backend:
-    """Open an artifact file or an export folder (``role`` picks ``model``/``encoder``/``decoder``)."""
+def load(path: str | Path, role: str | None = None, threads: int | None = None, shared_cpu: bool = False) -> Backend:
+    """Open an artifact file or an export folder (``role`` picks ``model``/``encoder``/``decoder``).
+
+    ``shared_cpu``: other work shares the cores, so idle worker threads must not spin (see :class:`Backend`).
+    """
     _ensure_registered()
     path = Path(path)
     settings: dict = {}
@@ -53,7 +56,7 @@ def load(path: str | Path, role: str | None = None, threads: int | None = None) 
     backend = BACKENDS.get(path.suffix)
     if backend is None:
         raise EvitError(f"no runtime backend for '{path.suffix}' files (known: {', '.join(sorted(BACKENDS))})")
-    kwargs = {"threads": threads if threads is not None else settings.get("threads", 0)}
+    kwargs = {"threads": threads if threads is not None else settings.get("threads", 0), "shared_cpu": shared_cpu}
     if settings.get("providers"):
         kwargs["providers"] = settings["providers"]
     return backend(path, **kwargs)

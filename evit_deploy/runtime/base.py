@@ -26,20 +26,25 @@ class TensorSpec:
 class Backend(ABC):
     """A loaded artifact: call it with arrays, get arrays back.
 
+    Constructors take ``(path, threads=0, providers=None, shared_cpu=False)``; ``shared_cpu`` says other work
+    shares the cores (a benchmark interleaving backends), so worker threads must not busy-wait between runs.
+
     ``backend(x)`` for a single-input model returns one array when the model has one output, else a dict by
     output name; several inputs are passed positionally (in ``inputs`` order) or by name.
     """
 
     name: str = ""
     path: Path
+    _inputs: list[TensorSpec]  # set by each backend when it loads the artifact
+    _outputs: list[TensorSpec]
 
     @property
-    @abstractmethod
-    def inputs(self) -> list[TensorSpec]: ...
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
 
     @property
-    @abstractmethod
-    def outputs(self) -> list[TensorSpec]: ...
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
 
     @abstractmethod
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -22,7 +22,8 @@ class CompiledBackend(Backend):
 
     name = "torch-compiled"
 
-    def __init__(self, path: str | Path, threads: int = 0, providers: object = None) -> None:
+    def __init__(self, path: str | Path, threads: int = 0, providers: object = None,
+                 shared_cpu: bool = False) -> None:
         self.path = Path(path)
         sidecar_path = self.path.with_suffix(".pt2.json")
         if not self.path.is_file() or not sidecar_path.is_file():
@@ -45,14 +46,6 @@ class CompiledBackend(Backend):
         self.sidecar = sidecar
         self._inputs = [TensorSpec(s["name"], tuple(s["shape"]), s["dtype"]) for s in sidecar["inputs"]]
         self._outputs = [TensorSpec(s["name"], tuple(s["shape"]), s["dtype"]) for s in sidecar["outputs"]]
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [torch.from_numpy(np.ascontiguousarray(feeds[s.name], dtype=np.float32)).cuda(non_blocking=True)

@@ -62,7 +62,8 @@ class LiteRtBackend(Backend):
 
     name = "litert"
 
-    def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None,
+                 shared_cpu: bool = False) -> None:
         try:
             from ai_edge_litert.interpreter import Interpreter, OpResolverType
         except ImportError:
@@ -105,14 +106,6 @@ class LiteRtBackend(Backend):
 
     def _float_spec(self, spec: TensorSpec) -> TensorSpec:
         return TensorSpec(spec.name, spec.shape, "float32") if spec.name in self.io_quantization else spec
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def _feed(self, name: str, value: np.ndarray) -> np.ndarray:
         stored = np.dtype(self._in_details[name]["dtype"])

@@ -18,7 +18,8 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None,
+                 shared_cpu: bool = False) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -31,6 +32,8 @@ class OnnxRuntimeBackend(Backend):
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        if shared_cpu:  # idle worker threads would otherwise spin and slow whatever runs next on these cores
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = ort.get_available_providers()
         wanted = [p for p in (providers or ["CPUExecutionProvider"]) if p in available]
         self.providers = wanted or ["CPUExecutionProvider"]
@@ -46,14 +49,6 @@ class OnnxRuntimeBackend(Backend):
     def _spec(node) -> TensorSpec:  # noqa: ANN001 - onnxruntime NodeArg
         shape = tuple(d if isinstance(d, int) else str(d) for d in node.shape)
         return TensorSpec(node.name, shape, _ORT_TYPES.get(node.type, node.type))
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         typed = {s.name: np.ascontiguousarray(feeds[s.name], dtype=s.dtype) for s in self._inputs}

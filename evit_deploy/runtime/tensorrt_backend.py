@@ -87,7 +87,8 @@ class TensorRtBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None,
-                 cuda_graph: bool | None = None, check_device: bool = True, device: int = 0) -> None:
+                 cuda_graph: bool | None = None, check_device: bool = True, device: int = 0,
+                 shared_cpu: bool = False) -> None:
         self.path = Path(path)
         trt = import_tensorrt(f"running {self.path.name}")
         import torch
@@ -133,14 +134,6 @@ class TensorRtBackend(Backend):
         if name in recorded and len(recorded[name]["shape"]) == len(shape):
             shape = tuple(r if d == "?" else d for d, r in zip(shape, recorded[name]["shape"]))
         return TensorSpec(name, shape, str(self._dtypes[name]).replace("torch.", ""))
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
 
     def _bind(self, shapes: dict[str, tuple[int, ...]]) -> tuple[tuple, dict[str, tuple[Any, Any]]]:
         """Set the input shapes and (re)use device + pinned host buffers for them; returns (key, buffers)."""
