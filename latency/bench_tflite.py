@@ -30,22 +30,13 @@ import numpy as np
 import torch
 
 from evit_deploy import create_model, runtime
+from evit_deploy.bench.harness import cpu_model
 from evit_deploy.bench.measure import Contender, interleaved
 from evit_deploy.export.pipeline import ExportRequest, run_export, versions
 
 CASES = [("efficientvit-b1-r224", (224, 224)), ("efficientvit-seg-b1-cityscapes", (512, 1024))]
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
 TARGET = "mobile-cpu-tflite"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def all_versions() -> dict[str, str]:
@@ -168,7 +159,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [bench_case(n, s, args, Path(tmp)) for n, s in CASES if n in args.models]
-    machine = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
                "platform": platform.platform()}
     report = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,
               "settings": {"batch": 1, "runs": args.runs, "warmup": args.warmup, "order": "interleaved rounds",
