@@ -137,7 +137,7 @@ def preprocessing_note(card: ModelCard) -> dict[str, Any]:
 
 
 def validate_units(units: list[ExportUnit], artifacts: list[Artifact], folder: Path, profile: ExportProfile,
-                   precision: str, step: StepReporter,
+                   step: StepReporter,
                    references: dict[str, list] | None = None) -> list[ArtifactReport]:
     """Gate every artifact of every unit against the unit's PyTorch outputs (computed unless given)."""
     from .. import runtime
@@ -183,7 +183,7 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step) -> Expo
                     ctx.artifacts.append(artifact)
         with step("PyTorch reference outputs"):
             references = {u.role: torch_outputs(u) for u in units}
-        reports = validate_units(units, ctx.artifacts, tmp, profile, precision, step, references)
+        reports = validate_units(units, ctx.artifacts, tmp, profile, step, references)
         effect = None
         if changes_numerics(profile.transforms):
             with step("measure the transforms' effect against the untransformed model"):
@@ -274,4 +274,4 @@ def validate_export(folder: str | Path, weights: str | None = None,
         model = create_model(card.name, weights)
         apply_transforms(model, profile.transforms, manifest["precision"])
         units = export_units(model, card, spec)
-    return manifest, validate_units(units, artifacts, folder, profile, manifest["precision"], step)
+    return manifest, validate_units(units, artifacts, folder, profile, step)
