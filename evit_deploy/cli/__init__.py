@@ -8,6 +8,7 @@ Errors caused by input are printed as one line on stderr with a non-zero exit; `
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import warnings
 
@@ -78,6 +79,8 @@ def expand_size_pairs(args: list[str], option: str = "--imgsz") -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI, turning errors into one line on stderr and an exit code."""
     args = expand_size_pairs(list(sys.argv[1:] if argv is None else argv))
+    if not sys.stdout.isatty():  # logs and pipes: rich would assume 80 columns and truncate the tables
+        os.environ.setdefault("COLUMNS", "160")
     debug = "--debug" in args
     warnings.showwarning = _one_line_warning
     try:
