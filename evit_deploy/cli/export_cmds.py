@@ -15,7 +15,8 @@ from .progress import RichSteps
 
 
 def _report_table(reports, folder: Path | None = None) -> Table:  # noqa: ANN001 - list[ArtifactReport]
-    table = Table(title="validation against PyTorch", caption=reports[0].agreement_name if reports else None)
+    metrics = dict.fromkeys(f"{r.role}: {r.agreement_name}" for r in reports)
+    table = Table(title="validation against PyTorch", caption="agreement = " + "; ".join(metrics))
     for col in ("artifact", "precision", "size", "max rel err", "min cosine", "agreement", "result"):
         table.add_column(col, justify="left" if col in ("artifact", "result") else "right", no_wrap=col != "result")
     for r in reports:
