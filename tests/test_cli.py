@@ -79,3 +79,14 @@ def test_imgsz_takes_one_or_two_values():
         "export", "m", "--imgsz", "512", "--imgsz", "1024", "-o", "x"]
     assert expand_size_pairs(["export", "m", "--imgsz", "224"]) == ["export", "m", "--imgsz", "224"]
     assert expand_size_pairs(["export", "m", "--imgsz", "224", "--batch", "2"])[2:4] == ["--imgsz", "224"]
+
+
+def test_demo_exports_benchmarks_and_predicts(tmp_path, capsys):
+    from .helpers import run_cli
+
+    assert run_cli(["demo", "--runs", "1", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for target in ("cpu-ort", "mobile-cpu-tflite"):
+        assert (tmp_path / f"efficientvit-b1-r224-{target}" / "export.json").is_file()
+        assert (tmp_path / f"bench-efficientvit-b1-r224-{target}" / "report.md").is_file()
+    assert "sample photo 'chelsea'" in out and "EfficientViT model zoo (37 models)" in out

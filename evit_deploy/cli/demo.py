@@ -5,16 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from ..export.exporters import EXPORTERS
 from ..export.profiles import load_profile
-from ..processing import classification_input
 from ..samples import SAMPLE_PHOTOS, sample_photo
 from ..zoo import get_card
-from ..zoo.labels import class_names
 from .bench_cmds import _bar, _results_table
 from .progress import RichSteps
 from .zoo_cmds import zoo_rows, zoo_table
@@ -36,10 +33,10 @@ def _available(target: str) -> bool:
 def demo(model: str, weights: str | None, runs: int, output: str) -> None:
     """List the zoo, export MODEL for cpu-ort (and mobile-cpu-tflite when available), validate, benchmark
     it against PyTorch eager, and classify a sample photo with the exported model."""
-    from .. import runtime
     from ..bench.harness import BenchSettings, bench_export
     from ..bench.report import write_reports
     from ..export.pipeline import ExportRequest, run_export
+    from ..predict import Predictor
 
     console = Console()
     card = get_card(model)
@@ -58,17 +55,12 @@ def demo(model: str, weights: str | None, runs: int, output: str) -> None:
         console.print(_results_table(report))
         console.print(f"reports: {folder}")
 
-        backend = runtime.load(result.folder)
         photo = SAMPLE_PHOTOS[1]
-        x = classification_input(sample_photo(photo), card.input_size[0], card.crop_ratio or 0.95).numpy()
-        logits = np.asarray(backend(x))[0]
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
-        names = class_names(card.class_names)
+        top = Predictor.from_export(result.folder)(sample_photo(photo), top_k=5)
         table = Table(title=f"{result.folder.name} on sample photo '{photo}'"
                       + ("" if weights else " (random weights: meaningless)"))
         for col in ("rank", "class", "probability"):
             table.add_column(col, justify="left" if col == "class" else "right")
-        for rank, i in enumerate(np.argsort(-probs)[:5], start=1):
-            table.add_row(str(rank), f"{names[i]} ({i})", f"{probs[i]:.4f}")
+        for rank, (i, name, p) in enumerate(zip(top.indices, top.labels, top.scores), start=1):
+            table.add_row(str(rank), f"{name} ({i})", f"{p:.4f}")
         console.print(table)
