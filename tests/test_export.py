@@ -239,3 +239,13 @@ def test_cli_profiles_and_export(tmp_path, capsys):
         code = run_cli(["export", "efficientvit-b0-r224", "--imgsz", "160", "-o", str(tmp_path / "o")])
     assert code == 0 and (tmp_path / "o" / "export.json").is_file()
     assert json.loads((tmp_path / "o" / "export.json").read_text())["input_size"] == [160, 160]
+
+
+def test_validation_records_the_providers_really_used(tmp_path):
+    request = ExportRequest("efficientvit-b0-r224", "mobile-cpu-ort", imgsz=(96,), output=str(tmp_path / "m"))
+    result = run_export(request)
+    profile_providers = result.manifest["profile"]["runtime"]["providers"]
+    assert profile_providers[0] == "XnnpackExecutionProvider"
+    for report in result.manifest["validation"]["artifacts"]:
+        used = report["runtime"]["providers"]
+        assert report["runtime"]["backend"] == "onnxruntime" and set(used) <= set(ort.get_available_providers())

@@ -62,6 +62,7 @@ class ArtifactReport:
     agreement: float | None
     tolerance: Tolerance
     failures: list[str]
+    runtime: dict[str, Any] | None = None  # the backend that ran it, e.g. the providers ONNX Runtime really used
 
     @property
     def passed(self) -> bool:
@@ -72,7 +73,7 @@ class ArtifactReport:
             "artifact": self.artifact, "role": self.role, "format": self.format, "precision": self.precision,
             "passed": self.passed, "samples": self.samples, "outputs": self.outputs,
             "agreement": {"metric": self.agreement_name, "value": self.agreement},
-            "tolerance": vars(self.tolerance), "failures": self.failures,
+            "tolerance": vars(self.tolerance), "failures": self.failures, "runtime": self.runtime,
         }
 
 
@@ -112,6 +113,7 @@ def validate_artifact(
         samples=[label for label, _ in unit.validation_inputs], outputs=outputs,
         agreement_name=unit.agreement_name, agreement=agreement, tolerance=tol,
         failures=gate(outputs, agreement, tol),
+        runtime={"backend": backend.name, "providers": getattr(backend, "providers", None)},
     )
 
 
