@@ -33,3 +33,13 @@ def run_cli(args: list[str]) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
+
+
+def zero_query_heads_(model: nn.Module) -> nn.Module:
+    """Zero the query weights of head 0 in every attention: ReLU(q) = 0, so the normaliser is exactly 0 (the
+    weights that make naive exports produce NaN)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "kernel_func"):
+                m.qkv.conv.weight[: m.dim] = 0
+    return model

@@ -18,16 +18,7 @@ from evit_deploy.export.profiles import ProfileError, load_profile
 from evit_deploy.processing import classification_input
 from evit_deploy.samples import sample_photo
 
-from .helpers import randomize_, run_cli
-
-
-def zero_query_heads_(model: torch.nn.Module) -> torch.nn.Module:
-    """Zero the query weights of head 0 in every attention: ReLU(q) = 0, the normaliser is exactly 0."""
-    with torch.no_grad():
-        for m in model.modules():
-            if hasattr(m, "kernel_func"):
-                m.qkv.conv.weight[: m.dim] = 0
-    return model
+from .helpers import randomize_, run_cli, zero_query_heads_
 
 
 def save_ckpt(model: torch.nn.Module, path: Path) -> Path:

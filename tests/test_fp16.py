@@ -19,15 +19,7 @@ from evit_deploy.export.tasks import ExportUnit
 from evit_deploy.export.transforms import apply_transforms
 from evit_deploy.nn.blocks import LiteMLA
 
-from .helpers import randomize_
-
-
-def _zero_query_heads_(model):
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, LiteMLA):
-                m.qkv.conv.weight[: m.dim] = 0
-    return model
+from .helpers import randomize_, zero_query_heads_
 
 
 def _onnx(module, x, path: Path) -> ort.InferenceSession:
@@ -108,7 +100,7 @@ def test_mixed_onnx_declares_islands_with_casts(tmp_path):
     ("efficientvit-b1-r224", (224, 224)),
 ])
 def test_fp16_export_is_finite_and_within_1e2(tmp_path, name, hw):
-    model = _zero_query_heads_(randomize_(create_model(name), seed=8))
+    model = zero_query_heads_(randomize_(create_model(name), seed=8))
     ckpt = tmp_path / "w.pt"
     torch.save(model.state_dict(), ckpt)
     profile = tmp_path / "gpu-onnx.yaml"

@@ -26,19 +26,10 @@ from evit_deploy.processing import classification_input, resized_input  # noqa: 
 from evit_deploy.samples import sample_photo  # noqa: E402
 from evit_deploy.zoo import get_card  # noqa: E402
 
-from .helpers import randomize_, run_cli  # noqa: E402
+from .helpers import randomize_, run_cli, zero_query_heads_  # noqa: E402
 
 B0 = "efficientvit-b0-r224"
 TARGET = "mobile-cpu-tflite"
-
-
-def zero_query_head_(model: torch.nn.Module) -> torch.nn.Module:
-    """Zero the query weights of head 0 in every attention: ReLU(q) = 0 and the normaliser is exactly 0."""
-    with torch.no_grad():
-        for m in model.modules():
-            if hasattr(m, "kernel_func"):
-                m.qkv.conv.weight[: m.dim] = 0
-    return model
 
 
 def rel_err(out: np.ndarray, ref: np.ndarray) -> float:
@@ -69,7 +60,7 @@ def write_photos(folder: Path, names: tuple[str, ...], size: int = 256) -> Path:
 def ckpt(tmp_path_factory) -> Path:
     """Official-format checkpoint of B0 with random weights and a zero-query head in every attention."""
     path = tmp_path_factory.mktemp("ckpt") / "efficientvit_b0_r224.pt"
-    model = zero_query_head_(randomize_(create_model(B0), seed=5))
+    model = zero_query_heads_(randomize_(create_model(B0), seed=5))
     torch.save({"state_dict": model.state_dict()}, path)
     return path
 
