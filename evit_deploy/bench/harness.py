@@ -66,8 +66,11 @@ def _batch_ok(backend: runtime.Backend, batch: int) -> bool:
 
 
 def bench_export(folder: str | Path, settings: BenchSettings, weights: str | None = None,
-                 progress: ProgressFactory = no_progress) -> dict[str, Any]:
-    """Measure PyTorch eager and each runnable artifact of an export folder at each batch size."""
+                 progress: ProgressFactory = no_progress, model: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Measure PyTorch eager and each runnable artifact of an export folder at each batch size.
+
+    ``model``: the PyTorch model of the export when the caller already has it (else built from ``weights``).
+    """
     folder = Path(folder)
     manifest = read_manifest(folder)
     card = get_card(manifest["model"])
@@ -75,9 +78,10 @@ def bench_export(folder: str | Path, settings: BenchSettings, weights: str | Non
     if weights is None and recorded:
         weights = str(folder / recorded) if (folder / recorded).is_file() else None
     torch.set_num_threads(settings.threads)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomWeightsWarning)  # said at export time; the report records it
-        model = create_model(card.name, weights)
+    if model is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RandomWeightsWarning)  # said at export time; the report records it
+            model = create_model(card.name, weights)
     baseline = model.image_encoder if card.task == "sam" else model
     on_gpu = torch.cuda.is_available() and any(a["format"] in GPU_FORMATS for a in manifest["artifacts"])
     if on_gpu:  # compare GPU engines with PyTorch on the same GPU, input and output copies included
@@ -152,7 +156,7 @@ def bench_model(model: str, target: str, settings: BenchSettings, weights: str |
     request = ExportRequest(model, target, weights, imgsz, None, None,
                             export_dir or str(Path("exports") / f"{card.name}-{target.replace('/', '_')}"))
     result = run_export(request, step) if step else run_export(request)
-    return bench_export(result.folder, settings, weights, progress)
+    return bench_export(result.folder, settings, weights, progress, result.model)
 
 
 def speedups(report: dict[str, Any]) -> list[tuple[str, int, float]]:

@@ -50,7 +50,7 @@ def demo(model: str, weights: str | None, runs: int, output: str) -> None:
             continue
         console.rule(f"{model} → {target}")
         result = run_export(ExportRequest(model, target, weights, output=str(out / f"{model}-{target}")), RichSteps())
-        report = bench_export(result.folder, BenchSettings(runs=runs, warmup=3), weights, _bar)
+        report = bench_export(result.folder, BenchSettings(runs=runs, warmup=3), weights, _bar, result.model)
         folder = write_reports(report, out / f"bench-{model}-{target}")
         console.print(_results_table(report))
         console.print(f"reports: {folder}")

@@ -32,9 +32,6 @@ from .transforms import apply_transforms, changes_numerics
 from .validate import ArtifactReport, torch_outputs, transform_effect, validate_artifact
 
 MANIFEST = "export.json"
-PLANNED: dict[str, str] = {}
-
-
 class ValidationFailed(EvitError):
     """An artifact was outside its profile's tolerance or produced non-finite values."""
 
@@ -57,6 +54,7 @@ class ExportResult:
     manifest: dict[str, Any]
     reports: list[ArtifactReport] = field(default_factory=list)
     seconds: float = 0.0
+    model: Any = field(default=None, repr=False)  # the untransformed PyTorch model, for callers that run it next
 
     @property
     def skipped(self) -> list[str]:
@@ -102,8 +100,7 @@ def resolve_precision(profile: ExportProfile, precision: str | None) -> str:
 def check_formats(profile: ExportProfile) -> None:
     for fmt in profile.formats:
         if fmt not in EXPORTERS:
-            reason = PLANNED.get(fmt, f"no exporter is registered for format '{fmt}'")
-            raise EvitError(f"target {profile.name} cannot be exported: {reason} "
+            raise EvitError(f"target {profile.name} cannot be exported: no exporter is registered for format '{fmt}' "
                             f"(available formats: {', '.join(EXPORTERS)})")
 
 
@@ -226,7 +223,7 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step) -> Expo
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(output, manifest, reports, time.perf_counter() - started)
+    return ExportResult(output, manifest, reports, time.perf_counter() - started, original)
 
 
 def _weights_entry(weights: str | None, card: ModelCard) -> dict[str, Any]:
