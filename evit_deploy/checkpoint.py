@@ -233,7 +233,18 @@ def _type_name(obj: object) -> str:
     return type(obj).__name__
 
 
-def _unwrap(obj: object, path: Path) -> StateDict:
+EMA_KEYS = ("state_dict_ema", "model_ema", "ema")  # where training scripts keep the EMA weights
+
+
+def _unwrap(obj: object, path: Path, ema: bool = False) -> StateDict:
+    if isinstance(obj, Mapping):
+        found = [k for k in EMA_KEYS if isinstance(obj.get(k), Mapping)]
+        if ema:
+            if not found:
+                raise _error(f"{path} has no EMA weights (looked for {', '.join(EMA_KEYS)}); drop --ema")
+            obj = obj[found[0]]
+        elif found and not isinstance(obj.get("state_dict"), Mapping) and not isinstance(obj.get("model"), Mapping):
+            raise _error(f"{path} holds only EMA weights ('{found[0]}'), no 'state_dict': pass --ema to load them")
     if isinstance(obj, Mapping):
         inner = obj.get("state_dict")
         if isinstance(inner, Mapping):
@@ -265,11 +276,12 @@ def _unwrap(obj: object, path: Path) -> StateDict:
     return state
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
+def read_state_dict(path: str | os.PathLike[str], ema: bool = False) -> StateDict:
     """Safely read a ``.pt``/``.pth``/``.safetensors`` checkpoint into a CPU state_dict.
 
     Accepts the state_dict itself or ``{"state_dict": ...}`` (or ``{"model": ...}``) and strips a
-    ``module.`` (DataParallel) prefix. Raises :class:`CheckpointError` with a one-line message.
+    ``module.`` (DataParallel) prefix; ``ema`` takes the EMA weights (``state_dict_ema``, ``model_ema`` or
+    ``ema``) instead. Raises :class:`CheckpointError` with a one-line message.
     """
     p = Path(path)
     try:
@@ -290,7 +302,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
         obj: object = _load_safetensors(p, head)
     else:
         obj = _load_torch(p)
-    return _unwrap(obj, p)
+    return _unwrap(obj, p, ema)
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -470,9 +482,10 @@ def load_checkpoint_into(
     path: str | os.PathLike[str],
     model_name: str,
     candidates: Iterable[tuple[str, Mapping[str, tuple[int, ...]]]] | None = None,
+    ema: bool = False,
 ) -> None:
     """Read ``path``, check it fits ``model`` and load it (strict), casting floats to the model's dtypes."""
-    ckpt = read_state_dict(path)
+    ckpt = read_state_dict(path, ema)
     model_state = model.state_dict()
     check_compatible(model_state, ckpt, model_name, candidates)
     state: StateDict = {}

@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .errors import EvitError
+from .images import ImageLike, load_rgb
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-ImageLike = str | os.PathLike | Image.Image | np.ndarray
-
-
-def load_rgb(image: ImageLike) -> Image.Image:
-    """A path, PIL image or HxWx3 uint8 array as an RGB PIL image."""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise EvitError(f"expected an HxWx3 RGB array, got shape {tuple(image.shape)}")
-        return Image.fromarray(image.astype(np.uint8, copy=False))
-    try:
-        with Image.open(image) as img:
-            return img.convert("RGB")
-    except FileNotFoundError:
-        raise EvitError(f"image not found: {image}") from None
-    except (OSError, ValueError) as exc:
-        raise EvitError(f"cannot read image {image}: {exc}") from None
-
 
 def normalize(image: Image.Image, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     """RGB PIL image → normalised ``[1,3,H,W]`` float32 tensor."""

@@ -7,7 +7,7 @@ For an export of model ``M`` the repository holds:
   axis is dynamic (``max_batch_size`` = the profile's maximum), else ``max_batch_size: 0`` and full shapes;
 - ``M``: a Python-backend pipeline model (``IMAGE`` encoded bytes + optional ``OPTIONS`` JSON → ``RESULT``
   JSON) running :class:`evit_deploy.Predictor`'s pre/post-processing and calling the graphs through BLS;
-- ``README.md``: how to run ``tritonserver --model-repository`` and query it.
+- ``M/README.md``: how to run ``tritonserver --model-repository`` and query it.
 
 ``config.pbtxt`` files are written as protobuf text; nothing here needs tritonclient.
 """
@@ -20,8 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .artifacts import (
+    MANIFEST,
+    ArtifactEntry,
+    Manifest,
+    TensorSpec,
+    check_name,
+    choose_artifact,
+    confined,
+    read_manifest,
+)
 from .errors import EvitError
-from .predict.engines import read_export_manifest
+from .files import STAGING_MARKER, replace_dir, staged_dir, writing
 
 TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "float64": "TYPE_FP64",
                 "int64": "TYPE_INT64", "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8",
@@ -30,6 +40,7 @@ TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYP
 PLATFORMS = {"trt-engine": ("tensorrt_plan", "model.plan"), "onnx": ("onnxruntime_onnx", "model.onnx")}
 GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
 PIPELINE_MAX_BATCH = 16
+OWNER_MARKER = ".evit-deploy-triton"  # in every model folder this command writes
 MODEL_PY = '''"""Triton Python-backend pipeline for {model}, written by `evit-deploy triton`.
 
 Needs `pip install evit-deploy` in Triton's Python environment.
@@ -91,46 +102,43 @@ def _dims(shape: list[int | str]) -> list[int]:
     return [d if isinstance(d, int) else -1 for d in shape]
 
 
-def _batch_axis(entry: dict[str, Any], dynamic: bool) -> bool:
+def _batch_axis(entry: ArtifactEntry, dynamic: bool) -> bool:
     """True when every input and output starts with the same symbolic batch axis."""
-    tensors = entry["inputs"] + entry["outputs"]
-    firsts = {str(t["shape"][0]) if t["shape"] else "" for t in tensors}
-    return dynamic and len(firsts) == 1 and all(t["shape"] and isinstance(t["shape"][0], str) for t in tensors)
+    tensors = entry.inputs + entry.outputs
+    firsts = {str(t.shape[0]) if t.shape else "" for t in tensors}
+    return dynamic and len(firsts) == 1 and all(t.shape and isinstance(t.shape[0], str) for t in tensors)
 
 
-def _pick_artifact(manifest: dict[str, Any], role: str, platform: str) -> dict[str, Any]:
-    entries = [a for a in manifest["artifacts"] if a["role"] == role and a["format"] in PLATFORMS]
-    if platform != "auto":
-        entries = [a for a in entries if PLATFORMS[a["format"]][0] == platform]
-    if not entries:
+def _pick_artifact(manifest: Manifest, role: str, platform: str) -> ArtifactEntry:
+    formats = tuple(f for f, (p, _) in PLATFORMS.items() if platform in ("auto", p))
+    try:
+        return choose_artifact(manifest, role, formats)
+    except EvitError:
         raise EvitError(f"the export has no {role} artifact for Triton platform '{platform}' "
-                        f"(formats Triton can load: {', '.join(PLATFORMS)})")
-    order = list(PLATFORMS)
-    return sorted(entries, key=lambda a: order.index(a["format"]))[0]
+                        f"(formats Triton can load: {', '.join(PLATFORMS)})") from None
 
 
-def graph_config(name: str, entry: dict[str, Any], manifest: dict[str, Any], instances: int, kind: str,
+def graph_config(name: str, entry: ArtifactEntry, manifest: Manifest, instances: int, kind: str,
                  max_queue_delay_us: int) -> dict[str, Any]:
     """The config of one graph model (an artifact of the export)."""
-    platform, filename = PLATFORMS[entry["format"]]
-    profile = manifest.get("profile", {})
-    batched = _batch_axis(entry, bool(manifest.get("batch", {}).get("dynamic")))
-    max_batch = int(profile.get("batch", {}).get("max", 1)) if batched else 0
+    platform, filename = PLATFORMS[entry.format]
+    batched = _batch_axis(entry, manifest.batch.dynamic)
+    max_batch = manifest.batch.max if batched else 0
 
-    def tensor(spec: dict[str, Any]) -> dict[str, Any]:
-        shape = spec["shape"][1:] if batched else spec["shape"]
-        return {"name": spec["name"], "data_type": _triton_type(spec["dtype"]), "dims": _dims(shape)}
+    def tensor(spec: TensorSpec) -> dict[str, Any]:
+        shape = list(spec.shape[1:] if batched else spec.shape)
+        return {"name": spec.name, "data_type": _triton_type(spec.dtype), "dims": _dims(shape)}
 
     config: dict[str, Any] = {
         "name": name, "platform": platform, "max_batch_size": max_batch, "default_model_filename": filename,
-        "input": [tensor(s) for s in entry["inputs"]], "output": [tensor(s) for s in entry["outputs"]],
+        "input": [tensor(s) for s in entry.inputs], "output": [tensor(s) for s in entry.outputs],
     }
     if batched:
         preferred = [b for b in (4, 8, 16) if b <= max_batch]
         config["dynamic_batching"] = {**({"preferred_batch_size": preferred} if preferred else {}),
                                       "max_queue_delay_microseconds": max_queue_delay_us}
     config["instance_group"] = [{"count": instances, "kind": Sym(kind)}]
-    threads = int(profile.get("runtime", {}).get("threads", 0) or 0)
+    threads = manifest.runtime.threads
     if platform == "onnxruntime_onnx" and threads:
         config["parameters"] = [{"key": "intra_op_thread_count", "value": {"string_value": str(threads)}}]
     return config
@@ -150,11 +158,16 @@ def pipeline_config(name: str, instances: int, max_queue_delay_us: int) -> dict[
     }
 
 
-def _kind(manifest: dict[str, Any], platforms: set[str], kind: str) -> str:
+def _kind(manifest: Manifest, platforms: set[str], kind: str) -> str:
     if kind != "auto":
         return {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}[kind]
-    providers = set(manifest.get("profile", {}).get("runtime", {}).get("providers", []))
+    providers = set(manifest.runtime.providers)
     return "KIND_GPU" if "tensorrt_plan" in platforms or providers & GPU_PROVIDERS else "KIND_CPU"
+
+
+def _ours(folder: Path) -> bool:
+    """A model folder this command wrote (it carries our marker), so replacing it deletes nothing else."""
+    return (folder / OWNER_MARKER).is_file()
 
 
 def write_repository(export_dir: str | Path, repo: str | Path, name: str | None = None, instances: int = 1,
@@ -163,78 +176,93 @@ def write_repository(export_dir: str | Path, repo: str | Path, name: str | None 
     """Write the Triton models of an export into ``repo`` (created if needed); returns what was written.
 
     ``kind``: ``auto`` (GPU for TensorRT plans or CUDA/TensorRT providers), ``cpu`` or ``gpu``; ``platform``:
-    ``auto``, ``onnxruntime_onnx`` or ``tensorrt_plan``. Existing model folders are replaced only with
-    ``overwrite``.
+    ``auto``, ``onnxruntime_onnx`` or ``tensorrt_plan``. Everything is written under ``repo``: the models are
+    built in a staging folder there and each moved into place whole. Existing model folders of the same names
+    are replaced only with ``overwrite`` and only when this command wrote them.
     """
     export_dir, repo = Path(export_dir), Path(repo)
-    manifest = read_export_manifest(export_dir)
+    manifest = read_manifest(export_dir, verify=True)
     if instances < 1:
         raise EvitError(f"instances must be >= 1, got {instances}")
     if kind not in ("auto", "cpu", "gpu"):
         raise EvitError(f"kind must be auto, cpu or gpu, got '{kind}'")
     if platform not in ("auto", *(p for p, _ in PLATFORMS.values())):
         raise EvitError(f"unknown Triton platform '{platform}' (choose auto, onnxruntime_onnx or tensorrt_plan)")
-    base = name or manifest["model"]
-    roles = list(dict.fromkeys(a["role"] for a in manifest["artifacts"]))
+    base = check_name(name or manifest.model, "Triton model name")
+    roles = manifest.roles
     picked = {role: _pick_artifact(manifest, role, platform) for role in roles}
-    for entry in picked.values():
-        if not (export_dir / entry["path"]).is_file():
-            raise EvitError(f"artifact missing: {export_dir / entry['path']}")
-    names = {role: f"{base}-{role}" for role in roles}
-    folders = [repo / n for n in [base, *names.values()]]
-    clash = [f for f in folders if f.exists()]
-    if clash and not overwrite:
-        raise EvitError(f"{clash[0]} exists; pass --force to replace the models of {base}")
-    gpu_kind = _kind(manifest, {PLATFORMS[e["format"]][0] for e in picked.values()}, kind)
-    try:
-        repo.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EvitError(f"cannot create {repo}: {exc.strerror or exc}") from None
-    for folder in clash:
-        shutil.rmtree(folder)
+    names = {role: check_name(f"{base}-{role}", "Triton model name") for role in roles}
+    if repo.exists() and not repo.is_dir():
+        raise EvitError(f"--repo {repo} exists and is not a folder")
+    for folder in [repo / n for n in [base, *names.values()]]:
+        if folder.is_symlink() or folder.exists():
+            if not overwrite:
+                raise EvitError(f"{folder} exists; pass --force to replace the models of {base}")
+            if folder.is_symlink() or not folder.is_dir() or not _ours(folder):
+                raise EvitError(f"{folder} exists and was not written by evit-deploy triton; remove or rename it "
+                                "yourself (nothing is deleted for you)")
+    gpu_kind = _kind(manifest, {PLATFORMS[e.format][0] for e in picked.values()}, kind)
 
     written = []
-    for role, entry in picked.items():
-        config = graph_config(names[role], entry, manifest, instances, gpu_kind, max_queue_delay_us)
-        folder = repo / names[role]
-        (folder / "1").mkdir(parents=True)
-        shutil.copyfile(export_dir / entry["path"], folder / "1" / config["default_model_filename"])
-        (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
-        written.append(TritonModel(names[role], folder, config, config["platform"]))
-
-    batch = manifest.get("batch", {})
-    static = None if batch.get("dynamic") else int(batch.get("size", 1))
-    settings = {
-        "model": manifest["model"], "task": manifest["task"], "input_size": manifest["input_size"],
-        "max_batch": static or int(manifest.get("profile", {}).get("batch", {}).get("max", 1)),
-        "static_batch": static,
-        "graphs": {role: {"name": names[role], "outputs": [o["name"] for o in picked[role]["outputs"]]}
-                   for role in roles},
-    }
-    config = pipeline_config(base, instances, max_queue_delay_us)
-    folder = repo / base
-    (folder / "1").mkdir(parents=True)
-    (folder / "1" / "model.py").write_text(MODEL_PY.format(model=manifest["model"]))
-    (folder / "1" / "pipeline.json").write_text(json.dumps(settings, indent=2) + "\n")
-    shutil.copyfile(export_dir / "export.json", folder / "1" / "export.json")
-    (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
-    written.insert(0, TritonModel(base, folder, config, "python"))
-    (repo / "README.md").write_text(repository_readme(base, manifest, written))
+    created = not repo.exists()
+    try:
+        _write_models(export_dir, repo, manifest, picked, names, base, instances, gpu_kind, max_queue_delay_us,
+                      overwrite, written)
+    except BaseException:
+        if created and repo.is_dir() and not any(repo.iterdir()):
+            repo.rmdir()  # it was made for this run and holds nothing
+        raise
     return written
 
 
-def repository_readme(base: str, manifest: dict[str, Any], models: list[TritonModel]) -> str:
+def _write_models(export_dir: Path, repo: Path, manifest: Manifest, picked: dict[str, ArtifactEntry],
+                  names: dict[str, str], base: str, instances: int, gpu_kind: str, max_queue_delay_us: int,
+                  overwrite: bool, written: list[TritonModel]) -> None:
+    """Write every model into a staging folder under ``repo``, then move each into place."""
+    roles = list(picked)
+    with writing(f"write the Triton repository {repo}"), staged_dir(repo / base, "Triton model") as tmp:
+        for role, entry in picked.items():
+            config = graph_config(names[role], entry, manifest, instances, gpu_kind, max_queue_delay_us)
+            folder = tmp / names[role]
+            (folder / "1").mkdir(parents=True)
+            shutil.copyfile(confined(export_dir, entry.path), folder / "1" / config["default_model_filename"])
+            (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
+            (folder / OWNER_MARKER).write_text(f"written by evit-deploy triton from {manifest.model}\n")
+            written.append(TritonModel(names[role], repo / names[role], config, config["platform"]))
+
+        static = None if manifest.batch.dynamic else manifest.batch.size
+        settings = {
+            "model": manifest.model, "task": manifest.task, "input_size": list(manifest.input_size),
+            "max_batch": manifest.batch.largest, "static_batch": static,
+            "graphs": {role: {"name": names[role], "outputs": [o.name for o in picked[role].outputs]}
+                       for role in roles},
+        }
+        config = pipeline_config(base, instances, max_queue_delay_us)
+        folder = tmp / base
+        (folder / "1").mkdir(parents=True)
+        (folder / "1" / "model.py").write_text(MODEL_PY.format(model=manifest.model))
+        (folder / "1" / "pipeline.json").write_text(json.dumps(settings, indent=2) + "\n")
+        shutil.copyfile(export_dir / MANIFEST, folder / "1" / MANIFEST)
+        (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
+        (folder / OWNER_MARKER).write_text(f"written by evit-deploy triton from {manifest.model}\n")
+        written.insert(0, TritonModel(base, repo / base, config, "python"))
+        (folder / "README.md").write_text(repository_readme(base, manifest, written))
+        (tmp / STAGING_MARKER).unlink()
+        for model in written:
+            replace_dir(tmp / model.name, model.folder, _ours, overwrite, "Triton model")
+
+
+def repository_readme(base: str, manifest: Manifest, models: list[TritonModel]) -> str:
     """How to run and query the repository."""
     rows = "\n".join(f"| `{m.name}` | {m.platform} | {m.config['max_batch_size']} | "
                      f"{'yes' if 'dynamic_batching' in m.config else 'no'} |" for m in models)
-    sam = manifest["task"] == "sam"
+    sam = manifest.task == "sam"
     examples = {"sam": '{"points": [[320, 240]], "point_labels": [1], "multimask": True}', "cls": '{"top_k": 5}'}
-    options = examples.get(manifest["task"], "{}")
-    return f"""# Triton model repository: {manifest['model']}
+    options = examples.get(manifest.task, "{}")
+    return f"""# Triton model repository: {manifest.model}
 
-Written by `evit-deploy triton` from an export of `{manifest['model']}` ({manifest['task']}, input
-{manifest['input_size'][0]}x{manifest['input_size'][1]}, {manifest.get('precision', 'fp32')}, target
-`{manifest.get('target', '?')}`).
+Written by `evit-deploy triton` from an export of `{manifest.model}` ({manifest.task}, input
+{manifest.input_size[0]}x{manifest.input_size[1]}, {manifest.precision}, target `{manifest.target}`).
 
 | model | platform | max_batch_size | dynamic batching |
 |---|---|---:|---|
@@ -256,7 +284,8 @@ docker run --rm -p 8000:8000 -p 8001:8001 -p 8002:8002 -v "$PWD":/models \\
   bash -c "pip install 'evit-deploy[onnx]' && tritonserver --model-repository=/models"
 ```
 
-(run it from this folder; add `--gpus all` for GPU instance groups). `curl localhost:8000/v2/health/ready`
+(run it from the repository folder, the parent of this one; add `--gpus all` for GPU instance groups).
+`curl localhost:8000/v2/health/ready`
 answers 200 once every model is loaded. Metrics are on port 8002 (`/metrics`).
 
 ## Query

@@ -89,7 +89,7 @@ def bench_case(name: str, hw: tuple[int, int], batch: int, runs: int, warmup: in
     result = run_export(ExportRequest(name, "cloud-gpu-compiled", imgsz=hw, batch=batch,
                                       output=str(workdir / name)))
     export_s = time.perf_counter() - started
-    pt2 = next(a["path"] for a in result.manifest["artifacts"] if a["format"] == "torch-compiled")
+    pt2 = next(a["path"] for a in result.manifest.to_dict()["artifacts"] if a["format"] == "torch-compiled")
     torch.compiler.reset()
     started = time.perf_counter()
     engine = runtime.load(result.folder / pt2)

@@ -54,8 +54,8 @@ def timed_export(name: str, target: str, size: tuple[int, int], workdir: Path, p
     out = workdir / f"{name}-{target}-{precision or 'default'}"
     result = run_export(ExportRequest(name, target, imgsz=size, precision=precision, output=str(out)))
     seconds = time.perf_counter() - started
-    artifact = next(a for a in result.manifest["artifacts"] if a["role"] in ("model", "encoder"))
-    report = next(r for r in result.manifest["validation"]["artifacts"] if r["artifact"] == artifact["path"])
+    artifact = next(a for a in result.manifest.to_dict()["artifacts"] if a["role"] in ("model", "encoder"))
+    report = next(r for r in result.manifest.to_dict()["validation"]["artifacts"] if r["artifact"] == artifact["path"])
     worst = max(m["max_rel"] for m in report["outputs"].values())
     return {"folder": result.folder, "path": artifact["path"], "export_s": seconds,
             "size_bytes": (result.folder / artifact["path"]).stat().st_size, "max_rel_vs_pytorch": worst,

@@ -25,9 +25,9 @@ def _light_profile(tmp_path):
 def test_without_gpu_the_fp16_onnx_is_written_and_the_engine_step_is_skipped(tmp_path):
     result = run_export(ExportRequest("efficientvit-b0-r224", _light_profile(tmp_path), imgsz=(128,),
                                       output=str(tmp_path / "out")))
-    assert [a["format"] for a in result.manifest["artifacts"]] == ["onnx"]
-    assert result.manifest["artifacts"][0]["precision"] == "fp16"
-    (reason,) = result.manifest["skipped"]
+    assert [a["format"] for a in result.manifest.to_dict()["artifacts"]] == ["onnx"]
+    assert result.manifest.to_dict()["artifacts"][0]["precision"] == "fp16"
+    (reason,) = result.manifest.to_dict()["skipped"]
     assert reason.startswith("torch-compiled skipped") and "no CUDA GPU" in reason
 
 
@@ -47,8 +47,8 @@ def test_backend_refuses_packages_it_cannot_run(tmp_path):
 @cuda
 def test_compiled_engine_on_gpu_matches_pytorch(tmp_path):
     result = run_export(ExportRequest("efficientvit-b0-r224", _light_profile(tmp_path), output=str(tmp_path / "g")))
-    formats = {a["format"]: a for a in result.manifest["artifacts"]}
-    assert formats["torch-compiled"]["precision"] == "fp16" and not result.manifest["skipped"]
+    formats = {a["format"]: a for a in result.manifest.to_dict()["artifacts"]}
+    assert formats["torch-compiled"]["precision"] == "fp16" and not result.manifest.to_dict()["skipped"]
     backend = runtime.load(result.folder / formats["torch-compiled"]["path"])
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     out = backend(x)

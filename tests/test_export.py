@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from evit_deploy import create_model, runtime
+from evit_deploy.artifacts import read_manifest
 from evit_deploy.errors import EvitError
 from evit_deploy.export.pipeline import ExportRequest, ValidationFailed, run_export, validate_export
 from evit_deploy.export.profiles import ProfileError, load_profile
@@ -126,9 +127,14 @@ def test_validation_gate_rejects_nan_and_leaves_nothing(tmp_path):
 def test_rerun_replaces_and_failed_run_keeps_previous(tmp_path):
     out = tmp_path / "exp"
     run_export(ExportRequest("efficientvit-b0-r224", "cpu-ort", output=str(out)))
-    (out / "stale.txt").write_text("old")
-    run_export(ExportRequest("efficientvit-b0-r224", "cpu-ort", output=str(out)))
-    assert not (out / "stale.txt").exists() and (out / "export.json").is_file()
+    (out / "model.onnx").write_bytes(b"an artifact of the previous export, changed")  # still the export's file
+    run_export(ExportRequest("efficientvit-b0-r224", "cpu-ort", output=str(out)))  # a previous export: replaced
+    assert (out / "export.json").is_file() and read_manifest(out).artifacts[0].path == "model.onnx"
+    (out / "notes.txt").write_text("the user's")
+    with pytest.raises(EvitError, match="refusing to replace"):
+        run_export(ExportRequest("efficientvit-b0-r224", "cpu-ort", output=str(out)))
+    assert (out / "notes.txt").read_text() == "the user's"
+    (out / "notes.txt").unlink()
     strict = write_profile(tmp_path, "extends: cpu-ort\nvalidation: {tolerances: {fp32: {max_rel: 1.0e-30}}}\n")
     before = (out / "export.json").read_text()
     with pytest.raises(ValidationFailed, match="max relative error"):
@@ -141,7 +147,7 @@ def test_segmentation_export_and_bilinear_transform_effect(tmp_path):
     profile = write_profile(tmp_path, "extends: cpu-ort\ntransforms: [attention-deploy, bicubic-to-bilinear]\n")
     result = run_export(ExportRequest("efficientvit-seg-b0-cityscapes", str(profile), imgsz=(128, 256),
                                       output=str(tmp_path / "seg")))
-    manifest = result.manifest
+    manifest = result.manifest.to_dict()
     assert manifest["artifacts"][0]["outputs"][0]["shape"] == ["batch", 19, 16, 32]
     (report,) = manifest["validation"]["artifacts"]
     assert report["agreement"]["metric"] == "per-pixel argmax agreement" and report["agreement"]["value"] > 0.999
@@ -153,18 +159,18 @@ def test_segmentation_export_and_bilinear_transform_effect(tmp_path):
 def test_mobile_profile_writes_ort_format_and_int8(tmp_path):
     result = run_export(ExportRequest("efficientvit-b0-r224", "mobile-cpu-ort", precision="int8-dynamic",
                                       output=str(tmp_path / "mob")))
-    formats = {a["format"]: a for a in result.manifest["artifacts"]}
+    formats = {a["format"]: a for a in result.manifest.to_dict()["artifacts"]}
     assert set(formats) == {"onnx", "ort"} and formats["ort"]["precision"] == "int8-dynamic"
     assert formats["onnx"]["inputs"][0]["shape"] == [1, 3, 224, 224]  # static
     backend = runtime.load(result.folder)
     assert backend.path.suffix == ".ort"
-    assert all(r["passed"] for r in result.manifest["validation"]["artifacts"])
+    assert all(r["passed"] for r in result.manifest.to_dict()["validation"]["artifacts"])
 
 
 def test_sam_exports_encoder_and_decoder_with_official_names(tmp_path):
     light = write_profile(tmp_path, "extends: cpu-ort\nvalidation: {photos: [astronaut], noise: 0}\n")
     result = run_export(ExportRequest("efficientvit-sam-l0", str(light), output=str(tmp_path / "sam")))
-    arts = {a["role"]: a for a in result.manifest["artifacts"]}
+    arts = {a["role"]: a for a in result.manifest.to_dict()["artifacts"]}
     assert [i["name"] for i in arts["encoder"]["inputs"]] == ["input_image"]
     assert [o["name"] for o in arts["encoder"]["outputs"]] == ["image_embeddings"]
     assert arts["encoder"]["outputs"][0]["shape"][1:] == [256, 64, 64]
@@ -191,11 +197,11 @@ def test_bad_inputs_are_clean_errors(tmp_path):
     with pytest.raises(EvitError, match="does not offer precision 'fp16'"):
         run_export(ExportRequest("efficientvit-b0-r224", precision="fp16", output=str(tmp_path / "x")))
     coreml = write_profile(tmp_path, "extends: cpu-ort\nformats: [coreml]\n", "coreml.yaml")
-    with pytest.raises(EvitError, match="no exporter is registered for format 'coreml'"):
+    with pytest.raises(EvitError, match="unknown artifact format 'coreml'"):
         run_export(ExportRequest("efficientvit-b0-r224", str(coreml), output=str(tmp_path / "x")))
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(EvitError, match="not writable"):
+    with pytest.raises(EvitError, match="is a file, not a folder"):
         run_export(ExportRequest("efficientvit-b0-r224", output=str(blocker / "sub" / "out")))
     assert not (tmp_path / "x").exists()
     corrupt = tmp_path / "corrupt.onnx"
@@ -235,8 +241,8 @@ def test_cli_profiles_and_export(tmp_path, capsys):
 def test_validation_records_the_providers_really_used(tmp_path):
     request = ExportRequest("efficientvit-b0-r224", "mobile-cpu-ort", imgsz=(96,), output=str(tmp_path / "m"))
     result = run_export(request)
-    profile_providers = result.manifest["profile"]["runtime"]["providers"]
+    profile_providers = result.manifest.to_dict()["profile"]["runtime"]["providers"]
     assert profile_providers[0] == "XnnpackExecutionProvider"
-    for report in result.manifest["validation"]["artifacts"]:
+    for report in result.manifest.to_dict()["validation"]["artifacts"]:
         used = report["runtime"]["providers"]
         assert report["runtime"]["backend"] == "onnxruntime" and set(used) <= set(ort.get_available_providers())

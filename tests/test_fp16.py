@@ -107,7 +107,7 @@ def test_fp16_export_is_finite_and_within_1e2(tmp_path, name, hw):
     profile.write_text("extends: cloud-gpu-trt\nformats: [onnx]\nvalidation: {photos: [astronaut], noise: 1}\n")
     result = run_export(ExportRequest(name, str(profile), str(ckpt), imgsz=hw, precision="fp16",
                                       output=str(tmp_path / "out")))
-    (artifact,) = result.manifest["artifacts"]
+    (artifact,) = result.manifest.to_dict()["artifacts"]
     assert artifact["precision"] == "fp16" and artifact["inputs"][0]["dtype"] == "float32"
     session = ort.InferenceSession(str(result.folder / "model.onnx"), providers=["CPUExecutionProvider"])
     x = torch.randn(1, 3, *hw, generator=torch.Generator().manual_seed(3))

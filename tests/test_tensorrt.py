@@ -25,6 +25,7 @@ import pytest
 from PIL import Image
 
 from evit_deploy import runtime
+from evit_deploy.artifacts import read_manifest
 from evit_deploy.errors import EvitError
 from evit_deploy.export.calibration import preprocess
 from evit_deploy.export.exporters import tensorrt as trt_exporters
@@ -164,8 +165,7 @@ def test_plans_derive_from_export_json_without_trt_build_json(cloud_fp16, tmp_pa
     folder = tmp_path / "copy"
     shutil.copytree(cloud_fp16.folder, folder)
     (folder / "trt_build.json").unlink()
-    manifest = json.loads((folder / "export.json").read_text())
-    derived = folder_plans(folder, manifest)["model"]
+    derived = folder_plans(folder, read_manifest(folder))["model"]
     recorded = read_plans(cloud_fp16.folder)["model"]
     assert derived.to_dict() == recorded.to_dict()
 
@@ -175,7 +175,7 @@ def test_plans_derive_from_export_json_without_trt_build_json(cloud_fp16, tmp_pa
 
 def test_jetson_fp16_bundle_is_complete(jetson_fp16):
     folder = jetson_fp16.folder
-    manifest = jetson_fp16.manifest
+    manifest = jetson_fp16.manifest.to_dict()
     formats = [(a["format"], a["path"], a["precision"]) for a in manifest["artifacts"]]
     assert formats == [("onnx", "model.onnx", "fp16"), ("trt-bundle", "build_engine.sh", "fp16")]
     assert [r["artifact"] for r in manifest["validation"]["artifacts"]] == ["model.onnx"]  # the .sh is not run
@@ -223,7 +223,7 @@ def test_jetson_script_runs_the_planned_trtexec_command(jetson_fp16, tmp_path):
 
 def test_runtime_load_of_trt_exports_picks_the_onnx(jetson_fp16, cloud_fp16):
     for result in (jetson_fp16, cloud_fp16):
-        if any(a["format"] == "trt-engine" for a in result.manifest["artifacts"]):
+        if any(a["format"] == "trt-engine" for a in result.manifest.to_dict()["artifacts"]):
             continue  # built on a TensorRT host: the engine is the deployable artifact there
         backend = runtime.load(result.folder)
         assert backend.name == "onnxruntime" and backend.path.name == "model.onnx"
@@ -233,7 +233,7 @@ def test_runtime_load_of_trt_exports_picks_the_onnx(jetson_fp16, cloud_fp16):
 
 def test_jetson_int8_bundle_has_calibration_inputs(jetson_int8, calib_dir):
     folder = jetson_int8.folder
-    arts = {a["format"]: a for a in jetson_int8.manifest["artifacts"]}
+    arts = {a["format"]: a for a in jetson_int8.manifest.to_dict()["artifacts"]}
     assert arts["onnx"]["precision"] == "fp32" and arts["trt-bundle"]["precision"] == "int8"
     data = np.load(folder / "calibration" / "model.npy")
     assert data.shape == (2, 3, *SIZE) and data.dtype == np.float32

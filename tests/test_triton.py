@@ -162,7 +162,7 @@ def test_classification_repository(tmp_path):
     config = check_graph_model(tmp_path / "repo" / "efficientvit-b0-r224-model", manifest["artifacts"][0], manifest,
                                batched=True)
     assert config["input"][0]["dims"] == [3, 224, 224] and config["output"][0]["dims"] == [1000]
-    readme = (tmp_path / "repo" / "README.md").read_text()
+    readme = (tmp_path / "repo" / "efficientvit-b0-r224" / "README.md").read_text()
     assert "tritonserver --model-repository" in readme and "efficientvit-b0-r224" in readme
     with pytest.raises(EvitError, match="exists"):
         write_repository(folder, tmp_path / "repo")
@@ -189,8 +189,9 @@ def test_static_batch_export_has_no_dynamic_batching(tmp_path):
     profile.write_text(LIGHT_PROFILE + "batch: {size: 1, dynamic: false, min: 1, opt: 1, max: 1}\n")
     result = run_export(ExportRequest("efficientvit-b0-r224", str(profile), output=str(tmp_path / "static")))
     write_repository(result.folder, tmp_path / "repo")
-    config = check_graph_model(tmp_path / "repo" / "efficientvit-b0-r224-model", result.manifest["artifacts"][0],
-                               result.manifest, batched=False)
+    manifest = result.manifest.to_dict()
+    config = check_graph_model(tmp_path / "repo" / "efficientvit-b0-r224-model", manifest["artifacts"][0], manifest,
+                               batched=False)
     assert config["input"][0]["dims"] == [1, 3, 224, 224]
 
 
@@ -198,8 +199,9 @@ def test_tensorrt_plans_and_gpu_instances(tmp_path):
     folder = tmp_path / "trt-export"
     shutil.copytree(build_cls_export()[0], folder)
     manifest = json.loads((folder / "export.json").read_text())
-    plan = dict(manifest["artifacts"][0], format="trt-engine", path="model.plan", sha256="")
     (folder / "model.plan").write_bytes(b"serialized engine")
+    plan = dict(manifest["artifacts"][0], format="trt-engine", path="model.plan",
+                sha256=hashlib.sha256(b"serialized engine").hexdigest())
     manifest["artifacts"].append(plan)
     (folder / "export.json").write_text(json.dumps(manifest))
     write_repository(folder, tmp_path / "repo")

@@ -15,13 +15,14 @@ from typing import Any
 import torch
 
 from .. import runtime
+from ..artifacts import FORMATS, check_name, read_manifest
 from ..errors import EvitError
-from ..export.pipeline import ExportRequest, read_manifest, run_export, versions
+from ..export.pipeline import ExportRequest, run_export, versions
 from ..zoo import RandomWeightsWarning, create_model, get_card
 from .measure import Contender, interleaved, peak_rss_mb, summarize
 from .reference import hardware_rows, model_facts
 
-GPU_FORMATS = ("trt-engine", "torch-compiled")
+MAX_PYTORCH_BATCH = 64  # the largest batch PyTorch is benchmarked at beside a static-batch export
 BENCH_ROLES = ("model", "encoder")  # the SAM decoder is light and prompt-dependent: not benchmarked here
 ProgressFactory = Callable[[str, int], contextlib.AbstractContextManager[Callable[[], None]]]
 
@@ -72,28 +73,33 @@ def bench_export(folder: str | Path, settings: BenchSettings, weights: str | Non
     ``model``: the PyTorch model of the export when the caller already has it (else built from ``weights``).
     """
     folder = Path(folder)
-    manifest = read_manifest(folder)
-    card = get_card(manifest["model"])
-    recorded = (manifest.get("weights") or {}).get("file")
-    if weights is None and recorded:
-        weights = str(folder / recorded) if (folder / recorded).is_file() else None
+    manifest = read_manifest(folder, verify=False)  # each artifact is hash-checked as it is opened below
+    card = get_card(manifest.model)
+    # Static exports are skipped at other batches (PyTorch still runs), dynamic ones stop at their maximum.
+    limit = manifest.batch.max if manifest.batch.dynamic else max(manifest.batch.size, MAX_PYTORCH_BATCH)
+    too_big = [b for b in settings.batches if b > limit]
+    if too_big:
+        raise EvitError(f"{folder} is benchmarked at batches up to {limit}; got --batch {too_big[0]}")
+    recorded = manifest.weights.get("file")
+    if weights is None and recorded:  # a checkpoint the user put beside the artifacts
+        weights = str(folder / check_name(recorded, "weights file")) if (folder / recorded).is_file() else None
     torch.set_num_threads(settings.threads)
     if model is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RandomWeightsWarning)  # said at export time; the report records it
-            model = create_model(card.name, weights)
+            model = create_model(card.name, weights, ema=bool(manifest.weights.get("ema")))
     baseline = model.image_encoder if card.task == "sam" else model
-    on_gpu = torch.cuda.is_available() and any(a["format"] in GPU_FORMATS for a in manifest["artifacts"])
+    on_gpu = torch.cuda.is_available() and any(FORMATS[a.format].gpu for a in manifest.artifacts)
     if on_gpu:  # compare GPU engines with PyTorch on the same GPU, input and output copies included
         baseline = baseline.cuda()
-    h, w = manifest["input_size"]
-    artifacts = [a for a in manifest["artifacts"] if a["role"] in BENCH_ROLES]
+    h, w = manifest.input_size
+    artifacts = [a for a in manifest.artifacts if a.role in BENCH_ROLES and a.runnable]
     backends = []
     for a in artifacts:
         try:
-            backends.append((a, runtime.load(folder / a["path"], threads=settings.threads, shared_cpu=True)))
+            backends.append((a, runtime.open_artifact(folder, manifest, a, settings.threads, shared_cpu=True)))
         except EvitError as exc:
-            raise EvitError(f"cannot benchmark {a['path']}: {exc}") from None
+            raise type(exc)(f"cannot benchmark {a.path}: {exc}") from None
 
     results, skipped = [], []
     for batch in settings.batches:
@@ -105,13 +111,12 @@ def bench_export(folder: str | Path, settings: BenchSettings, weights: str | Non
         meta = {"pytorch": {"backend": "pytorch", "format": "pytorch-eager", "artifact": None, "precision": "fp32"}}
         for a, backend in backends:
             if not _batch_ok(backend, batch):
-                skipped.append(f"{a['path']} at batch {batch}: static batch {backend.inputs[0].shape[0]}")
+                skipped.append(f"{a.path} at batch {batch}: static batch {backend.inputs[0].shape[0]}")
                 continue
-            key = a["path"]
+            key = a.path
             feeds[key] = {backend.inputs[0].name: x_np}
             contenders.append(Contender(key, lambda b=backend, f=feeds[key]: b.run(f)))
-            meta[key] = {"backend": backend.name, "format": a["format"], "artifact": a["path"],
-                         "precision": a["precision"]}
+            meta[key] = {"backend": backend.name, "format": a.format, "artifact": a.path, "precision": a.precision}
         with torch.inference_mode(), progress(f"batch {batch}: {len(contenders)} backends", settings.runs) as tick:
             interleaved(contenders, settings.runs, settings.warmup, tick)
         base = None
@@ -132,7 +137,7 @@ def bench_export(folder: str | Path, settings: BenchSettings, weights: str | Non
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": card.name,
         "task": card.task,
-        "target": manifest["target"],
+        "target": manifest.target,
         "export": str(folder),
         "input_size": [h, w],
         "measured": "image encoder only" if card.task == "sam" else "whole model",
@@ -150,11 +155,12 @@ def bench_export(folder: str | Path, settings: BenchSettings, weights: str | Non
 
 def bench_model(model: str, target: str, settings: BenchSettings, weights: str | None = None,
                 imgsz: tuple[int, ...] | None = None, export_dir: str | None = None,
-                step: Callable | None = None, progress: ProgressFactory = no_progress) -> dict[str, Any]:
+                step: Callable | None = None, progress: ProgressFactory = no_progress,
+                ema: bool = False) -> dict[str, Any]:
     """Export ``model`` for ``target`` (validated as usual), then benchmark the export."""
     card = get_card(model)
     request = ExportRequest(model, target, weights, imgsz, None, None,
-                            export_dir or str(Path("exports") / f"{card.name}-{target.replace('/', '_')}"))
+                            export_dir or str(Path("exports") / f"{card.name}-{Path(target).stem}"), ema=ema)
     result = run_export(request, step) if step else run_export(request)
     return bench_export(result.folder, settings, weights, progress, result.model)
 

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import EvitError
+from ..files import atomic_write, writing
 from .reference import family_prefix, hardware_rows, published
 
 ACCURACY_KEYS = (("top1", "ImageNet top-1 (%)"), ("miou", "mIoU (%)"), ("coco_map", "COCO mAP"))
@@ -130,14 +132,40 @@ def html_page(report: dict[str, Any], md: str) -> str:
             + "\n".join(body) + "</body></html>\n")
 
 
+REPORT_FILES = ("report.json", "report.md", "report.html")
+
+
+def _is_our_report(folder: Path) -> bool:
+    try:
+        doc = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"results", "machine", "model"} <= set(doc)
+
+
+def check_report_folder(folder: Path) -> None:
+    """Refuse a report folder whose report files are not a previous report of ours (or that is a file)."""
+    if folder.exists() and not folder.is_dir():
+        raise EvitError(f"report folder {folder} exists and is not a folder")
+    existing = [name for name in REPORT_FILES if (folder / name).exists()]
+    if existing and not _is_our_report(folder):
+        raise EvitError(f"refusing to overwrite {folder / existing[0]}: it is not a benchmark report written by "
+                        "evit-deploy; choose another --output folder")
+    with writing(f"write the benchmark report to {folder}"):
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+
+
 def write_reports(report: dict[str, Any], folder: str | Path) -> Path:
-    """Write report.json, report.md and report.html into ``folder`` (created if needed)."""
+    """Write report.json, report.md and report.html into ``folder`` (created if needed). Report files already
+    there are replaced only when they are a previous report of ours; anything else is refused."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    check_report_folder(folder)
     md = markdown(report)
     files = {"report.json": json.dumps(report, indent=2) + "\n", "report.md": md, "report.html": html_page(report, md)}
-    for name, text in files.items():  # each file appears whole or not at all
-        tmp = folder / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, folder / name)
+    with writing(f"write the benchmark report to {folder}"):
+        for name, text in files.items():  # each file appears whole or not at all
+            atomic_write(folder / name, text)
     return folder

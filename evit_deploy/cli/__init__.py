@@ -15,6 +15,7 @@ import warnings
 import click
 
 from ..errors import EvitError
+from ..files import Terminated, environment_error
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module:attribute, one-line help shown in the command list)
@@ -87,8 +88,12 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=args, prog_name="evit-deploy", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # usage errors too: one line, with where to find help
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+        message = " ".join(exc.format_message().split())
+        click.secho(f"error: {message}{hint}", fg="red", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
@@ -101,9 +106,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Terminated as exc:
+        click.echo(f"{exc}; cleaned up", err=True)
+        sys.exit(128 + exc.signum)
     except Exception as exc:  # an internal failure: still one line unless --debug
         if debug:
             raise
+        problem = environment_error(exc, "read or write a file") if isinstance(exc, OSError) else None
+        if problem is not None:  # full disk, read-only file system, permissions: the user can fix these
+            click.secho(f"error: {problem}", fg="red", err=True)
+            sys.exit(EXIT_INPUT_ERROR)
         detail = str(exc).splitlines()[0] if str(exc) else ""
         click.secho(
             f"error: internal error ({type(exc).__name__}: {detail}); rerun with --debug for the traceback",

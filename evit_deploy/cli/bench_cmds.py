@@ -63,16 +63,16 @@ def _results_table(report: dict) -> Table:
 @click.option("--warmup", default=5, show_default=True, type=click.IntRange(min=0), help="Warm-up calls each.")
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for every backend (default: all cores).")
 @click.option("--output", "-o", type=click.Path(file_okay=False), help="Report folder (default: ./bench/<name>/).")
+@click.option("--ema", is_flag=True, help="Load the checkpoint's EMA weights (state_dict_ema / model_ema).")
 @click.option("--list-reference", is_flag=True, help="Show the published figures the reports compare against.")
 def bench(model_or_export: str | None, target: str, weights: str | None, imgsz: tuple[int, ...], batches: str,
-          runs: int, warmup: int, threads: int | None, output: str | None, list_reference: bool) -> None:
+          runs: int, warmup: int, threads: int | None, output: str | None, ema: bool, list_reference: bool) -> None:
     """Measure MODEL (exported for --target first) or an EXPORT_DIR: PyTorch eager and every artifact.
 
     Backends run interleaved (one call each per round) with the same threads, input and batch; the report
     (report.json, report.md, report.html) carries the paper's figures for the model, each with its device.
     """
-    from ..bench.harness import BenchSettings, bench_export, bench_model, parse_batches
-    from ..bench.report import write_reports
+    from ..bench.report import check_report_folder, write_reports
 
     console = Console()
     if list_reference:
@@ -80,19 +80,28 @@ def bench(model_or_export: str | None, target: str, weights: str | None, imgsz: 
         return
     if not model_or_export:
         raise EvitError("give a MODEL or an EXPORT_DIR to benchmark (or --list-reference)")
+    if len(imgsz) > 2:
+        raise click.BadParameter("give at most two values (H and W)", param_hint="--imgsz")
+    is_export = Path(model_or_export).is_dir()
+    name = Path(model_or_export).name if is_export else f"{model_or_export}-{Path(target).stem}"
+    folder = Path(output or Path("bench") / name)
+    check_report_folder(folder)  # before minutes of measuring
+    if not is_export:
+        from ..export.request import ExportRequest, preflight
+
+        preflight(ExportRequest(model_or_export, target, weights, imgsz or None, ema=ema))
+
+    from ..bench.harness import BenchSettings, bench_export, bench_model, parse_batches
+
     settings = BenchSettings(parse_batches(batches), runs, warmup)
     if threads:
         settings.threads = threads
-    if Path(model_or_export).is_dir():
+    if is_export:
         report = bench_export(model_or_export, settings, weights, _bar)
-        name = Path(model_or_export).name
     else:
-        if len(imgsz) > 2:
-            raise click.BadParameter("give at most two values (H and W)", param_hint="--imgsz")
         report = bench_model(model_or_export, target, settings, weights, imgsz or None, step=RichSteps(),
-                             progress=_bar)
-        name = f"{model_or_export}-{Path(target).stem}"
-    folder = write_reports(report, output or Path("bench") / name)
+                             progress=_bar, ema=ema)
+    write_reports(report, folder)
     console.print(_results_table(report))
     if report["skipped"]:
         console.print("not measured: " + "; ".join(report["skipped"]))

@@ -43,25 +43,39 @@ def _report_table(reports, folder: Path | None = None) -> Table:  # noqa: ANN001
 @click.option("--output", "-o", type=click.Path(file_okay=False),
               help="Output folder (default: ./exports/<model>-<target>/).")
 @click.option("--calib", type=click.Path(), help="Folder of calibration images for int8 (default: sample photos).")
+@click.option("--ema", is_flag=True, help="Load the checkpoint's EMA weights (state_dict_ema / model_ema).")
+@click.option("--force", is_flag=True,
+              help="If --output exists and is not a previous export, move it aside (renamed, never deleted).")
+@click.option("--allow-large-input", is_flag=True,
+              help="Lift the input-size limit (4096 px a side, 8.4 MP): such exports take minutes and tens of GB.")
 def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...], batch: int | None,
-           precision: str | None, output: str | None, calib: str | None) -> None:
+           precision: str | None, output: str | None, calib: str | None, ema: bool, force: bool,
+           allow_large_input: bool) -> None:
     """Export MODEL for a hardware target, validate it against PyTorch, write artifacts + export.json.
 
-    Nothing is written unless every artifact passes the profile's validation tolerance.
+    Nothing is written unless every artifact passes the profile's validation tolerance. An existing output
+    folder is replaced only when it is a previous export holding only what that export wrote.
     """
-    from ..export.pipeline import ExportRequest, run_export
+    from ..export.request import ExportRequest, preflight
 
     if len(imgsz) > 2:
         raise click.BadParameter("give at most two values (H and W)", param_hint="--imgsz")
-    request = ExportRequest(model, target, weights, imgsz or None, batch, precision, output, calib)
+    request = ExportRequest(model, target, weights, imgsz or None, batch, precision, output, calib, force,
+                            allow_large_input, ema)
+    preflight(request)  # bad input fails here, before torch is imported
+
+    from ..export.pipeline import run_export
+
     result = run_export(request, RichSteps())
     console = Console()
     console.print(_report_table(result.reports, result.folder))
     for reason in result.skipped:
         console.print(f"[yellow]skipped[/]: {reason}")
-    console.print(f"[bold green]exported[/] {model} for {result.manifest['target']} "
-                  f"({result.manifest['precision']}, {'x'.join(map(str, result.manifest['input_size']))}) "
-                  f"to {result.folder} in {result.seconds:.1f}s")
+    if result.moved_aside is not None:
+        console.print(f"[yellow]moved the previous contents of {result.folder} to {result.moved_aside}[/]")
+    m = result.manifest
+    console.print(f"[bold green]exported[/] {model} for {m.target} ({m.precision}, "
+                  f"{'x'.join(map(str, m.input_size))}) to {result.folder} in {result.seconds:.1f}s")
 
 
 @click.command()
@@ -76,7 +90,7 @@ def validate(export_dir: str, weights: str | None) -> None:
     failed = [r for r in reports if not r.passed]
     if failed:
         raise EvitError(f"{len(failed)} of {len(reports)} artifacts of {export_dir} failed validation")
-    click.echo(f"all {len(reports)} artifacts of {manifest['model']} ({manifest['target']}) pass")
+    click.echo(f"all {len(reports)} artifacts of {manifest.model} ({manifest.target}) pass")
 
 
 @click.group(invoke_without_command=True)

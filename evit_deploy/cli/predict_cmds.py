@@ -9,8 +9,12 @@ from typing import Any
 import click
 
 from ..errors import EvitError
+from ..files import atomic_write, writing
+from ..images import IMAGE_SUFFIXES, ImageError, is_image_file
+from ..limits import LIMITS
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+INDEX = "predictions.json"
+OUTPUT_SUFFIXES = (".json", ".png", ".labels.png")  # per image: result, overlay, segmentation label map
 
 
 def _numbers(text: str, what: str, counts: tuple[int, ...]) -> list[float]:
@@ -42,7 +46,7 @@ def collect_images(paths: tuple[str, ...]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            found += sorted(f for f in p.iterdir() if is_image_file(f) and f.is_file())
         elif p.is_file():
             found.append(p)
         else:
@@ -50,6 +54,32 @@ def collect_images(paths: tuple[str, ...]) -> list[Path]:
     if not found:
         raise EvitError("no images to predict on (folders are searched for " + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
     return found
+
+
+def _previous_outputs(out: Path) -> set[str]:
+    """Files a previous ``predict`` wrote into ``out`` (from its predictions.json), which may be overwritten."""
+    try:
+        records = json.loads((out / INDEX).read_text())
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(records, list):
+        return set()
+    names = {INDEX}
+    for r in records:
+        if isinstance(r, dict):
+            names |= {v for k in ("result_file", "overlay", "label_map") if isinstance(v := r.get(k), str)}
+    return names
+
+
+def check_outputs(out: Path, stems: list[str]) -> None:
+    """Refuse to overwrite files in ``out`` that a previous ``predict`` did not write (e.g. the input photos)."""
+    if not out.is_dir():
+        return
+    ours = _previous_outputs(out)
+    for name in [INDEX, *(f"{stem}{suffix}" for stem in stems for suffix in OUTPUT_SUFFIXES)]:
+        if (out / name).exists() and name not in ours:
+            raise EvitError(f"refusing to overwrite {out / name}: it was not written by evit-deploy predict; "
+                            "choose another --output folder")
 
 
 def _unique_stems(paths: list[Path]) -> list[str]:
@@ -82,28 +112,36 @@ def _summary(result: Any) -> str:
 @click.option("--box", metavar="X0,Y0,X1,Y1", help="SAM box prompt in image pixels.")
 @click.option("--single-mask", is_flag=True, help="SAM: return the single-mask output instead of three masks.")
 @click.option("--top-k", type=click.IntRange(min=1), help="Classification: classes per image (default 5).")
-@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Images per model run.")
+@click.option("--batch", type=click.IntRange(1, LIMITS.max_batch), default=8, show_default=True,
+              help="Images per model run.")
 @click.option("--weights", "-w", type=click.Path(dir_okay=False),
               help="Run the PyTorch zoo model EXPORT_DIR names (a model name) with this checkpoint.")
+@click.option("--ema", is_flag=True, help="With --weights: load the checkpoint's EMA weights.")
 @click.option("--threads", type=click.IntRange(min=0), help="Runtime threads (default: the export profile's).")
+@click.option("--max-pixels", default=LIMITS.max_image_pixels, show_default=True, type=click.IntRange(min=1),
+              help="Largest image (width x height) decoded; larger files are skipped as unreadable.")
+@click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
 def predict(export_dir: str, images: tuple[str, ...], output: str, points: tuple[str, ...], box: str | None,
-            single_mask: bool, top_k: int | None, batch: int, weights: str | None, threads: int | None) -> None:
+            single_mask: bool, top_k: int | None, batch: int, weights: str | None, ema: bool, threads: int | None,
+            max_pixels: int, strict: bool) -> None:
     """Predict on IMAGES (files or folders) with an export folder (or a zoo model name with --weights).
 
     Writes <image>.json per image, overlay PNGs (segmentation colours / SAM masks over the photo), a
     segmentation label map <image>.labels.png (pixel value = class id) and predictions.json with all results.
+    Unreadable images are skipped with a warning (exit status 2 at the end); --strict stops at the first.
     """
     from PIL import Image
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..predict import Predictor, to_rgb
+    from ..images import load_rgb
+    from ..predict import Predictor
     from ..zoo.cards import all_cards
 
     if Path(export_dir).exists():
         predictor = Predictor.from_export(export_dir, threads=threads)
     elif export_dir in all_cards():
-        predictor = Predictor.from_model(export_dir, weights)
+        predictor = Predictor.from_model(export_dir, weights, ema=ema)
     else:
         raise EvitError(f"{export_dir} is neither an export folder/artifact nor a zoo model name")
     options: dict[str, Any] = {}
@@ -119,24 +157,35 @@ def predict(export_dir: str, images: tuple[str, ...], output: str, points: tuple
     paths = collect_images(images)
     stems = _unique_stems(paths)
     out = Path(output)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EvitError(f"cannot create {out}: {exc.strerror or exc}") from None
+    check_outputs(out, stems)
 
-    everything = []
+    everything, failed = [], []
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=Console(stderr=True), disable=len(paths) < 2)
-    with progress:
+    with progress, writing(f"write predictions to {out}"):
         task = progress.add_task(f"{predictor.model}", total=len(paths))
         for start in range(0, len(paths), batch):
-            chunk = list(zip(paths[start : start + batch], stems[start : start + batch]))
-            rgbs = [to_rgb(p) for p, _ in chunk]
-            prepared = [predictor.prepare(img, **options) for img in rgbs]
+            chunk, rgbs, prepared = [], [], []
+            for path, stem in zip(paths[start : start + batch], stems[start : start + batch]):
+                try:
+                    img = load_rgb(path, max_pixels)
+                    item = predictor.prepare(img, **options)
+                except ImageError as exc:
+                    if strict:
+                        raise
+                    failed.append(str(exc))
+                    click.secho(f"warning: skipped: {exc}", fg="yellow", err=True)
+                    progress.advance(task)
+                    continue
+                chunk.append((path, stem))
+                rgbs.append(img)
+                prepared.append(item)
+            if chunk:
+                out.mkdir(parents=True, exist_ok=True)
             for (path, stem), img, item, raw in zip(chunk, rgbs, prepared, predictor.infer(prepared)):
                 result = predictor.finish(item, raw)
                 record = {"image": str(path), "model": predictor.model,
-                          **result.to_dict(include_label_map=False)}
+                          **result.to_dict(include_label_map=False), "result_file": f"{stem}.json"}
                 if record["task"] == "seg":
                     Image.fromarray(result.label_map).save(out / f"{stem}.labels.png")
                     record["label_map"] = f"{stem}.labels.png"
@@ -144,12 +193,18 @@ def predict(export_dir: str, images: tuple[str, ...], output: str, points: tuple
                 if overlay is not None:
                     overlay.save(out / f"{stem}.png")
                     record["overlay"] = f"{stem}.png"
-                (out / f"{stem}.json").write_text(json.dumps(record) + "\n")
+                atomic_write(out / f"{stem}.json", json.dumps(record) + "\n")
                 everything.append(record)
                 click.echo(f"{path}: {_summary(result)}")
                 progress.advance(task)
-    (out / "predictions.json").write_text(json.dumps(everything) + "\n")
+        if everything:
+            atomic_write(out / INDEX, json.dumps(everything) + "\n")
+    if not everything:
+        raise EvitError(f"no image could be read ({failed[0]})")
     click.echo(f"wrote {len(everything)} result(s) to {out}/", err=True)
+    if failed:
+        raise EvitError(f"{len(failed)} of {len(paths)} images could not be read (first: {failed[0]}); "
+                        f"the other results are in {out}/")
 
 
 @click.command()
@@ -196,7 +251,8 @@ def serve(export_dir: str, host: str, port: int, max_batch: int, max_wait_ms: fl
               type=click.Choice(["auto", "onnxruntime_onnx", "tensorrt_plan"]), help="Graph platform.")
 @click.option("--max-queue-delay-us", default=5000, show_default=True, type=click.IntRange(min=0),
               help="Dynamic batching: longest wait for a fuller batch.")
-@click.option("--force", is_flag=True, help="Replace existing models of the same name in the repository.")
+@click.option("--force", is_flag=True,
+              help="Replace models of the same name that an earlier `evit-deploy triton` wrote (never others).")
 def triton(export_dir: str, repo: str, name: str | None, instances: int, kind: str, platform: str,
            max_queue_delay_us: int, force: bool) -> None:
     """Write a Triton Inference Server model repository for EXPORT_DIR (graph models + a pipeline model)."""
@@ -213,4 +269,4 @@ def triton(export_dir: str, repo: str, name: str | None, instances: int, kind: s
         table.add_row(m.name, m.platform, str(m.config["max_batch_size"]),
                       "yes" if "dynamic_batching" in m.config else "no")
     Console().print(table)
-    click.echo(f"run: tritonserver --model-repository={repo}  (details: {Path(repo) / 'README.md'})")
+    click.echo(f"run: tritonserver --model-repository={repo}  (details: {models[0].folder / 'README.md'})")

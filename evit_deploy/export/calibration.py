@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 
 from ..errors import EvitError
-from ..processing import ImageLike, classification_input, load_rgb, resized_input, sam_input
+from ..images import IMAGE_SUFFIXES, ImageLike, is_image_file, load_rgb
+from ..processing import classification_input, resized_input, sam_input
 from ..samples import SAMPLE_PHOTOS, sample_photo
 from ..zoo.cards import ModelCard
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif"})
 MAX_IMAGES = 100  # calibration cost grows linearly; min/max statistics settle well before this
 
 
@@ -42,7 +42,7 @@ def find_images(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
         raise EvitError(f"--calib folder {folder} is empty: put representative images (.jpg, .png, ...) in it")
-    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    images = [p for p in files if is_image_file(p)]
     if not images:
         names = ", ".join(p.name for p in files[:3]) + (", ..." if len(files) > 3 else "")
         raise EvitError(f"--calib folder {folder} has no image files (found {len(files)} other files: {names}); "

@@ -7,11 +7,7 @@ artifact passed validation; on any failure nothing is left behind and an existin
 from __future__ import annotations
 
 import copy
-import json
-import os
 import platform
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,45 +16,37 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..artifacts import BatchInfo, Manifest, RuntimeInfo, owns_folder, read_manifest, write_manifest, written_files
 from ..errors import EvitError
+from ..files import commit_staged, sha256_file, staged_dir, writing
 from ..processing import IMAGENET_MEAN, IMAGENET_STD, SAM_MEAN, SAM_STD
 from ..zoo import create_model, get_card
 from ..zoo.cards import ModelCard
 from .exporters import EXPORTERS, Artifact, ExportContext
-from .exporters.base import StepReporter, sha256_file, silent_step
-from .profiles import ExportProfile, load_profile, profile_from_dict
-from .tasks import ExportSpec, ExportUnit, check_input_size, export_units
+from .exporters.base import StepReporter, silent_step
+from .profiles import ExportProfile, profile_from_dict
+from .request import ExportRequest, preflight
+from .tasks import ExportSpec, ExportUnit, export_units
 from .transforms import apply_transforms, changes_numerics
 from .validate import ArtifactReport, torch_outputs, transform_effect, validate_artifact
 
-MANIFEST = "export.json"
+
 class ValidationFailed(EvitError):
     """An artifact was outside its profile's tolerance or produced non-finite values."""
 
 
 @dataclass
-class ExportRequest:
-    model: str
-    target: str = "cpu-ort"
-    weights: str | None = None
-    imgsz: tuple[int, ...] | None = None
-    batch: int | None = None
-    precision: str | None = None
-    output: str | None = None
-    calib: str | None = None  # folder of calibration images for full-integer int8
-
-
-@dataclass
 class ExportResult:
     folder: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     reports: list[ArtifactReport] = field(default_factory=list)
     seconds: float = 0.0
     model: Any = field(default=None, repr=False)  # the untransformed PyTorch model, for callers that run it next
+    moved_aside: Path | None = None  # where a previous non-export output folder was moved (--force)
 
     @property
     def skipped(self) -> list[str]:
-        return self.manifest.get("skipped", [])
+        return self.manifest.skipped
 
 
 def versions() -> dict[str, str]:
@@ -72,55 +60,11 @@ def versions() -> dict[str, str]:
     return found
 
 
-def resolve_spec(card: ModelCard, profile: ExportProfile, imgsz: tuple[int, ...] | None,
-                 batch: int | None) -> ExportSpec:
-    if imgsz:
-        size = (imgsz[0], imgsz[-1])
-    else:
-        size = tuple(profile.input_size.get(card.task) or card.input_size)
-    check_input_size(card, size)
-    if batch is not None and batch < 1:
-        raise EvitError(f"batch must be >= 1, got {batch}")
-    if batch is not None and not profile.batch.dynamic and profile.batch.max < batch:
-        raise EvitError(f"target {profile.name} has a static batch of at most {profile.batch.max}; got {batch}")
-    return ExportSpec(
-        input_size=(int(size[0]), int(size[1])), batch=batch or profile.batch.size, dynamic_batch=profile.batch.dynamic,
-        photos=list(profile.validation.photos), noise=profile.validation.noise,
-    )
-
-
-def resolve_precision(profile: ExportProfile, precision: str | None) -> str:
-    chosen = precision or profile.precisions[0]
-    if chosen not in profile.precisions:
-        raise EvitError(f"target {profile.name} does not offer precision '{chosen}' "
-                        f"(it offers: {', '.join(profile.precisions)})")
-    return chosen
-
-
 def check_formats(profile: ExportProfile) -> None:
     for fmt in profile.formats:
         if fmt not in EXPORTERS:
             raise EvitError(f"target {profile.name} cannot be exported: no exporter is registered for format '{fmt}' "
                             f"(available formats: {', '.join(EXPORTERS)})")
-
-
-def _temp_dir(output: Path) -> Path:
-    parent = output.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=parent))
-    except OSError as exc:
-        raise EvitError(f"output directory {parent} is not writable ({exc.strerror or exc})") from None
-
-
-def _move_into_place(tmp: Path, output: Path) -> None:
-    old = None
-    if output.exists():
-        old = output.with_name(f".{output.name}.old-{os.getpid()}")
-        os.replace(output, old)
-    os.replace(tmp, output)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def preprocessing_note(card: ModelCard) -> dict[str, Any]:
@@ -137,36 +81,35 @@ def validate_units(units: list[ExportUnit], artifacts: list[Artifact], folder: P
                    step: StepReporter,
                    references: dict[str, list] | None = None) -> list[ArtifactReport]:
     """Gate every artifact of every unit against the unit's PyTorch outputs (computed unless given)."""
-    from .. import runtime
-
-    runtime._ensure_registered()
     reports = []
     for unit in units:
         reference = references[unit.role] if references else torch_outputs(unit)
         # Artifacts no runtime backend runs (e.g. a Jetson build bundle's build_engine.sh) are not validated.
-        for artifact in [a for a in artifacts if a.role == unit.role and Path(a.path).suffix in runtime.BACKENDS]:
+        for artifact in [a for a in artifacts if a.role == unit.role and a.runnable]:
             with step(f"validate {artifact.path} ({len(unit.validation_inputs)} batches)"):
                 reports.append(validate_artifact(unit, artifact, folder, reference,
-                                                 profile.tolerance(artifact.precision), profile.runtime.threads))
+                                                 profile.tolerance(artifact.precision), profile.runtime.threads,
+                                                 profile.runtime.providers))
     return reports
 
 
 def run_export(request: ExportRequest, step: StepReporter = silent_step) -> ExportResult:
-    """Export ``request.model`` for ``request.target``; raises EvitError (nothing written) on any failure."""
-    started = time.perf_counter()
-    card = get_card(request.model)
-    profile = load_profile(request.target)
-    precision = resolve_precision(profile, request.precision)
-    check_formats(profile)
-    spec = resolve_spec(card, profile, request.imgsz, request.batch)
-    output = Path(request.output or Path("exports") / f"{card.name}-{profile.name}")
-    if output.exists() and not output.is_dir():
-        raise EvitError(f"output path {output} exists and is not a directory")
+    """Export ``request.model`` for ``request.target``; raises EvitError (nothing written) on any failure.
 
-    tmp = _temp_dir(output)
-    try:
+    The folder is built in a staging folder beside the output and moved into place only after every artifact
+    passed validation. An existing output folder is replaced only when it is a previous export holding nothing
+    but what that export wrote; anything else is refused, or moved aside with ``request.force``.
+    """
+    started = time.perf_counter()
+    resolved = preflight(request)
+    card, profile, precision, output = resolved.card, resolved.profile, resolved.precision, resolved.output
+    check_formats(profile)
+    spec = ExportSpec(resolved.input_size, resolved.batch, profile.batch.dynamic, list(profile.validation.photos),
+                      profile.validation.noise)
+
+    with writing(f"write the export {output}"), staged_dir(output, "export folder") as tmp:
         with step(f"build {card.name}"):
-            original = create_model(card.name, request.weights)
+            original = create_model(card.name, request.weights, ema=request.ema)
         with step("apply transforms: " + (", ".join(profile.transforms) or "none")):
             model = copy.deepcopy(original)
             transforms = apply_transforms(model, profile.transforms, precision)
@@ -196,79 +139,50 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step) -> Expo
         with step(f"write {output}"):
             for artifact in ctx.artifacts:
                 artifact.sha256 = sha256_file(tmp / artifact.path)
-            manifest = {
-                "model": card.name,
-                "task": card.task,
-                "target": profile.name,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "input_size": list(spec.input_size),
-                "batch": {"size": spec.batch, "dynamic": spec.dynamic_batch},
-                "precision": precision,
-                "weights": _weights_entry(request.weights, card),
-                "profile": profile.to_dict(),
-                "versions": versions(),
-                "transforms": transforms,
-                "preprocessing": preprocessing_note(card),
-                "artifacts": [a.to_dict() for a in ctx.artifacts],
-                "skipped": ctx.skipped,
-                "validation": {
+            manifest = Manifest(
+                model=card.name, task=card.task, target=profile.name, input_size=spec.input_size,
+                precision=precision, batch=BatchInfo(spec.batch, spec.dynamic_batch,
+                                                     profile.batch.max if spec.dynamic_batch else spec.batch),
+                runtime=RuntimeInfo(profile.runtime.threads, list(profile.runtime.providers)),
+                artifacts=ctx.artifacts, files=written_files(tmp),
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                weights=_weights_entry(request.weights, card, request.ema), profile=profile.to_dict(),
+                versions=versions(), transforms=transforms, preprocessing=preprocessing_note(card),
+                skipped=ctx.skipped,
+                validation={
                     "passed": True,
                     "reference": "PyTorch fp32 (this package's modules, same weights, transformed)",
                     "artifacts": [r.to_dict() for r in reports],
                     "transform_effect": effect,
                 },
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            _move_into_place(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return ExportResult(output, manifest, reports, time.perf_counter() - started, original)
+            )
+            write_manifest(tmp, manifest)
+            aside = commit_staged(tmp, output, owns_folder, request.force, "export folder")
+    return ExportResult(output, manifest, reports, time.perf_counter() - started, original, aside)
 
 
-def _weights_entry(weights: str | None, card: ModelCard) -> dict[str, Any]:
+def _weights_entry(weights: str | None, card: ModelCard, ema: bool) -> dict[str, Any]:
     if weights is None:
         return {"file": None, "random": True, "note": f"random weights; the official file is {card.checkpoint}"}
-    return {"file": Path(weights).name, "sha256": sha256_file(Path(weights)), "random": False}
-
-
-def read_manifest(folder: str | Path) -> dict[str, Any]:
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise EvitError(f"{folder} is not an export folder (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text())
-        manifest["model"], manifest["artifacts"], manifest["profile"]  # noqa: B018 - required keys
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EvitError(f"{path} is not a valid export manifest ({type(exc).__name__}: {exc})") from None
-    return manifest
+    return {"file": Path(weights).name, "sha256": sha256_file(Path(weights)), "random": False, "ema": ema}
 
 
 def validate_export(folder: str | Path, weights: str | None = None,
-                    step: StepReporter = silent_step) -> tuple[dict[str, Any], list[ArtifactReport]]:
-    """Re-run the validation gate of an existing export folder against PyTorch."""
+                    step: StepReporter = silent_step) -> tuple[Manifest, list[ArtifactReport]]:
+    """Re-run the validation gate of an existing export folder against PyTorch (artifacts hash-checked first)."""
     folder = Path(folder)
-    manifest = read_manifest(folder)
-    card = get_card(manifest["model"])
-    profile = profile_from_dict(manifest["profile"])
-    recorded = manifest.get("weights") or {}
+    manifest = read_manifest(folder, verify=True)
+    card = get_card(manifest.model)
+    profile = profile_from_dict(manifest.profile)
+    recorded = manifest.weights
     if weights is None and recorded.get("file"):
         raise EvitError(f"{folder} was exported from {recorded['file']}: pass it with --weights")
     if weights is not None and recorded.get("sha256") and sha256_file(Path(weights)) != recorded["sha256"]:
         raise EvitError(f"{weights} is not the checkpoint this export was made from ({recorded.get('file')})")
-    artifacts = []
-    for entry in manifest["artifacts"]:
-        path = folder / entry["path"]
-        if not path.is_file():
-            raise EvitError(f"artifact missing: {path}")
-        if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
-            raise EvitError(f"artifact {path} was modified or is corrupt (sha256 differs from {MANIFEST})")
-        artifacts.append(Artifact(entry["format"], entry["role"], entry["path"], entry["precision"],
-                                  entry["layout"], [], []))
-    spec = ExportSpec(tuple(manifest["input_size"]), manifest["batch"]["size"], manifest["batch"]["dynamic"],
+    spec = ExportSpec(manifest.input_size, manifest.batch.size, manifest.batch.dynamic,
                       list(profile.validation.photos), profile.validation.noise)
     with step(f"build {card.name}"):
-        model = create_model(card.name, weights)
-        apply_transforms(model, profile.transforms, manifest["precision"])
+        model = create_model(card.name, weights, ema=bool(recorded.get("ema")))
+        apply_transforms(model, profile.transforms, manifest.precision)
         units = export_units(model, card, spec)
-    return manifest, validate_units(units, artifacts, folder, profile, step)
+    return manifest, validate_units(units, manifest.artifacts, folder, profile, step)

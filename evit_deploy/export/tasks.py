@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import EvitError
 from ..processing import classification_input, resized_input, sam_input
 from ..samples import sample_photo
 from ..zoo.cards import ModelCard
+from .request import check_input_size
 
 Inputs = tuple[torch.Tensor, ...]
 Agreement = Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], float]
@@ -45,14 +45,6 @@ class ExportSpec:
     dynamic_batch: bool
     photos: list[str]
     noise: int
-
-
-def check_input_size(card: ModelCard, size: tuple[int, int]) -> None:
-    h, w = size
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise EvitError(f"input size {h}x{w} does not suit {card.name}: height and width must be multiples of 32")
-    if card.task == "sam" and h != w:
-        raise EvitError(f"input size {h}x{w} does not suit {card.name}: the SAM image encoder takes a square input")
 
 
 def _batches(samples: list[tuple[str, torch.Tensor]], batch: int) -> list[tuple[str, torch.Tensor]]:

@@ -15,11 +15,11 @@ layers by output tensor name, the ``trtexec`` path by node name.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shlex
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import EvitError
+from ..files import atomic_write
 
 BUILD_PLAN = "trt_build.json"
 BUILD_SCRIPT = "build_engine.sh"
@@ -377,28 +378,6 @@ def trtexec_args(plan: EnginePlan, trtexec: str = "trtexec") -> list[str]:
 # ------------------------------------------------------------------------------------------------ bundle
 
 
-def _default_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write(path: Path, data: bytes | str, mode: int | None = None) -> None:
-    """Write ``path`` through a temporary file in the same folder and ``os.replace`` (``mode``: default as
-    ``open`` would create it)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, _default_mode() if mode is None else mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_calibration(folder: Path, plan: EnginePlan, inputs: list[Any], source: str) -> Path:
     """Save the pre-processed calibration inputs (``[N,3,H,W]`` float32) for ``plan`` as ``calibration/<role>.npy``."""
     if plan.calibration is None:
@@ -408,16 +387,9 @@ def write_calibration(folder: Path, plan: EnginePlan, inputs: list[Any], source:
     if list(array.shape[1:]) != expected[1:]:
         raise EvitError(f"calibration inputs of shape {list(array.shape)} do not fit {name} {expected}")
     path = Path(folder) / plan.calibration["inputs"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=path.parent)
-    os.close(fd)
-    try:
-        np.save(tmp, array)
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    atomic_write(path, buffer.getvalue())
     plan.calibration["source"] = f"{source}; {array.shape[0]} inputs of {list(array.shape[1:])} float32"
     return path
 

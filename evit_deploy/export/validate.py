@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .. import runtime
+from ..artifacts import confined
 from .exporters.base import Artifact
 from .profiles import Tolerance
 from .tasks import ExportUnit
@@ -95,10 +96,10 @@ def gate(outputs: dict[str, dict[str, float]], agreement: float | None, tol: Tol
 
 def validate_artifact(
     unit: ExportUnit, artifact: Artifact, folder: Path, reference: list[dict[str, np.ndarray]], tol: Tolerance,
-    threads: int = 0,
+    threads: int = 0, providers: list[str] | None = None,
 ) -> ArtifactReport:
     """Run ``artifact`` on the unit's validation inputs and gate it against the PyTorch ``reference``."""
-    backend = runtime.load(folder / artifact.path, threads=threads)
+    backend = runtime.open_file(confined(folder, artifact.path), threads, providers)
     runs = []
     for _, inputs in unit.validation_inputs:
         feeds = {name: t.numpy() for name, t in zip(unit.input_names, inputs)}

@@ -7,16 +7,15 @@ PyTorch modules in inference mode are both safe to call from several threads).
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..artifacts import MANIFEST, Manifest, choose_artifact, read_manifest
 from ..errors import EvitError
 
-MANIFEST = "export.json"
 TORCH_MAX_BATCH = 64
 
 
@@ -32,49 +31,32 @@ class Engine(ABC):
         """Run the graph of ``role`` on named inputs; returns named outputs."""
 
 
-def read_export_manifest(folder: Path) -> dict[str, Any]:
-    """The ``export.json`` of an export folder (only the keys prediction needs are checked)."""
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise EvitError(f"{folder} is not an export folder (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text())
-        manifest["model"], manifest["task"], manifest["input_size"], manifest["artifacts"]  # noqa: B018
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EvitError(f"{path} is not a valid export manifest ({type(exc).__name__}: {exc})") from None
-    return manifest
-
-
 class OnnxEngine(Engine):
-    """The artifacts of an export folder, run with :func:`evit_deploy.runtime.load` (one backend per role)."""
+    """The artifacts of an export folder, one runtime backend per role (ONNX Runtime, LiteRT, TensorRT, ...).
 
-    def __init__(self, folder: str | Path, manifest: dict[str, Any] | None = None,
-                 artifact: str | Path | None = None, threads: int | None = None) -> None:
+    The folder is opened through its manifest: each artifact is confined to the folder, hash-checked and its
+    inputs checked before it runs. ``artifact`` (a file of the folder) picks that file for its role.
+    """
+
+    def __init__(self, folder: str | Path, manifest: Manifest | None = None,
+                 artifact: str | Path | None = None, threads: int | None = None, verify: bool = True) -> None:
         from .. import runtime
 
         self.folder = Path(folder)
-        self.manifest = manifest or read_export_manifest(self.folder)
-        roles = list(dict.fromkeys(a["role"] for a in self.manifest["artifacts"]))
+        self.manifest = manifest or read_manifest(self.folder, verify=False)
         chosen = Path(artifact).resolve() if artifact is not None else None
-        runtime_settings = self.manifest.get("profile", {}).get("runtime", {})
-        self.backends = {}
-        for role in roles:
-            entries = [a for a in self.manifest["artifacts"] if a["role"] == role]
-            match = [a for a in entries if chosen is not None and (self.folder / a["path"]).resolve() == chosen]
-            if match:
-                self.backends[role] = runtime.load(chosen, threads=threads if threads is not None
-                                                   else runtime_settings.get("threads", 0))
-            else:
-                self.backends[role] = runtime.load(self.folder, role=role, threads=threads)
-        if chosen is not None and not any((self.folder / a["path"]).resolve() == chosen
-                                          for a in self.manifest["artifacts"]):
-            raise EvitError(f"{artifact} is not an artifact listed in {self.folder / MANIFEST}")
-        batch = self.manifest.get("batch", {"size": 1, "dynamic": False})
-        if batch.get("dynamic"):
-            self.max_batch = int(self.manifest.get("profile", {}).get("batch", {}).get("max", TORCH_MAX_BATCH))
-            self.static_batch = None
-        else:
-            self.max_batch = self.static_batch = int(batch.get("size", 1))
+        picked = {role: choose_artifact(self.manifest, role) for role in self.manifest.roles
+                  if any(a.role == role and a.runnable for a in self.manifest.artifacts)}
+        if chosen is not None:
+            match = [a for a in self.manifest.artifacts if (self.folder / a.path).resolve() == chosen and a.runnable]
+            if not match:
+                raise EvitError(f"{artifact} is not a runnable artifact listed in {self.folder / MANIFEST}")
+            picked[match[0].role] = match[0]
+        self.backends = {role: runtime.open_artifact(self.folder, self.manifest, entry, threads, verify=verify)
+                         for role, entry in picked.items()}
+        batch = self.manifest.batch
+        self.max_batch = batch.largest
+        self.static_batch = None if batch.dynamic else batch.size
 
     def run(self, role: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if role not in self.backends:

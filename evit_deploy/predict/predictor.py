@@ -8,7 +8,6 @@ options; per image), ``infer`` (one model run for many prepared images), ``finis
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -19,13 +18,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from ..artifacts import read_manifest
 from ..errors import EvitError
-from ..processing import classification_input, load_rgb, resized_input, sam_input
+from ..images import ImageError, ImageTooLarge, load_rgb, open_image  # noqa: F401  (errors re-exported)
+from ..limits import LIMITS
+from ..processing import classification_input, resized_input, sam_input
 from ..zoo.cards import ModelCard, get_card
 from ..zoo.labels import class_names as load_class_names
-from .engines import Engine, OnnxEngine, TorchEngine, read_export_manifest
+from .engines import Engine, OnnxEngine, TorchEngine
 from .palettes import palette_for
 from .postprocess import label_map, sam_postprocess_masks, sam_transform_coords, top_k
 from .results import Classification, Result, SamMasks, Segmentation
@@ -33,16 +35,7 @@ from .results import Classification, Result, SamMasks, Segmentation
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
 MAX_POINTS = 64
 DEFAULT_TOP_K = 5
-DEFAULT_MAX_PIXELS = 25_000_000  # a 24 MP camera photo; bounds decode/post-processing memory
-IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
-
-
-class ImageError(EvitError):
-    """An input that cannot be read as an RGB image."""
-
-
-class ImageTooLarge(ImageError):
-    """An encoded image with more pixels than allowed (decompression-bomb guard)."""
+DEFAULT_MAX_PIXELS = LIMITS.max_image_pixels
 
 
 class OptionError(EvitError):
@@ -54,44 +47,14 @@ class PromptError(OptionError):
 
 
 def to_rgb(image: ImageInput) -> Image.Image:
-    """A file path, PIL image or uint8 array (HxW, HxWx3 RGB or HxWx4 RGBA) as an RGB PIL image."""
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise ImageError(f"expected a uint8 image array, got dtype {image.dtype}")
-        if image.ndim == 2:
-            return Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
-        if image.ndim == 3 and image.shape[2] in (3, 4) and image.shape[0] > 0 and image.shape[1] > 0:
-            return Image.fromarray(np.ascontiguousarray(image[..., :3]))
-        raise ImageError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {tuple(image.shape)}")
-    if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
-    if isinstance(image, (str, os.PathLike)):
-        try:
-            return load_rgb(image)
-        except EvitError as exc:
-            raise ImageError(str(exc)) from None
-    raise ImageError(f"expected a file path, PIL image or numpy array, got {type(image).__name__}")
+    """A file path, encoded bytes, PIL image or uint8 array as an upright RGB image (see :mod:`evit_deploy.images`)."""
+    return load_rgb(image)
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Encoded image bytes (PNG, JPEG, WebP, BMP, TIFF, GIF) → RGB image, checking the pixel count before decoding.
-
-    Raises :class:`ImageTooLarge` over ``max_pixels``, :class:`ImageError` for anything that is not an image.
-    """
-    if not data:
-        raise ImageError("empty image payload")
-    try:
-        img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
-        if img.width * img.height > max_pixels:
-            raise ImageTooLarge(f"image is {img.width}x{img.height} pixels; the limit is {max_pixels} pixels")
-        return img.convert("RGB")
-    except Image.DecompressionBombError:
-        raise ImageTooLarge(f"image has more than {max_pixels} pixels") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"payload is not an image in a supported format ({', '.join(IMAGE_FORMATS)})") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        detail = " ".join(str(exc).split())[:120]
-        raise ImageError(f"payload is not a decodable image: {detail}") from None
+    """Encoded image bytes → upright RGB image; :class:`ImageTooLarge` over ``max_pixels`` (checked before
+    decoding), :class:`ImageError` for anything that is not an image."""
+    return open_image(data, max_pixels)
 
 
 @dataclass(frozen=True)
@@ -373,13 +336,13 @@ class Predictor:
         if not path.exists():
             raise EvitError(f"not found: {path}")
         folder, artifact = (path.parent, path) if path.is_file() else (path, None)
-        manifest = read_export_manifest(folder)
+        manifest = read_manifest(folder, verify=False)  # each artifact is hash-checked when the engine opens it
         engine = OnnxEngine(folder, manifest, artifact, threads)
-        return cls(engine, manifest["model"], manifest["input_size"], source=str(path))
+        return cls(engine, manifest.model, manifest.input_size, source=str(path))
 
     @classmethod
     def from_model(cls, name: str, weights: str | os.PathLike | None = None,
-                   input_size: Sequence[int] | None = None) -> Predictor:
+                   input_size: Sequence[int] | None = None, ema: bool = False) -> Predictor:
         """A PyTorch zoo model (``evit_deploy.create_model``); ``input_size`` (H, W) defaults to the card's."""
         from ..zoo import create_model
 
@@ -389,7 +352,7 @@ class Predictor:
             raise EvitError(f"input size {size} does not suit {name}: (H, W), multiples of 32")
         if card.task == "sam" and size != tuple(card.input_size):
             raise EvitError(f"{name} takes {card.input_size[0]}x{card.input_size[1]} encoder input, got {size}")
-        return cls(TorchEngine(create_model(name, weights)), name, size, source=f"pytorch:{name}")
+        return cls(TorchEngine(create_model(name, weights, ema=ema)), name, size, source=f"pytorch:{name}")
 
     # -- facts ------------------------------------------------------------------------------------------------
     @property

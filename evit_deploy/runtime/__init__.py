@@ -1,14 +1,26 @@
-"""Runtime backends: ``load(path)`` opens an artifact (or an export folder) for inference.
+"""Runtime backends: ``load(path)`` opens an artifact file (or an export folder) for inference.
 
-Backends register by artifact suffix (``.onnx``/``.ort`` → ONNX Runtime); later targets add TFLite, TensorRT
-and PyTorch backends the same way.
+Backends register by artifact suffix (``.onnx``/``.ort`` → ONNX Runtime, ``.tflite`` → LiteRT, ``.engine`` →
+TensorRT, ``.pt2`` → the packaged PyTorch engine). An export folder is opened through its manifest
+(:mod:`evit_deploy.artifacts`): the artifact is confined to the folder, its sha256 is checked, its inputs must be
+those the manifest records, and the manifest's runtime settings (threads, providers) apply.
 """
 
 from __future__ import annotations
 
-import json
+import importlib
 from pathlib import Path
 
+from ..artifacts import (
+    MANIFEST,
+    ArtifactEntry,
+    Manifest,
+    ManifestError,
+    choose_artifact,
+    confined,
+    read_manifest,
+    verify_artifact,
+)
 from ..errors import EvitError
 from .base import BACKENDS, Backend, TensorSpec, register_backend
 
@@ -16,50 +28,85 @@ _BACKEND_MODULES = ("evit_deploy.runtime.onnxruntime_backend", "evit_deploy.runt
                     "evit_deploy.runtime.compiled_backend", "evit_deploy.runtime.tensorrt_backend")
 
 
-def _ensure_registered() -> None:
-    import importlib
-
+def ensure_registered() -> None:
+    """Import the built-in backends (each imports its runtime library lazily)."""
     for module in _BACKEND_MODULES:
         importlib.import_module(module)
 
 
-def _artifact_from_export(folder: Path, role: str | None) -> tuple[Path, dict]:
-    manifest_path = folder / "export.json"
-    if not manifest_path.is_file():
-        raise EvitError(f"{folder} is not an export folder (no export.json)")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        artifacts = manifest["artifacts"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EvitError(f"{manifest_path} is not a valid export manifest ({exc})") from None
-    roles = [a["role"] for a in artifacts]
-    wanted = role or ("model" if "model" in roles else roles[0])
-    matches = [a for a in artifacts if a["role"] == wanted and Path(a["path"]).suffix in BACKENDS]
-    if not matches:
-        raise EvitError(f"{folder} has no runnable artifact with role '{wanted}' (roles: {', '.join(roles)})")
-    artifact = matches[-1]  # the last format of the chain is the deployable one (e.g. .ort after .onnx)
-    return folder / artifact["path"], manifest.get("profile", {}).get("runtime", {})
+def runnable_suffixes() -> set[str]:
+    ensure_registered()
+    return set(BACKENDS)
 
 
-def load(path: str | Path, role: str | None = None, threads: int | None = None, shared_cpu: bool = False) -> Backend:
-    """Open an artifact file or an export folder (``role`` picks ``model``/``encoder``/``decoder``).
-
-    ``shared_cpu``: other work shares the cores, so idle worker threads must not spin (see :class:`Backend`).
-    """
-    _ensure_registered()
+def open_file(path: str | Path, threads: int = 0, providers: list[str] | None = None,
+              shared_cpu: bool = False) -> Backend:
+    """Open one artifact file with the backend registered for its suffix (no manifest involved)."""
+    ensure_registered()
     path = Path(path)
-    settings: dict = {}
-    if path.is_dir():
-        path, settings = _artifact_from_export(path, role)
-    if not path.exists():
-        raise EvitError(f"not found: {path}")
+    if not path.is_file():
+        raise EvitError(f"not found: {path}" if not path.exists() else f"not an artifact file: {path}")
     backend = BACKENDS.get(path.suffix)
     if backend is None:
         raise EvitError(f"no runtime backend for '{path.suffix}' files (known: {', '.join(sorted(BACKENDS))})")
-    kwargs = {"threads": threads if threads is not None else settings.get("threads", 0), "shared_cpu": shared_cpu}
-    if settings.get("providers"):
-        kwargs["providers"] = settings["providers"]
+    kwargs = {"threads": threads, "shared_cpu": shared_cpu}
+    if providers:
+        kwargs["providers"] = providers
     return backend(path, **kwargs)
 
 
-__all__ = ["BACKENDS", "Backend", "TensorSpec", "load", "register_backend"]
+def open_artifact(folder: str | Path, manifest: Manifest, entry: ArtifactEntry, threads: int | None = None,
+                  shared_cpu: bool = False, verify: bool = True) -> Backend:
+    """Open ``entry`` of the export ``folder``: confined path, sha256 checked (unless ``verify=False``), the
+    manifest's runtime settings, and the artifact's inputs checked against the manifest before any run."""
+    folder = Path(folder)
+    path = verify_artifact(folder, entry) if verify else confined(folder, entry.path)
+    backend = open_file(path, manifest.runtime.threads if threads is None else threads, manifest.runtime.providers,
+                        shared_cpu)
+    check_io(backend, entry, folder)
+    return backend
+
+
+def check_io(backend: Backend, entry: ArtifactEntry, folder: Path) -> None:
+    """Refuse an artifact whose inputs are not those ``export.json`` records (a file from another export)."""
+    found = {s.name: s for s in backend.inputs}
+    for spec in entry.inputs:
+        actual = found.get(spec.name)
+        if actual is None or not spec.matches(actual):
+            shown = f"{list(actual.shape)}" if actual else "no such input"
+            raise ManifestError(f"{folder / entry.path} does not match {MANIFEST}: input '{spec.name}' is {shown}, "
+                                f"the manifest says {list(spec.shape)}; refusing to run it (export again)")
+
+
+def _listed_entry(path: Path) -> tuple[Path, Manifest, ArtifactEntry] | None:
+    """The manifest entry of an artifact file that lies in an export folder and is listed there, if any."""
+    folder = path.parent
+    if not (folder / MANIFEST).is_file():
+        return None
+    manifest = read_manifest(folder, verify=False)
+    for entry in manifest.artifacts:
+        if (folder / entry.path).resolve() == path.resolve():
+            return folder, manifest, entry
+    return None
+
+
+def load(path: str | Path, role: str | None = None, threads: int | None = None, shared_cpu: bool = False,
+         verify: bool = True) -> Backend:
+    """Open an artifact file or an export folder (``role`` picks ``model``/``encoder``/``decoder``).
+
+    An export folder, or a file listed in the ``export.json`` beside it, is checked against its manifest
+    (``verify=False`` skips the sha256). ``shared_cpu``: other work shares the cores, so idle worker threads
+    must not spin (see :class:`Backend`).
+    """
+    path = Path(path)
+    if path.is_dir():
+        manifest = read_manifest(path, verify=False)
+        return open_artifact(path, manifest, choose_artifact(manifest, role), threads, shared_cpu, verify)
+    listed = _listed_entry(path) if path.is_file() else None
+    if listed is not None:
+        return open_artifact(*listed, threads, shared_cpu, verify)
+    return open_file(path, threads or 0, shared_cpu=shared_cpu)
+
+
+__all__ = ["BACKENDS", "Backend", "TensorSpec", "check_io", "ensure_registered", "load", "open_artifact",
+           "open_file", "register_backend", "runnable_suffixes"]

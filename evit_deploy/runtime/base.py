@@ -4,23 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """An input or output of an artifact. Symbolic dimensions are strings (e.g. ``"batch"``)."""
-
-    name: str
-    shape: tuple[int | str, ...]
-    dtype: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+from ..artifacts import TensorSpec
 
 
 class Backend(ABC):

@@ -74,12 +74,12 @@ def build_model(card: ModelCard) -> nn.Module:
     return model.eval()
 
 
-def create_model(name: str, weights: str | os.PathLike[str] | None = None) -> nn.Module:
+def create_model(name: str, weights: str | os.PathLike[str] | None = None, ema: bool = False) -> nn.Module:
     """A zoo model on CPU, fp32, eval mode.
 
     ``weights``: an official checkpoint (``.pt``/``.pth`` state_dict or ``{"state_dict": ...}``) or a
-    ``.safetensors`` file, loaded strictly and without unpickling code. Without it the weights are
-    deterministic random values and a :class:`RandomWeightsWarning` names the checkpoint to pass.
+    ``.safetensors`` file, loaded strictly and without unpickling code; ``ema`` loads its EMA weights. Without
+    ``weights`` they are deterministic random values and a :class:`RandomWeightsWarning` names the file to pass.
     """
     from ..checkpoint import load_checkpoint_into
 
@@ -95,7 +95,7 @@ def create_model(name: str, weights: str | os.PathLike[str] | None = None) -> nn
             stacklevel=2,
         )
     else:
-        load_checkpoint_into(model, weights, name, candidates=state_dict_signatures())
+        load_checkpoint_into(model, weights, name, candidates=state_dict_signatures(), ema=ema)
     return model
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from ...runtime.base import TensorSpec
+from ...artifacts import FORMATS, ArtifactEntry
+from ...files import sha256_file  # noqa: F401  (re-exported for exporters)
 from ..profiles import ExportProfile
 from ..tasks import ExportSpec, ExportUnit
 
@@ -22,27 +21,7 @@ def silent_step(name: str) -> Iterator[None]:
     yield
 
 
-@dataclass
-class Artifact:
-    """One file an export produced (paths are relative to the export folder)."""
-
-    format: str
-    role: str
-    path: str
-    precision: str
-    layout: str
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    sha256: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": self.format, "role": self.role, "path": self.path, "sha256": self.sha256,
-            "precision": self.precision, "layout": self.layout,
-            "inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs],
-            "notes": self.notes,
-        }
+Artifact = ArtifactEntry  # what an exporter returns is the manifest entry it records
 
 
 @dataclass
@@ -86,13 +65,7 @@ EXPORTERS: dict[str, type[Exporter]] = {}
 
 
 def register_exporter(cls: type[Exporter]) -> type[Exporter]:
+    if cls.format not in FORMATS:
+        raise ValueError(f"exporter format {cls.format!r} is not declared in evit_deploy.artifacts.FORMATS")
     EXPORTERS[cls.format] = cls
     return cls
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

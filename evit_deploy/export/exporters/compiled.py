@@ -15,7 +15,7 @@ import json
 
 import torch
 
-from ...runtime.base import TensorSpec
+from ...artifacts import TensorSpec
 from ..precision import mixed_fp16
 from ..tasks import ExportUnit
 from .base import Artifact, ExportContext, Exporter, register_exporter

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
+from ...artifacts import TensorSpec
 from ...errors import EvitError
-from ...runtime.base import TensorSpec
 from ..precision import mixed_fp16
 from ..tasks import ExportUnit
 from .base import Artifact, ExportContext, Exporter, register_exporter

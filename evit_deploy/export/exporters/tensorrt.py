@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 
 from ... import __version__
+from ...artifacts import Manifest, TensorSpec, read_manifest, write_manifest
 from ...errors import EvitError
-from ...runtime.base import TensorSpec
+from ...files import atomic_write
 from ..tasks import ExportUnit
 from ..trt_plan import (
     BUILD_SCRIPT,
     EnginePlan,
-    atomic_write,
     batch_range,
     describe,
     fp32_constants,
@@ -340,23 +340,23 @@ class TrtBundleExporter(Exporter):
 # ------------------------------------------------------------------------------------------- build-engine
 
 
-def folder_plans(folder: Path, manifest: dict[str, Any]) -> dict[str, EnginePlan]:
-    """Build plans of an export folder: its trt_build.json, else one per ONNX artifact from export.json."""
+def folder_plans(folder: Path, manifest: Manifest) -> dict[str, EnginePlan]:
+    """Build plans of an export folder: its trt_build.json, else one per ONNX artifact of the manifest."""
     plans = read_plans(folder)
     if plans:
         return plans
     from ..profiles import profile_from_dict
 
-    profile = profile_from_dict(manifest["profile"])
-    batch = batch_range(profile.batch, manifest["batch"]["size"], manifest["batch"]["dynamic"])
-    for entry in manifest["artifacts"]:
-        if entry["format"] != "onnx":
+    profile = profile_from_dict(manifest.profile)
+    batch = batch_range(profile.batch, manifest.batch.size, manifest.batch.dynamic)
+    for entry in manifest.artifacts:
+        if entry.format != "onnx":
             continue
-        if entry["precision"] not in ("fp32", "fp16"):
-            raise EvitError(f"{entry['path']} is {entry['precision']}: TensorRT builds engines from fp32 or mixed "
+        if entry.precision not in ("fp32", "fp16"):
+            raise EvitError(f"{entry.path} is {entry.precision}: TensorRT builds engines from fp32 or mixed "
                             "fp16 ONNX (export with a TensorRT target for int8)")
-        plans[entry["role"]] = make_plan(folder / entry["path"], entry["role"], entry["precision"], entry["inputs"],
-                                         profile.trt, batch)
+        plans[entry.role] = make_plan(folder / entry.path, entry.role, entry.precision,
+                                      [s.to_dict() for s in entry.inputs], profile.trt, batch)
     if not plans:
         raise EvitError(f"{folder} has no prepared ONNX to build engines from")
     return plans
@@ -369,10 +369,9 @@ def build_folder(folder: str | Path, role: str | None = None, timing_cache: str 
     Returns the sidecars. Raises a one-line EvitError without TensorRT. Not run on this project's CI host.
     """
     from ...runtime.tensorrt_backend import import_tensorrt
-    from ..pipeline import MANIFEST, read_manifest
 
     folder = Path(folder)
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder, verify=True)  # the prepared ONNX must be the one the export validated
     plans = folder_plans(folder, manifest)
     if role is not None:
         if role not in plans:
@@ -389,8 +388,13 @@ def build_folder(folder: str | Path, role: str | None = None, timing_cache: str 
                             sha256=sha256_file(folder / plan.engine),
                             notes=[*engine_notes(sidecar), "built by evit-deploy build-engine; not yet validated "
                                    "against PyTorch: run evit-deploy validate"])
-        manifest["artifacts"] = [a for a in manifest["artifacts"]
-                                 if not (a["format"] == "trt-engine" and a["role"] == plan.role)]
-        manifest["artifacts"].append(artifact.to_dict())
-        atomic_write(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        manifest.artifacts = [a for a in manifest.artifacts if not (a.format == "trt-engine" and a.role == plan.role)]
+        manifest.artifacts.append(artifact)
+        new_files = [plan.engine, sidecar_path(Path(plan.engine)).as_posix()]
+        if sidecar.get("timing_cache") and timing_cache is None:
+            new_files.append(sidecar["timing_cache"])
+        if plan.calibration and (folder / plan.calibration["cache"]).is_file():
+            new_files.append(plan.calibration["cache"])
+        manifest.files = sorted(set(manifest.files) | set(new_files))
+        write_manifest(folder, manifest)
     return sidecars

@@ -1,0 +1,428 @@
+"""The export folder's manifest, ``export.json``: its one owner (schema, reading, checking, writing).
+
+An export folder holds artifacts (ONNX, ORT, TFLite, TensorRT engines, ...) and ``export.json``, which says what
+they are. Everything that opens an export folder — the runtime, the Predictor, ``serve``, ``bench``, ``triton``,
+``validate``, ``build-engine`` — reads it here, with :func:`read_manifest`:
+
+- the schema is typed (:class:`Manifest`, :class:`ArtifactEntry`, :class:`TensorSpec`) and versioned
+  (``"schema": 1``); unknown formats, tasks, roles or precisions, wrong types and sizes beyond the limits are
+  one-line errors;
+- artifact paths are relative, normalised and resolve inside the folder (symlinks resolved); nothing outside
+  it is ever read;
+- each artifact's sha256 is checked when the folder is opened (``verify=False`` skips it), so a swapped or
+  corrupt file is never run;
+- :func:`choose_artifact` is the one rule for which artifact of a role runs.
+
+Only the export pipeline and ``build-engine`` write manifests, through :func:`write_manifest` (atomic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .errors import EvitError
+from .files import STAGING_MARKER, atomic_write, sha256_file
+from .limits import LIMITS
+
+SCHEMA = 1
+MANIFEST = "export.json"
+TASKS = ("cls", "seg", "sam")
+ROLES = ("model", "encoder", "decoder")
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
+LAYOUTS = ("NCHW", "NHWC")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SHA_RE = re.compile(r"[0-9a-f]{64}")
+
+
+class ManifestError(EvitError):
+    """An ``export.json`` that is missing, malformed, unsafe or does not match the folder's files."""
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    """An artifact format: its file suffixes, whether a runtime backend runs it, whether it needs a GPU."""
+
+    suffixes: tuple[str, ...]
+    runnable: bool = True
+    gpu: bool = False
+
+
+FORMATS: dict[str, FormatInfo] = {
+    "onnx": FormatInfo((".onnx",)),
+    "ort": FormatInfo((".ort",)),
+    "tflite": FormatInfo((".tflite",)),
+    "trt-engine": FormatInfo((".engine", ".plan"), gpu=True),
+    "torch-compiled": FormatInfo((".pt2",), gpu=True),
+    "trt-bundle": FormatInfo((".sh",), runnable=False),  # build_engine.sh of a Jetson bundle: built on the device
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """An input or output of an artifact. Symbolic dimensions are strings (e.g. ``"batch"``)."""
+
+    name: str
+    shape: tuple[int | str, ...]
+    dtype: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    def matches(self, other: TensorSpec) -> bool:
+        """Same name and rank, and equal sizes wherever both are fixed (symbolic dimensions match anything)."""
+        return self.name == other.name and len(self.shape) == len(other.shape) and all(
+            a == b for a, b in zip(self.shape, other.shape) if isinstance(a, int) and isinstance(b, int))
+
+
+@dataclass
+class ArtifactEntry:
+    """One file an export produced (``path`` is relative to the export folder)."""
+
+    format: str
+    role: str
+    path: str
+    precision: str
+    layout: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    sha256: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def runnable(self) -> bool:
+        return FORMATS[self.format].runnable
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format, "role": self.role, "path": self.path, "sha256": self.sha256,
+            "precision": self.precision, "layout": self.layout,
+            "inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs],
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class BatchInfo:
+    """The exported batch: ``size`` of the example input; ``dynamic`` batch axis up to ``max``."""
+
+    size: int = 1
+    dynamic: bool = False
+    max: int = 1
+
+    @property
+    def largest(self) -> int:
+        return self.max if self.dynamic else self.size
+
+
+@dataclass
+class RuntimeInfo:
+    """How the artifacts are meant to run: CPU threads (0 = the runtime's default) and execution providers."""
+
+    threads: int = 0
+    providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+
+
+@dataclass
+class Manifest:
+    """``export.json``. ``files`` lists every file the export wrote (besides ``export.json``), so that a later
+    export may replace the folder knowing it deletes nothing else; ``profile`` is the resolved export profile."""
+
+    model: str
+    task: str
+    target: str
+    input_size: tuple[int, int]
+    precision: str
+    batch: BatchInfo
+    runtime: RuntimeInfo
+    artifacts: list[ArtifactEntry]
+    files: list[str] = field(default_factory=list)
+    created: str = ""
+    weights: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    transforms: dict[str, str] = field(default_factory=dict)  # transform name → what it changed
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    validation: dict[str, Any] = field(default_factory=dict)
+    schema: int = SCHEMA
+
+    @property
+    def roles(self) -> list[str]:
+        return list(dict.fromkeys(a.role for a in self.artifacts))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["input_size"] = list(self.input_size)
+        out["batch"], out["runtime"] = dataclasses.asdict(self.batch), dataclasses.asdict(self.runtime)
+        out["artifacts"] = [a.to_dict() for a in self.artifacts]
+        return {"schema": self.schema, **{k: v for k, v in out.items() if k != "schema"}}
+
+
+# ---------------------------------------------------------------------------------------------- checking
+
+
+class _Reader:
+    """Typed access to a JSON object, with errors that name the manifest and the key."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, problem: str) -> ManifestError:
+        return ManifestError(f"{self.path}: {where} {problem}")
+
+    def get(self, data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str = "",
+            default: Any = dataclasses.MISSING) -> Any:
+        name = f"{where}.{key}" if where else key
+        if key not in data:
+            if default is dataclasses.MISSING:
+                raise self.fail(f"'{name}'", "is missing")
+            return default
+        value = data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        bad_bool = isinstance(value, bool) and bool not in kinds
+        if not isinstance(value, kinds) or bad_bool:
+            wanted = " or ".join(k.__name__ for k in kinds).replace("dict", "object").replace("list", "list")
+            raise self.fail(f"'{name}'", f"must be {wanted}, not {type(value).__name__}")
+        return value
+
+    def choice(self, data: dict[str, Any], key: str, choices: tuple[str, ...], where: str = "") -> str:
+        value = self.get(data, key, str, where)
+        if value not in choices:
+            name = f"{where}.{key}" if where else key
+            raise self.fail(f"'{name}'", f"is '{value}'; known: {', '.join(choices)}")
+        return value
+
+    def tensors(self, data: dict[str, Any], key: str, where: str) -> list[TensorSpec]:
+        specs = []
+        for i, item in enumerate(self.get(data, key, list, where)):
+            at = f"{where}.{key}[{i}]"
+            if not isinstance(item, dict):
+                raise self.fail(f"'{at}'", "must be an object")
+            shape = self.get(item, "shape", list, at)
+            if len(shape) > 8 or not all(isinstance(d, (int, str)) and not isinstance(d, bool) for d in shape):
+                raise self.fail(f"'{at}.shape'", "must be a list of at most 8 integers or names")
+            specs.append(TensorSpec(self.get(item, "name", str, at), tuple(shape), self.get(item, "dtype", str, at)))
+        return specs
+
+
+def check_name(name: str, what: str) -> str:
+    """A name used as a file or folder name: letters, digits, ``.``, ``_``, ``-``; no leading dot, no ``..``."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name or len(name) > 128:
+        raise EvitError(f"{what} {name!r} is not a safe name (use letters, digits, '.', '_', '-'; "
+                        "no leading dot, no '..', at most 128 characters)")
+    return name
+
+
+def relative_path(text: str) -> str:
+    """``text`` as a normalised relative POSIX path, or a one-line error (absolute, ``..``, empty parts)."""
+    if not text or "\\" in text or "\0" in text:
+        raise EvitError(f"artifact path {text!r} is not a relative path inside the export folder")
+    path = PurePosixPath(text)
+    if path.is_absolute() or any(part in ("..", ".", "") for part in text.split("/")) or str(path) != text:
+        raise EvitError(f"artifact path {text!r} is not a normalised relative path inside the export folder "
+                        "(no absolute paths, '..' or '.')")
+    return text
+
+
+def confined(folder: Path, relative: str) -> Path:
+    """``folder / relative`` after resolving symlinks, refused unless it stays inside ``folder``."""
+    root = folder.resolve()
+    target = (root / relative_path(relative)).resolve()
+    if target != root and root not in target.parents:
+        raise EvitError(f"artifact {relative} of {folder} resolves outside the export folder ({target}); refused")
+    return target
+
+
+def _check_size(reader: _Reader, size: list[Any]) -> tuple[int, int]:
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size):
+        raise reader.fail("'input_size'", "must be [height, width] integers")
+    h, w = size
+    problem = LIMITS.input_size_problem(h, w)
+    if problem:
+        raise reader.fail("'input_size'", problem)
+    return h, w
+
+
+def _artifact(reader: _Reader, data: Any, i: int) -> ArtifactEntry:
+    at = f"artifacts[{i}]"
+    if not isinstance(data, dict):
+        raise reader.fail(f"'{at}'", "must be an object")
+    fmt = reader.choice(data, "format", tuple(FORMATS), at)
+    path = reader.get(data, "path", str, at)
+    try:
+        relative_path(path)
+    except EvitError as exc:
+        raise reader.fail(f"'{at}.path'", f"is refused: {exc}") from None
+    if Path(path).suffix not in FORMATS[fmt].suffixes:
+        raise reader.fail(f"'{at}.path'", f"({path}) does not have a {fmt} suffix ({', '.join(FORMATS[fmt].suffixes)})")
+    sha = reader.get(data, "sha256", str, at, "")
+    if sha and not _SHA_RE.fullmatch(sha):
+        raise reader.fail(f"'{at}.sha256'", "is not a sha256 hex digest")
+    notes = reader.get(data, "notes", list, at, [])
+    return ArtifactEntry(
+        format=fmt, role=reader.choice(data, "role", ROLES, at), path=path,
+        precision=reader.choice(data, "precision", PRECISIONS, at),
+        layout=reader.choice(data, "layout", LAYOUTS, at), inputs=reader.tensors(data, "inputs", at),
+        outputs=reader.tensors(data, "outputs", at), sha256=sha, notes=[str(n) for n in notes],
+    )
+
+
+def parse_manifest(data: Any, path: Path) -> Manifest:
+    """Check the JSON of an ``export.json`` (types, names, limits, artifact paths) into a :class:`Manifest`."""
+    r = _Reader(path)
+    if not isinstance(data, dict):
+        raise r.fail("the top level", "must be a JSON object")
+    schema = data.get("schema")
+    if schema is None:
+        raise ManifestError(f"{path} has no schema version: it was written by evit-deploy 0.1.0 or by something "
+                            "else; export the model again")
+    if schema != SCHEMA:
+        raise ManifestError(f"{path} has schema {schema!r}; this evit-deploy reads schema {SCHEMA}")
+    model = r.get(data, "model", str)
+    try:
+        check_name(model, "model name")
+    except EvitError as exc:
+        raise r.fail("'model'", f"is refused: {exc}") from None
+    batch = r.get(data, "batch", dict)
+    runtime = r.get(data, "runtime", dict, default={})
+    b = BatchInfo(r.get(batch, "size", int, "batch"), r.get(batch, "dynamic", bool, "batch"),
+                  r.get(batch, "max", int, "batch", batch.get("size", 1)))
+    if not 1 <= b.size <= LIMITS.max_batch or not b.size <= b.max <= LIMITS.max_batch:
+        raise r.fail("'batch'", f"must have 1 <= size <= max <= {LIMITS.max_batch}")
+    threads = r.get(runtime, "threads", int, "runtime", 0)
+    if not 0 <= threads <= 1024:
+        raise r.fail("'runtime.threads'", "must be 0..1024")
+    providers = r.get(runtime, "providers", list, "runtime", ["CPUExecutionProvider"])
+    if not all(isinstance(p, str) for p in providers):
+        raise r.fail("'runtime.providers'", "must be a list of provider names")
+    artifacts = [_artifact(r, a, i) for i, a in enumerate(r.get(data, "artifacts", list))]
+    if not artifacts:
+        raise r.fail("'artifacts'", "is empty")
+    files = r.get(data, "files", list, default=[])
+    for f in files:
+        if not isinstance(f, str):
+            raise r.fail("'files'", "must be a list of paths")
+        try:
+            relative_path(f)
+        except EvitError as exc:
+            raise r.fail("'files'", f"is refused: {exc}") from None
+    return Manifest(
+        model=model, task=r.choice(data, "task", TASKS), target=r.get(data, "target", str),
+        input_size=_check_size(r, r.get(data, "input_size", list)), precision=r.get(data, "precision", str),
+        batch=b, runtime=RuntimeInfo(threads, providers), artifacts=artifacts, files=files,
+        created=r.get(data, "created", str, default=""), weights=r.get(data, "weights", dict, default={}),
+        profile=r.get(data, "profile", dict, default={}), versions=r.get(data, "versions", dict, default={}),
+        transforms=r.get(data, "transforms", dict, default={}),
+        preprocessing=r.get(data, "preprocessing", dict, default={}),
+        skipped=[str(s) for s in r.get(data, "skipped", list, default=[])],
+        validation=r.get(data, "validation", dict, default={}),
+    )
+
+
+# ------------------------------------------------------------------------------------------ reading, writing
+
+
+def is_export_folder(folder: str | Path) -> bool:
+    return (Path(folder) / MANIFEST).is_file()
+
+
+def read_manifest(folder: str | Path, verify: bool = True) -> Manifest:
+    """Read and check ``folder/export.json``; with ``verify`` every artifact must exist inside the folder and
+    match its recorded sha256 (each file is hashed once, here)."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise ManifestError(f"not an export folder: {folder} is not a folder")
+    if not path.is_file():
+        raise ManifestError(f"{folder} is not an export folder (no {MANIFEST})")
+    size = path.stat().st_size
+    if size > LIMITS.max_manifest_bytes:
+        raise ManifestError(f"{path} is {size} bytes; a manifest is at most {LIMITS.max_manifest_bytes} bytes")
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path} is not valid JSON ({exc})") from None
+    manifest = parse_manifest(data, path)
+    if verify:
+        for entry in manifest.artifacts:
+            verify_artifact(folder, entry)
+    return manifest
+
+
+def verify_artifact(folder: Path, entry: ArtifactEntry) -> Path:
+    """The confined path of ``entry``, refused when missing, not a regular file, or its sha256 differs."""
+    path = confined(folder, entry.path)
+    if not path.is_file():
+        raise ManifestError(f"artifact missing: {folder / entry.path} (listed in {MANIFEST})")
+    if not entry.sha256:
+        raise ManifestError(f"{folder / MANIFEST} records no sha256 for {entry.path}: its integrity cannot be "
+                            "checked; export again")
+    if sha256_file(path) != entry.sha256:
+        raise ManifestError(f"artifact {folder / entry.path} was modified or is corrupt (its sha256 differs from "
+                            f"{MANIFEST}); refusing to run it; export again")
+    return path
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> Path:
+    """Write ``folder/export.json`` atomically (checked by the same rules :func:`read_manifest` applies)."""
+    data = manifest.to_dict()
+    parse_manifest(json.loads(json.dumps(data)), folder / MANIFEST)
+    path = folder / MANIFEST
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def owns_folder(folder: Path) -> bool:
+    """True when ``folder`` is an export folder holding only files its manifest says the export wrote (so
+    replacing it deletes nothing of the user's)."""
+    try:
+        manifest = read_manifest(folder, verify=False)
+    except EvitError:
+        return False
+    written = {MANIFEST, *manifest.files}
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_symlink() or (path.is_file() and rel not in written):
+            return False
+        if not path.is_file() and not path.is_dir():
+            return False
+    return True
+
+
+def written_files(folder: Path) -> list[str]:
+    """Every regular file under ``folder`` (relative POSIX paths, sorted), the top-level ``export.json`` and the
+    staging marker excluded."""
+    return sorted(rel for p in folder.rglob("*") if p.is_file() and not p.is_symlink()
+                  and (rel := p.relative_to(folder).as_posix()) not in (MANIFEST, STAGING_MARKER))
+
+
+# ------------------------------------------------------------------------------------ choosing an artifact
+
+
+def default_role(manifest: Manifest) -> str:
+    roles = manifest.roles
+    return "model" if "model" in roles else roles[0]
+
+
+def choose_artifact(manifest: Manifest, role: str | None = None, formats: tuple[str, ...] | None = None
+                    ) -> ArtifactEntry:
+    """The artifact of ``role`` (default: ``model``, else the first role) that runs.
+
+    With ``formats`` (in order of preference), the first of them the export has; otherwise the last runnable
+    one listed, which is the end of the export's chain (e.g. ``.ort`` after the ``.onnx`` it came from).
+    """
+    wanted = role or default_role(manifest)
+    entries = [a for a in manifest.artifacts if a.role == wanted and a.runnable]
+    if formats is not None:
+        entries = sorted((a for a in entries if a.format in formats), key=lambda a: formats.index(a.format))
+        entries = entries[:1]
+    if not entries:
+        which = f" in format {', '.join(formats)}" if formats else ""
+        raise ManifestError(f"the export of {manifest.model} has no runnable '{wanted}' artifact{which} "
+                            f"(roles: {', '.join(manifest.roles)})")
+    return entries[-1]

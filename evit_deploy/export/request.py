@@ -1,0 +1,113 @@
+"""What the user asked an export for, checked before any heavy work (no torch import: bad input fails at once).
+
+:func:`preflight` resolves the model card, the profile, the precision, the input size, the batch and the output
+folder, and refuses what can never work (unknown names, sizes over the limits, a batch over the profile's
+maximum, an output folder that is not ours, a missing checkpoint or calibration folder) with one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..artifacts import FORMATS, owns_folder
+from ..errors import CheckpointError, EvitError
+from ..files import check_output_dir, not_ours_error
+from ..limits import LIMITS
+from ..zoo.cards import ModelCard, get_card
+from .profiles import ExportProfile, load_profile
+
+
+@dataclass
+class ExportRequest:
+    model: str
+    target: str = "cpu-ort"
+    weights: str | None = None
+    imgsz: tuple[int, ...] | None = None
+    batch: int | None = None
+    precision: str | None = None
+    output: str | None = None
+    calib: str | None = None  # folder of calibration images for full-integer int8
+    force: bool = False  # move a non-export output folder aside instead of refusing
+    allow_large_input: bool = False  # lift the input-size limit (limits.Limits)
+    ema: bool = False  # load the checkpoint's EMA weights (state_dict_ema / model_ema)
+
+
+@dataclass
+class Resolved:
+    """A checked request: everything the pipeline needs to start."""
+
+    card: ModelCard
+    profile: ExportProfile
+    precision: str
+    input_size: tuple[int, int]
+    batch: int
+    output: Path
+
+
+def check_input_size(card: ModelCard, size: tuple[int, int]) -> None:
+    h, w = size
+    if h <= 0 or w <= 0 or h % 32 or w % 32:
+        raise EvitError(f"input size {h}x{w} does not suit {card.name}: height and width must be multiples of 32")
+    if card.task == "sam" and h != w:
+        raise EvitError(f"input size {h}x{w} does not suit {card.name}: the SAM image encoder takes a square input")
+
+
+def resolve_size(card: ModelCard, profile: ExportProfile, imgsz: tuple[int, ...] | None,
+                 allow_large_input: bool = False) -> tuple[int, int]:
+    size = (imgsz[0], imgsz[-1]) if imgsz else tuple(profile.input_size.get(card.task) or card.input_size)
+    h, w = int(size[0]), int(size[1])
+    check_input_size(card, (h, w))
+    problem = LIMITS.input_size_problem(h, w, max_pixels=2**62 if allow_large_input else None)
+    if problem:
+        raise EvitError(f"input size {problem} (exports this large take minutes and tens of GB); "
+                        "pass --allow-large-input if you really want it")
+    return h, w
+
+
+def resolve_batch(profile: ExportProfile, batch: int | None) -> int:
+    if batch is None:
+        return profile.batch.size
+    if batch < 1:
+        raise EvitError(f"batch must be >= 1, got {batch}")
+    if batch > profile.batch.max:
+        kind = "dynamic batch" if profile.batch.dynamic else "static batch"
+        raise EvitError(f"target {profile.name} takes a {kind} of at most {profile.batch.max} (its batch.max); "
+                        f"got {batch}")
+    return batch
+
+
+def resolve_precision(profile: ExportProfile, precision: str | None) -> str:
+    chosen = precision or profile.precisions[0]
+    if chosen not in profile.precisions:
+        raise EvitError(f"target {profile.name} does not offer precision '{chosen}' "
+                        f"(it offers: {', '.join(profile.precisions)})")
+    return chosen
+
+
+def check_output(output: Path, force: bool) -> None:
+    """Refuse, before any work, an output that can never be written or that holds something not ours."""
+    check_output_dir(output, "export folder")
+    if output.is_dir() and any(output.iterdir()) and not owns_folder(output) and not force:
+        raise not_ours_error(output, "export folder")
+
+
+def preflight(request: ExportRequest) -> Resolved:
+    """Check ``request`` without building anything; raises a one-line EvitError."""
+    card = get_card(request.model)
+    profile = load_profile(request.target)
+    unknown = [f for f in profile.formats if f not in FORMATS]
+    if unknown:
+        raise EvitError(f"target {profile.name}: unknown artifact format '{unknown[0]}' (known: {', '.join(FORMATS)})")
+    precision = resolve_precision(profile, request.precision)
+    size = resolve_size(card, profile, request.imgsz, request.allow_large_input)
+    batch = resolve_batch(profile, request.batch)
+    if request.weights is not None and not Path(request.weights).is_file():
+        raise CheckpointError(f"checkpoint not found: {request.weights}")
+    if request.calib is not None and not Path(request.calib).is_dir():
+        exists = Path(request.calib).exists()
+        raise EvitError(f"--calib must be a folder of images, but {request.calib} is a file" if exists
+                        else f"--calib folder not found: {request.calib}")
+    output = Path(request.output or Path("exports") / f"{card.name}-{profile.name}")
+    check_output(output, request.force)
+    return Resolved(card, profile, precision, size, batch, output)

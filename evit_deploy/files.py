@@ -1,0 +1,236 @@
+"""Writing files and folders safely: atomic writes, hashes, staged output folders that never clobber the user's.
+
+An output folder is built in a staging folder beside it (``.NAME.tmp-PID-XXXX``, marked as ours) and moved into
+place only when complete. An existing folder is replaced only when it is empty or was written by us (the caller
+says how to tell); anything else is refused, or with ``force`` moved aside (never deleted). Staging folders are
+removed on every exit path, SIGTERM included, and staging folders left by dead processes (SIGKILL, power loss)
+are removed the next time the same output is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+from .errors import EvitError
+
+STAGING_MARKER = ".evit-deploy-staging"  # inside a staging folder: "<host> <pid>"
+# errno values that mean the user's environment, not our code, stopped a write: a one-line input error
+ENVIRONMENT_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                      errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                      errno.EPERM: "operation not permitted", errno.ENAMETOOLONG: "file name too long",
+                      errno.ENOTDIR: "a part of the path is a file, not a folder"}
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP arrived while an output was being written (raised so every cleanup runs)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def environment_error(exc: OSError, doing: str) -> EvitError | None:
+    """A one-line EvitError for an OSError the user can fix (full disk, read-only, permissions), else None."""
+    reason = ENVIRONMENT_ERRNOS.get(exc.errno or 0)
+    if reason is None:
+        return None
+    path = exc.filename2 or exc.filename  # for a copy, filename2 is the destination being written
+    where = f" ({path})" if path else ""
+    return EvitError(f"cannot {doing}: {reason}{where}")
+
+
+@contextlib.contextmanager
+def writing(doing: str) -> Iterator[None]:
+    """Turn full-disk / read-only / permission errors inside the block into one-line EvitErrors."""
+    try:
+        yield
+    except OSError as exc:
+        error = environment_error(exc, doing)
+        if error is None:
+            raise
+        raise error from None
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _default_mode() -> int:
+    return 0o666 & ~_umask()
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str, mode: int | None = None) -> None:
+    """Write ``path`` through a temporary file in the same folder and ``os.replace`` (``mode``: as ``open``
+    would create it unless given). A reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(tmp, _default_mode() if mode is None else mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ------------------------------------------------------------------------------------------ output folders
+
+
+def check_output_dir(output: Path, what: str = "output folder") -> Path:
+    """Refuse output folders that can never be replaced: the current folder or one above it, a file."""
+    resolved = output.resolve()
+    cwd = Path.cwd().resolve()
+    if not output.name or resolved == cwd or resolved in cwd.parents:
+        raise EvitError(f"{what} {output} is the current folder or contains it; name a new folder, e.g. "
+                        f"{Path('exports') / 'my-export'}")
+    if output.is_symlink() or (output.exists() and not output.is_dir()):
+        raise EvitError(f"{what} {output} exists and is not a folder")
+    blocker = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise EvitError(f"cannot create the {what} {output}: {blocker} is a file, not a folder")
+    return output
+
+
+def _alive(host: str, pid: int) -> bool:
+    if host != socket.gethostname():
+        return True  # another machine's process (shared file system): cannot tell, leave it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(output: Path) -> list[Path]:
+    """Remove staging folders of ``output`` whose process is gone (only folders carrying our marker)."""
+    removed = []
+    for candidate in output.parent.glob(f".{output.name}.tmp-*"):
+        marker = candidate / STAGING_MARKER
+        try:
+            host, pid = marker.read_text().split()
+            stale = candidate.is_dir() and not candidate.is_symlink() and not _alive(host, int(pid))
+        except (OSError, ValueError):
+            continue
+        if stale:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
+
+
+@contextlib.contextmanager
+def terminate_as_exception() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP raise :class:`Terminated` (so ``finally``/``except`` cleanups
+    run) instead of killing the process outright. Only the main thread can install signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _entries(folder: Path) -> list[str]:
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+
+
+OwnedCheck = Callable[[Path], bool]
+
+
+def replace_dir(new: Path, dest: Path, ours: OwnedCheck, force: bool = False, what: str = "folder") -> Path | None:
+    """Move the finished folder ``new`` to ``dest``; returns where a previous folder was moved aside, if it was.
+
+    An existing ``dest`` is replaced when it is empty or ``ours(dest)`` (then it is deleted: it holds only files
+    we wrote). Anything else is refused with a one-line error, or with ``force`` renamed to
+    ``<dest>.old-<timestamp>`` beside it and kept.
+    """
+    aside = None
+    if dest.is_symlink() or dest.exists():
+        if dest.is_dir() and not dest.is_symlink() and not any(dest.iterdir()):
+            dest.rmdir()
+        elif dest.is_dir() and not dest.is_symlink() and ours(dest):
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+            try:
+                os.replace(new, dest)
+            except BaseException:
+                os.replace(old, dest)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+            return None
+        elif force:
+            aside = dest.with_name(f"{dest.name}.old-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+            n = 1
+            while aside.exists():
+                aside, n = aside.with_name(f"{aside.name.split('~')[0]}~{n}"), n + 1
+            os.replace(dest, aside)
+        else:
+            raise not_ours_error(dest, what)
+    os.replace(new, dest)
+    return aside
+
+
+def not_ours_error(dest: Path, what: str) -> EvitError:
+    shown = ", ".join(_entries(dest)[:4]) if dest.is_dir() and not dest.is_symlink() else "not a folder"
+    more = ", ..." if dest.is_dir() and len(_entries(dest)) > 4 else ""
+    return EvitError(f"refusing to replace {dest}: it is not a previous evit-deploy {what} (it holds {shown}{more});"
+                     " choose another output folder, or pass --force to move it aside (nothing is deleted)")
+
+
+def commit_staged(tmp: Path, output: Path, ours: OwnedCheck, force: bool = False, what: str = "folder"
+                  ) -> Path | None:
+    """Move a finished staging folder into place (see :func:`replace_dir`); returns where an old one went."""
+    (tmp / STAGING_MARKER).unlink(missing_ok=True)
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it private (0700); give it the mode mkdir would have
+    with writing(f"move {output} into place"):
+        return replace_dir(tmp, output, ours, force, what)
+
+
+@contextlib.contextmanager
+def staged_dir(output: Path, what: str = "output folder") -> Iterator[Path]:
+    """A fresh staging folder beside ``output`` (marked as ours), removed when the block exits by any path
+    unless it was moved into place. SIGTERM/SIGHUP inside the block raise :class:`Terminated`."""
+    output = check_output_dir(Path(output), what)
+    parent = output.parent
+    with writing(f"create the {what} {output}"):
+        parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(output)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-{os.getpid()}-", dir=parent))
+    try:
+        with terminate_as_exception():
+            (tmp / STAGING_MARKER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+            yield tmp
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
