@@ -9,7 +9,7 @@ import base64
 import html
 import io
 import json
-import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -151,11 +151,9 @@ def check_report_folder(folder: Path) -> None:
     if existing and not _is_our_report(folder):
         raise EvitError(f"refusing to overwrite {folder / existing[0]}: it is not a benchmark report written by "
                         "evit-deploy; choose another --output folder")
-    with writing(f"write the benchmark report to {folder}"):
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+    existing_parent = next(p for p in (folder, *folder.parents) if p.exists())
+    with writing(f"write the benchmark report to {folder}"):  # a read-only place fails now, not after measuring
+        tempfile.TemporaryFile(dir=existing_parent).close()
 
 
 def write_reports(report: dict[str, Any], folder: str | Path) -> Path:

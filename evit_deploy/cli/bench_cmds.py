@@ -85,7 +85,6 @@ def bench(model_or_export: str | None, target: str, weights: str | None, imgsz: 
     is_export = Path(model_or_export).is_dir()
     name = Path(model_or_export).name if is_export else f"{model_or_export}-{Path(target).stem}"
     folder = Path(output or Path("bench") / name)
-    check_report_folder(folder)  # before minutes of measuring
     if not is_export:
         from ..export.request import ExportRequest, preflight
 
@@ -94,6 +93,7 @@ def bench(model_or_export: str | None, target: str, weights: str | None, imgsz: 
     from ..bench.harness import BenchSettings, bench_export, bench_model, parse_batches
 
     settings = BenchSettings(parse_batches(batches), runs, warmup)
+    check_report_folder(folder)  # before minutes of measuring
     if threads:
         settings.threads = threads
     if is_export:
