@@ -1,51 +1,55 @@
-"""Pre- and post-processing as in the official evaluation code (architecture.md §10)."""
+"""Pre-processing as in the official evaluation code: the one place an image becomes a model input.
+
+Each model card carries a ``preprocess`` block (:class:`evit_deploy.zoo.cards.Preprocess`: resize rule,
+interpolation, crop ratio, mean, std); :func:`preprocess` applies it. Export validation, calibration, the
+Predictor and the server all call :func:`preprocess`, so they feed a model identically. The three resize rules
+are also public functions (``classification_input``, ``resized_input``, ``sam_input``).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .images import ImageLike, load_rgb
+from .zoo.cards import ModelCard, Preprocess
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATION = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
+
 
 def normalize(image: Image.Image, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """RGB PIL image → normalised ``[1,3,H,W]`` float32 tensor."""
+    """RGB PIL image → normalised ``[1,3,H,W]`` float32 tensor: ``(pixel / 255 - mean) / std``."""
     x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
     return ((x - mean_t) / std_t).unsqueeze(0).contiguous()
 
 
-def classification_input(image: ImageLike, resolution: int, crop_ratio: float = 0.95) -> torch.Tensor:
-    """ImageNet evaluation transform: shorter side → ceil(r / crop_ratio) (bicubic), centre crop r, normalise."""
+def classification_input(image: ImageLike, resolution: int, crop_ratio: float = 0.95, mean=IMAGENET_MEAN,
+                         std=IMAGENET_STD, interpolation: str = "bicubic") -> torch.Tensor:
+    """ImageNet evaluation transform: shorter side → ceil(r / crop_ratio), centre crop r, normalise."""
     img = load_rgb(image)
     short = math.ceil(resolution / crop_ratio)
     w, h = img.size
-    if w <= h:
-        size = (short, int(short * h / w))
-    else:
-        size = (int(short * w / h), short)
-    img = img.resize(size, Image.BICUBIC)
+    size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+    img = img.resize(size, INTERPOLATION[interpolation])
     w, h = img.size
     top = int(round((h - resolution) / 2.0))
     left = int(round((w - resolution) / 2.0))
-    return normalize(img.crop((left, top, left + resolution, top + resolution)))
+    return normalize(img.crop((left, top, left + resolution, top + resolution)), mean, std)
 
 
-def resized_input(image: ImageLike, size: tuple[int, int]) -> torch.Tensor:
-    """Resize to exactly (H, W) with bicubic interpolation and normalise (segmentation-style input)."""
-    img = load_rgb(image)
+def resized_input(image: ImageLike, size: tuple[int, int], mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                  interpolation: str = "bicubic") -> torch.Tensor:
+    """Resize to exactly (H, W) and normalise (segmentation-style input)."""
     h, w = size
-    return normalize(img.resize((w, h), Image.BICUBIC))
-
-
-SAM_MEAN = (123.675 / 255, 116.28 / 255, 103.53 / 255)
-SAM_STD = (58.395 / 255, 57.12 / 255, 57.375 / 255)
+    return normalize(load_rgb(image).resize((w, h), INTERPOLATION[interpolation]), mean, std)
 
 
 def sam_resized_size(height: int, width: int, long_side: int) -> tuple[int, int]:
@@ -54,11 +58,30 @@ def sam_resized_size(height: int, width: int, long_side: int) -> tuple[int, int]
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
-def sam_input(image: ImageLike, side: int) -> torch.Tensor:
-    """SAM encoder input: longer side → ``side`` (bilinear), normalise, zero-pad bottom/right to side×side."""
+def sam_input(image: ImageLike, side: int, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+              interpolation: str = "bilinear") -> torch.Tensor:
+    """SAM encoder input: longer side → ``side``, normalise, zero-pad bottom/right to side×side."""
     img = load_rgb(image)
     h, w = sam_resized_size(img.height, img.width, side)
     if (h, w) != (img.height, img.width):
-        img = img.resize((w, h), Image.BILINEAR)
-    x = normalize(img, SAM_MEAN, SAM_STD)
-    return torch.nn.functional.pad(x, (0, side - w, 0, side - h))
+        img = img.resize((w, h), INTERPOLATION[interpolation])
+    return torch.nn.functional.pad(normalize(img, mean, std), (0, side - w, 0, side - h))
+
+
+ResizeRule = Callable[[ImageLike, tuple[int, int], Preprocess], torch.Tensor]
+RESIZE_RULES: dict[str, ResizeRule] = {
+    "shorter-side-crop": lambda img, size, p: classification_input(img, size[0], p.crop_ratio, p.mean, p.std,
+                                                                   p.interpolation),
+    "exact": lambda img, size, p: resized_input(img, size, p.mean, p.std, p.interpolation),
+    "long-side-pad": lambda img, size, p: sam_input(img, size[0], p.mean, p.std, p.interpolation),
+}
+
+
+def preprocess(image: ImageLike, card: ModelCard, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """``image`` as the normalised ``[1,3,H,W]`` float32 input of ``card``'s model at ``size`` (H, W; default the
+    card's), following the card's ``preprocess`` block. A shorter-side crop needs a square input: non-square
+    classification exports get a plain resize, as their validation does."""
+    h, w = size or card.input_size
+    p = card.preprocess
+    rule = "exact" if p.resize == "shorter-side-crop" and h != w else p.resize
+    return RESIZE_RULES[rule](image, (h, w), p)

@@ -226,7 +226,8 @@ def test_calibration_set_preprocesses_like_validation_and_falls_back_with_a_warn
     with pytest.warns(CalibrationWarning, match="bundled sample photos"):
         fallback = calibration_set(None, card, (224, 224))
     assert len(fallback.inputs) == 4 and "bundled sample photos" in fallback.source
-    assert torch.equal(fallback.inputs[0], classification_input(sample_photo("astronaut"), 224, card.crop_ratio))
+    crop = card.preprocess.crop_ratio
+    assert torch.equal(fallback.inputs[0], classification_input(sample_photo("astronaut"), 224, crop))
     folder = write_photos(tmp_path / "imgs", ("coffee",))
     (folder / "README.txt").write_text("not an image")
     with pytest.warns(CalibrationWarning, match="ignoring 1 non-image"):

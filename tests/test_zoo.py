@@ -7,6 +7,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -14,7 +15,7 @@ from torch import nn
 import evit_deploy
 from evit_deploy.errors import EvitError, UnknownModelError
 from evit_deploy.nn.layers import LayerNorm2d
-from evit_deploy.zoo import get_card, list_models, meta_model
+from evit_deploy.zoo import all_cards, get_card, list_models, meta_model
 from evit_deploy.zoo.stats import count_macs, count_params
 
 MANIFESTS = Path(__file__).parent / "data" / "manifests"
@@ -134,3 +135,34 @@ def test_meta_model_is_cheap_and_on_meta():
     model = meta_model("efficientvit-l3-r384")
     assert all(p.device.type == "meta" for p in model.parameters())
     assert torch.device("meta") == next(model.parameters()).device
+
+
+def test_every_card_has_a_preprocess_block_that_processing_implements():
+    from evit_deploy.processing import RESIZE_RULES, preprocess
+    from evit_deploy.samples import sample_photo
+    from evit_deploy.zoo.cards import RESIZE_RULES as DECLARED
+
+    assert set(RESIZE_RULES) == set(DECLARED)
+    rules = {name: (c.task, c.preprocess.resize, c.preprocess.interpolation) for name, c in all_cards().items()}
+    assert {r for r in rules.values()} == {("cls", "shorter-side-crop", "bicubic"), ("seg", "exact", "bicubic"),
+                                           ("sam", "long-side-pad", "bilinear")}
+    crops = {name: all_cards()[name].preprocess.crop_ratio for name in rules if rules[name][0] == "cls"}
+    assert {n for n, c in crops.items() if c == 0.95} == {"efficientvit-b0-r224", *(f"efficientvit-b1-r{r}"
+                                                                                    for r in (224, 256, 288))}
+    assert all(c == 1.0 for n, c in crops.items() if n.startswith(("efficientvit-b2", "efficientvit-l")))
+    sam = all_cards()["efficientvit-sam-l0"].preprocess  # SAM's (123.675, 116.28, 103.53) / 255 etc.
+    assert np.allclose(sam.mean, np.array([123.675, 116.28, 103.53]) / 255, atol=1e-12)
+    assert np.allclose(sam.std, np.array([58.395, 57.12, 57.375]) / 255, atol=1e-12)
+    photo = sample_photo("rocket")  # 427x640: the SAM encoder input is padded at the bottom
+    x = preprocess(photo, all_cards()["efficientvit-sam-l0"])
+    assert x.shape == (1, 3, 512, 512) and float(x[0, :, -1].abs().max()) == 0.0
+    assert preprocess(photo, all_cards()["efficientvit-b1-r224"], (224, 320)).shape == (1, 3, 224, 320)
+
+
+def test_bad_preprocess_blocks_are_refused():
+    from evit_deploy.zoo.cards import Preprocess
+
+    for bad in ({"resize": "squash"}, {"resize": "exact", "crop_ratio": 0}, {"resize": "exact", "colour": 1},
+                {"resize": "exact", "interpolation": "lanczos"}):
+        with pytest.raises(EvitError, match="preprocess"):
+            Preprocess.from_dict(bad, "card x")

@@ -1,7 +1,7 @@
 """Calibration inputs for full-integer (int8) quantization: a folder of images, or the bundled sample photos.
 
-Images are pre-processed exactly like the validation photos (``tasks._image_samples``): SAM ``sam_input``,
-square classification ``classification_input``, everything else ``resized_input``.
+Images are pre-processed exactly like the validation photos, by the card's ``preprocess`` block
+(:func:`evit_deploy.processing.preprocess`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from ..errors import EvitError
-from ..images import IMAGE_SUFFIXES, ImageLike, is_image_file, load_rgb
-from ..processing import classification_input, resized_input, sam_input
+from ..images import IMAGE_SUFFIXES, is_image_file, load_rgb
+from ..processing import preprocess
 from ..samples import SAMPLE_PHOTOS, sample_photo
 from ..zoo.cards import ModelCard
 
@@ -54,16 +54,6 @@ def find_images(folder: Path) -> list[Path]:
         warnings.warn(f"--calib: using the first {MAX_IMAGES} of {len(images)} images in {folder} (sorted by name)",
                       CalibrationWarning, stacklevel=2)
     return images[:MAX_IMAGES]
-
-
-def preprocess(image: ImageLike, card: ModelCard, size: tuple[int, int]) -> torch.Tensor:
-    """One image as the model's normalised ``[1,3,H,W]`` input, exactly as the validation photos are made."""
-    h, w = size
-    if card.task == "sam":
-        return sam_input(image, h)
-    if card.task == "cls" and h == w:
-        return classification_input(image, h, card.crop_ratio or 0.95)
-    return resized_input(image, (h, w))
 
 
 def calibration_set(folder: Path | None, card: ModelCard, size: tuple[int, int]) -> CalibrationSet:

@@ -19,7 +19,6 @@ from .. import __version__
 from ..artifacts import BatchInfo, Manifest, RuntimeInfo, owns_folder, read_manifest, write_manifest, written_files
 from ..errors import EvitError
 from ..files import commit_staged, sha256_file, staged_dir, writing
-from ..processing import IMAGENET_MEAN, IMAGENET_STD, SAM_MEAN, SAM_STD
 from ..zoo import create_model, get_card
 from ..zoo.cards import ModelCard
 from .exporters import EXPORTERS, Artifact, ExportContext
@@ -68,12 +67,13 @@ def check_formats(profile: ExportProfile) -> None:
 
 
 def preprocessing_note(card: ModelCard) -> dict[str, Any]:
-    mean, std = (SAM_MEAN, SAM_STD) if card.task == "sam" else (IMAGENET_MEAN, IMAGENET_STD)
+    p = card.preprocess
     return {
         "embedded": False,
         "input": "normalised float32 RGB, NCHW: (pixel / 255 - mean) / std",
-        "mean": list(mean),
-        "std": list(std),
+        "resize": p.resize, "interpolation": p.interpolation, "crop_ratio": p.crop_ratio,
+        "mean": list(p.mean),
+        "std": list(p.std),
     }
 
 

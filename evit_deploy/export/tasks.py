@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..processing import classification_input, resized_input, sam_input
+from ..processing import preprocess
 from ..samples import sample_photo
 from ..zoo.cards import ModelCard
 from .request import check_input_size
@@ -61,14 +61,7 @@ def _image_samples(card: ModelCard, spec: ExportSpec) -> list[tuple[str, torch.T
     h, w = spec.input_size
     samples = []
     for name in spec.photos:
-        photo = sample_photo(name)
-        if card.task == "sam":
-            x = sam_input(photo, h)
-        elif card.task == "cls" and h == w:
-            x = classification_input(photo, h, card.crop_ratio or 0.95)
-        else:
-            x = resized_input(photo, (h, w))
-        samples.append((f"photo:{name}", x))
+        samples.append((f"photo:{name}", preprocess(sample_photo(name), card, (h, w))))
     gen = torch.Generator().manual_seed(1234)
     samples += [(f"noise:{i}", torch.randn(1, 3, h, w, generator=gen)) for i in range(spec.noise)]
     return samples

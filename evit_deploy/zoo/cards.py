@@ -15,7 +15,40 @@ from .._paths import data_dir
 from ..errors import EvitError, UnknownModelError
 
 TASKS = ("cls", "seg", "sam")
-_FILE_KEYS = {"family", "task", "dataset", "num_classes", "class_names", "archs", "defaults", "variants", "datasets"}
+RESIZE_RULES = ("shorter-side-crop", "exact", "long-side-pad")  # implemented in evit_deploy.processing
+INTERPOLATIONS = ("bicubic", "bilinear")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes the model's input, as the official evaluation does it (models/README.md).
+
+    ``resize``: ``shorter-side-crop`` (shorter side to ceil(side / crop_ratio), centre crop; ImageNet),
+    ``exact`` (resize to the input size; segmentation), ``long-side-pad`` (longer side to the input side, zero-pad
+    bottom/right; SAM). Pixels are scaled to [0, 1], then ``(x - mean) / std`` per RGB channel.
+    """
+
+    resize: str
+    interpolation: str = "bicubic"
+    crop_ratio: float = 1.0
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> Preprocess:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise EvitError(f"{where}: unknown preprocess keys {unknown}; known: {', '.join(sorted(fields))}")
+        p = cls(**{k: tuple(v) if k in ("mean", "std") else v for k, v in data.items()})
+        if p.resize not in RESIZE_RULES or p.interpolation not in INTERPOLATIONS:
+            raise EvitError(f"{where}: preprocess.resize must be one of {', '.join(RESIZE_RULES)} and "
+                            f"interpolation one of {', '.join(INTERPOLATIONS)}")
+        if not 0 < p.crop_ratio <= 1 or len(p.mean) != 3 or len(p.std) != 3 or min(p.std) <= 0:
+            raise EvitError(f"{where}: preprocess needs 0 < crop_ratio <= 1 and three means and positive stds")
+        return p
+_FILE_KEYS = {"family", "task", "dataset", "num_classes", "class_names", "archs", "defaults", "variants", "datasets",
+              "preprocess"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +60,7 @@ class ModelCard:
     task: str
     dataset: str
     input_size: tuple[int, int]
+    preprocess: Preprocess
     backbone: dict[str, Any]
     head: dict[str, Any]
     act: str
@@ -35,7 +69,6 @@ class ModelCard:
     num_classes: int | None = None
     class_names: str | None = None
     published: dict[str, float] = field(default_factory=dict)
-    crop_ratio: float | None = None
     image_size: tuple[int, int] | None = None  # SAM: (prompt/mask frame side, encoder input side)
     arch: str = ""
     source: str = ""
@@ -64,7 +97,7 @@ def _cards_from_file(path: Path) -> list[ModelCard]:
     unknown = set(doc) - _FILE_KEYS
     if unknown:
         raise EvitError(f"model card {path}: unknown keys {sorted(unknown)}")
-    shared = {k: doc[k] for k in ("family", "task", "dataset", "num_classes", "class_names") if k in doc}
+    shared = {k: doc[k] for k in ("family", "task", "dataset", "num_classes", "class_names", "preprocess") if k in doc}
     fields = {f.name for f in dataclasses.fields(ModelCard)}
     cards = []
     for name, variant in doc["variants"].items():
@@ -76,6 +109,7 @@ def _cards_from_file(path: Path) -> list[ModelCard]:
         if unknown:
             raise EvitError(f"model card {path}, variant {name}: unknown fields {sorted(unknown)}")
         merged["input_size"] = tuple(merged["input_size"])
+        merged["preprocess"] = Preprocess.from_dict(merged.get("preprocess") or {}, f"model card {path}, {name}")
         if merged.get("image_size"):
             merged["image_size"] = tuple(merged["image_size"])
         cards.append(ModelCard(name=name, source=path.name, **merged))
