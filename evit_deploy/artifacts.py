@@ -23,7 +23,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .errors import EvitError
 from .files import STAGING_MARKER, atomic_write, sha256_file
@@ -33,8 +33,10 @@ SCHEMA = 1
 MANIFEST = "export.json"
 TASKS = ("cls", "seg", "sam")
 ROLES = ("model", "encoder", "decoder")
-PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
-LAYOUTS = ("NCHW", "NHWC")
+Precision = Literal["fp32", "fp16", "int8-dynamic", "int8"]
+Layout = Literal["NCHW", "NHWC"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+LAYOUTS: tuple[str, ...] = get_args(Layout)
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
 

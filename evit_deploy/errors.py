@@ -16,3 +16,13 @@ class UnknownModelError(EvitError, KeyError):
 
 class CheckpointError(EvitError):
     """A checkpoint that is missing, unreadable, unsafe or does not fit the model."""
+
+
+class MissingDependency(EvitError):
+    """An optional dependency (an extra of this package) is not installed."""
+
+
+def one_line(text: object, limit: int = 240) -> str:
+    """``text`` (an exception or message from a library) on one line, cut at ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat[:limit] + ("..." if len(flat) > limit else "")

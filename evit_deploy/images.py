@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import EvitError
+from .errors import EvitError, one_line
 from .limits import LIMITS
 
 ImageLike = str | os.PathLike | bytes | Image.Image | np.ndarray
@@ -86,8 +86,7 @@ def open_image(source: str | os.PathLike | bytes, max_pixels: int | None = None)
     except UnidentifiedImageError:
         raise ImageError(f"{what} is not an image in a supported format ({', '.join(IMAGE_FORMATS)})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        detail = " ".join(str(exc).split())[:120]
-        raise ImageError(f"{what} is not a decodable image: {detail}") from None
+        raise ImageError(f"{what} is not a decodable image: {one_line(exc, 120)}") from None
 
 
 def load_rgb(image: ImageLike, max_pixels: int | None = None) -> Image.Image:

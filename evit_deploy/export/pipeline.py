@@ -59,11 +59,47 @@ def versions() -> dict[str, str]:
     return found
 
 
-def check_formats(profile: ExportProfile) -> None:
-    for fmt in profile.formats:
-        if fmt not in EXPORTERS:
+def check_capabilities(profile: ExportProfile, precision: str, dynamic_batch: bool) -> None:
+    """Check once, before any work, that every format of ``profile`` can be exported as asked (each exporter's
+    declared :class:`Capabilities`: precision, batch kind, layout, the format it is made from)."""
+    for i, fmt in enumerate(profile.formats):
+        exporter = EXPORTERS.get(fmt)
+        if exporter is None:
             raise EvitError(f"target {profile.name} cannot be exported: no exporter is registered for format '{fmt}' "
                             f"(available formats: {', '.join(EXPORTERS)})")
+        caps = exporter.capabilities
+        problem = None
+        if precision not in caps.precisions:
+            problem = f"it produces {', '.join(caps.precisions)}, not {precision}"
+        elif ("dynamic" if dynamic_batch else "static") not in caps.batch:
+            problem = f"it writes {' or '.join(caps.batch)} batch shapes only (set batch.dynamic accordingly)"
+        elif profile.layout not in caps.layouts:
+            problem = f"it writes {', '.join(caps.layouts)} graphs, not {profile.layout}"
+        elif caps.consumes and caps.consumes not in profile.formats[:i]:
+            problem = f"it is made from the {caps.consumes} artifact: list '{caps.consumes}' before '{fmt}' in formats"
+        if problem:
+            raise EvitError(f"target {profile.name}: format '{fmt}' cannot be exported: {problem}")
+
+
+def route(fmt: str, role: str) -> str:
+    """The format that exports ``role`` when the profile asks for ``fmt`` (an exporter's declared fallback)."""
+    caps = EXPORTERS[fmt].capabilities
+    return fmt if role in caps.roles else (caps.fallback or fmt)
+
+
+def export_unit(unit: ExportUnit, ctx: ExportContext) -> None:
+    """Export one graph in each of the profile's formats (routed where an exporter does not take its role)."""
+    for fmt in ctx.profile.formats:
+        target = route(fmt, unit.role)
+        if target != fmt and (target in ctx.profile.formats or ctx.previous(unit.role, target)):
+            continue  # the fallback format is exported in its own turn
+        artifact = EXPORTERS[target]().export(unit, ctx)
+        if artifact is None:
+            continue
+        if target != fmt:
+            artifact.notes.append(f"the {unit.role} stays {target}: the {fmt} exporter does not convert it; it runs "
+                                  f"beside the {fmt} artifacts")
+        ctx.artifacts.append(artifact)
 
 
 def preprocessing_note(card: ModelCard) -> dict[str, Any]:
@@ -103,7 +139,7 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step) -> Expo
     started = time.perf_counter()
     resolved = preflight(request)
     card, profile, precision, output = resolved.card, resolved.profile, resolved.precision, resolved.output
-    check_formats(profile)
+    check_capabilities(profile, precision, profile.batch.dynamic)
     spec = ExportSpec(resolved.input_size, resolved.batch, profile.batch.dynamic, list(profile.validation.photos),
                       profile.validation.noise)
 
@@ -114,13 +150,10 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step) -> Expo
             model = copy.deepcopy(original)
             transforms = apply_transforms(model, profile.transforms, precision)
             units = export_units(model, card, spec)
-        ctx = ExportContext(tmp, card.name, profile, precision, spec, step=step,
+        ctx = ExportContext(tmp, card, profile, precision, spec, step=step,
                             calib=Path(request.calib) if request.calib else None)
         for unit in units:
-            for fmt in profile.formats:
-                artifact = EXPORTERS[fmt]().export(unit, ctx)
-                if artifact is not None:
-                    ctx.artifacts.append(artifact)
+            export_unit(unit, ctx)
         with step("PyTorch reference outputs"):
             references = {u.role: torch_outputs(u) for u in units}
         reports = validate_units(units, ctx.artifacts, tmp, profile, step, references)

@@ -13,15 +13,13 @@ import typing
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from .._paths import data_dir
+from ..artifacts import PRECISIONS, Layout, Precision  # defined once, with the manifest
 from ..errors import EvitError
-
-PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
-LAYOUTS = ("NCHW", "NHWC")
 
 
 class ProfileError(EvitError):
@@ -54,7 +52,7 @@ class ValidationSettings:
 @dataclass
 class OnnxSettings:
     opset: int = 17
-    exporter: str = "torchscript"  # torch.onnx.export(dynamo=False); or "dynamo"
+    exporter: Literal["torchscript", "dynamo"] = "torchscript"  # torch.onnx.export(dynamo=False), or dynamo
     simplify: bool = True  # onnxsim
 
 
@@ -85,7 +83,7 @@ class TrtSettings:
     workspace_mb: int = 4096
     timing_cache: bool = True  # reuse/save tactic timings beside the engine
     builder_optimization_level: int = 3
-    strongly_typed: str = "auto"  # auto: strongly typed from the mixed ONNX on TensorRT >= 10.12, else flags
+    strongly_typed: Literal["auto", "always", "never"] = "auto"  # auto: strongly typed on TensorRT >= 10.12
     dla_core: int | None = None  # Jetson: build for this DLA core (GPU fallback allowed)
     cuda_graph: bool = False  # runtime: capture the enqueue in a CUDA graph
 
@@ -94,7 +92,7 @@ class TrtSettings:
 class CompiledSettings:
     """The packaged PyTorch GPU engine (cloud-gpu-compiled): torch.export program + torch.compile cache."""
 
-    mode: str = "reduce-overhead"  # torch.compile mode used to build and to load (CUDA graphs by default)
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "reduce-overhead"
     warmup: int = 3  # calls that compile and record before the cache is saved
 
 
@@ -106,8 +104,8 @@ class ExportProfile:
     description: str = ""
     devices: list[str] = field(default_factory=list)
     formats: list[str] = field(default_factory=lambda: ["onnx"])
-    precisions: list[str] = field(default_factory=lambda: ["fp32"])  # the first is the default
-    layout: str = "NCHW"
+    precisions: list[Precision] = field(default_factory=lambda: ["fp32"])  # the first is the default
+    layout: Layout = "NCHW"
     batch: BatchSettings = field(default_factory=BatchSettings)
     input_size: dict[str, list[int] | None] = field(default_factory=lambda: {"cls": None, "seg": None, "sam": None})
     transforms: list[str] = field(default_factory=lambda: ["attention-deploy", "bicubic-as-conv"])
@@ -213,6 +211,11 @@ def _convert(tp: Any, value: Any, where: str, texts: dict[Path, str]) -> Any:
                 f"{where}: unknown key '{unknown[0]}'{at}; valid keys here: {', '.join(sorted(names - {'source'}))}"
             )
         return tp(**{k: _convert(hints[k], v, f"{where}.{k}", texts) for k, v in value.items()})
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ProfileError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return None if value is None else _convert(args[0], value, where, texts)
@@ -235,13 +238,8 @@ def _convert(tp: Any, value: Any, where: str, texts: dict[Path, str]) -> Any:
 
 def _check(profile: ExportProfile) -> ExportProfile:
     where = f"profile {profile.name}"
-    bad = [p for p in profile.precisions if p not in PRECISIONS]
-    if bad or not profile.precisions:
-        raise ProfileError(f"{where}: unknown precision {bad}; known: {', '.join(PRECISIONS)}")
-    if profile.layout not in LAYOUTS:
-        raise ProfileError(f"{where}: layout must be one of {', '.join(LAYOUTS)}")
-    if profile.onnx.exporter not in ("torchscript", "dynamo"):
-        raise ProfileError(f"{where}: onnx.exporter must be 'torchscript' or 'dynamo'")
+    if not profile.precisions:
+        raise ProfileError(f"{where}: precisions is empty; known: {', '.join(PRECISIONS)}")
     b = profile.batch
     if not (1 <= b.min <= b.opt <= b.max) or b.size < 1:
         raise ProfileError(f"{where}: batch needs 1 <= min <= opt <= max and size >= 1")

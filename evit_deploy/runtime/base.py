@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import TensorSpec
+from ..errors import EvitError
 
 
 class Backend(ABC):
@@ -34,17 +35,38 @@ class Backend(ABC):
     def outputs(self) -> list[TensorSpec]:
         return self._outputs
 
-    @abstractmethod
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run on named inputs, return named outputs."""
+        """Run on named inputs, return named outputs. The feeds are checked against :attr:`inputs` once, here
+        (names, rank, fixed sizes, numeric types: a one-line EvitError), then the backend's ``_run`` runs them."""
+        return self._run(self.check_feeds(feeds))
+
+    @abstractmethod
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run checked feeds (every input present, shapes fit) and return the outputs by name."""
+
+    def check_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [s.name for s in self.inputs]
+        missing = [n for n in names if feeds.get(n) is None]
+        unknown = sorted(set(feeds) - set(names))
+        if missing or unknown:
+            raise EvitError(f"{self.path.name} takes inputs {names}; missing {missing}, unknown {unknown}")
+        checked = {}
+        for spec in self.inputs:
+            value = np.asarray(feeds[spec.name])
+            fixed = [(i, d) for i, d in enumerate(spec.shape) if isinstance(d, int)]
+            if value.ndim != len(spec.shape) or any(value.shape[i] != d for i, d in fixed):
+                shown = [d if isinstance(d, int) else "*" for d in spec.shape]
+                raise EvitError(f"{self.path.name}: input '{spec.name}' has shape {list(value.shape)}; "
+                                f"it takes {shown}")
+            if value.dtype.kind not in "fiub":
+                raise EvitError(f"{self.path.name}: input '{spec.name}' has dtype {value.dtype}; it takes {spec.dtype}")
+            checked[spec.name] = value
+        return checked
 
     def __call__(self, *args: np.ndarray, **kwargs: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
-        feeds = {spec.name: np.asarray(a) for spec, a in zip(self.inputs, args)} | {
-            k: np.asarray(v) for k, v in kwargs.items()
-        }
-        missing = [s.name for s in self.inputs if s.name not in feeds]
-        if missing or len(args) > len(self.inputs):
-            raise TypeError(f"{self.name} expects inputs {[s.name for s in self.inputs]}, missing {missing}")
+        if len(args) > len(self.inputs):
+            raise EvitError(f"{self.path.name} takes {len(self.inputs)} inputs, got {len(args)}")
+        feeds = {spec.name: a for spec, a in zip(self.inputs, args)} | kwargs
         out = self.run(feeds)
         return next(iter(out.values())) if len(out) == 1 else out
 

@@ -47,7 +47,7 @@ class CompiledBackend(Backend):
         self._inputs = [TensorSpec(s["name"], tuple(s["shape"]), s["dtype"]) for s in sidecar["inputs"]]
         self._outputs = [TensorSpec(s["name"], tuple(s["shape"]), s["dtype"]) for s in sidecar["outputs"]]
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [torch.from_numpy(np.ascontiguousarray(feeds[s.name], dtype=np.float32)).cuda(non_blocking=True)
                 for s in self._inputs]
         with torch.no_grad():

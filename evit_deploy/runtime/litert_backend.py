@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EvitError
+from ..errors import EvitError, one_line
+from ..optional import require
 from .base import Backend, TensorSpec, register_backend
 
-EXTRA_HINT = "pip install 'evit-deploy[tflite]'"
 _QUANTIZED = ("int8", "uint8", "int16")
 
 
@@ -64,10 +64,8 @@ class LiteRtBackend(Backend):
 
     def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None,
                  shared_cpu: bool = False) -> None:
-        try:
-            from ai_edge_litert.interpreter import Interpreter, OpResolverType
-        except ImportError:
-            raise EvitError(f"running .tflite files needs the [tflite] extra: {EXTRA_HINT}") from None
+        interpreter = require("ai_edge_litert.interpreter", f"running {Path(path).name}")
+        Interpreter, OpResolverType = interpreter.Interpreter, interpreter.OpResolverType  # noqa: N806
         self.path = Path(path)
         if not self.path.is_file():
             raise EvitError(f"model file not found: {self.path}")
@@ -81,8 +79,8 @@ class LiteRtBackend(Backend):
                                            experimental_op_resolver_type=resolver)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:  # bad identifier / flatbuffer, unsupported ops
-            detail = " ".join(str(exc).split())[:200]
-            raise EvitError(f"cannot load {self.path} with LiteRT: not a valid .tflite model ({detail})") from None
+            raise EvitError(f"cannot load {self.path} with LiteRT: not a valid .tflite model ({one_line(exc, 200)})"
+                            ) from None
         signatures = self.interpreter.get_signature_list()
         if signatures:
             key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
@@ -122,16 +120,8 @@ class LiteRtBackend(Backend):
             return value
         return ((value.astype(np.float32) - q["zero_point"]) * q["scale"]).astype(np.float32)
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = [name for name in self._in_details if name not in feeds]
-        if missing:
-            raise EvitError(f"{self.path.name} expects inputs {list(self._in_details)}, missing {missing}")
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         typed = {name: self._feed(name, feeds[name]) for name in self._in_details}
-        for name, value in typed.items():
-            expected = tuple(int(v) for v in self._in_details[name]["shape"])
-            if value.shape != expected:
-                raise EvitError(f"{self.path.name}: input '{name}' has shape {value.shape}, the model takes "
-                                f"{expected} (static shapes)")
         if self._runner is not None:
             raw = self._runner(**typed)
         else:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EvitError
+from ..errors import EvitError, one_line
+from ..optional import require
 from .base import Backend, TensorSpec, register_backend
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
@@ -20,10 +21,7 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None,
                  shared_cpu: bool = False) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise EvitError("onnxruntime is not installed: pip install 'evit-deploy[onnx]'") from None
+        ort = require("onnxruntime", f"running {Path(path).name}")
         self.path = Path(path)
         if not self.path.is_file():
             raise EvitError(f"model file not found: {self.path}")
@@ -40,8 +38,8 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=self.providers)
         except Exception as exc:  # InvalidProtobuf, Fail, ... on a corrupt or foreign file
-            detail = " ".join(str(exc).split())[:200]
-            raise EvitError(f"cannot load {self.path} with onnxruntime: not a valid model ({detail})") from None
+            raise EvitError(f"cannot load {self.path} with onnxruntime: not a valid model ({one_line(exc, 200)})"
+                            ) from None
         self._inputs = [self._spec(i) for i in self.session.get_inputs()]
         self._outputs = [self._spec(o) for o in self.session.get_outputs()]
 
@@ -50,7 +48,7 @@ class OnnxRuntimeBackend(Backend):
         shape = tuple(d if isinstance(d, int) else str(d) for d in node.shape)
         return TensorSpec(node.name, shape, _ORT_TYPES.get(node.type, node.type))
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         typed = {s.name: np.ascontiguousarray(feeds[s.name], dtype=s.dtype) for s in self._inputs}
         values = self.session.run(None, typed)
         return {spec.name: value for spec, value in zip(self._outputs, values)}

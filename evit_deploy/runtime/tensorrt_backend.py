@@ -176,11 +176,8 @@ class TensorRtBackend(Backend):
             return  # this call's outputs come from the eager run
         graph.replay()
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
-        missing = [n for n in self._input_names if n not in feeds]
-        if missing:
-            raise EvitError(f"{self.path.name} expects inputs {self._input_names}, missing {missing}")
         arrays = {n: np.ascontiguousarray(feeds[n], dtype=str(self._dtypes[n]).replace("torch.", ""))
                   for n in self._input_names}
         with torch.cuda.device(self.device), torch.cuda.stream(self.stream):

@@ -1,4 +1,6 @@
-"""The exporter interface: one exporter per artifact format, registered by format name."""
+"""The exporter interface: one exporter per artifact format, registered by format name, each declaring what it
+can do (:class:`Capabilities`) so that a request is checked once, before any work (Ultralytics' export-formats
+table is the idea: a table of facts, not a chain of ifs inside each exporter)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from ...artifacts import FORMATS, ArtifactEntry
 from ...files import sha256_file  # noqa: F401  (re-exported for exporters)
+from ...zoo.cards import ModelCard
 from ..profiles import ExportProfile
 from ..tasks import ExportSpec, ExportUnit
 
@@ -24,10 +27,24 @@ def silent_step(name: str) -> Iterator[None]:
 Artifact = ArtifactEntry  # what an exporter returns is the manifest entry it records
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What an exporter accepts. ``consumes``: the format of an earlier artifact of the same role it is made
+    from (listed before it in the profile's formats). ``roles``: the graphs it converts; any other role is
+    exported by ``fallback`` instead (a routing rule, e.g. TFLite leaves the SAM prompt decoder to ONNX)."""
+
+    precisions: tuple[str, ...]
+    batch: tuple[str, ...] = ("static", "dynamic")
+    layouts: tuple[str, ...] = ("NCHW",)
+    consumes: str | None = None
+    roles: tuple[str, ...] = ("model", "encoder", "decoder")
+    fallback: str | None = None
+
+
 @dataclass
 class ExportContext:
     workdir: Path
-    model_name: str
+    card: ModelCard
     profile: ExportProfile
     precision: str
     spec: ExportSpec
@@ -35,6 +52,10 @@ class ExportContext:
     step: StepReporter = silent_step
     calib: Path | None = None  # calibration images (full-integer quantization); None = bundled sample photos
     skipped: list[str] = field(default_factory=list)  # steps not run on this host, with the reason
+
+    @property
+    def model_name(self) -> str:
+        return self.card.name
 
     def unit_precision(self, unit: ExportUnit) -> str:
         """The precision this unit is exported in (graphs marked fp32-only stay fp32)."""
@@ -53,7 +74,7 @@ class Exporter(ABC):
     """Turns one :class:`ExportUnit` (a PyTorch graph) into one artifact file inside ``ctx.workdir``."""
 
     format: str = ""
-    precisions: tuple[str, ...] = ()
+    capabilities: Capabilities = Capabilities(precisions=("fp32",))
 
     @abstractmethod
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact | None:

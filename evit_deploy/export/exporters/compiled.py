@@ -18,7 +18,7 @@ import torch
 from ...artifacts import TensorSpec
 from ..precision import mixed_fp16
 from ..tasks import ExportUnit
-from .base import Artifact, ExportContext, Exporter, register_exporter
+from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
 
 
 def device_facts() -> dict[str, str]:
@@ -31,7 +31,7 @@ def device_facts() -> dict[str, str]:
 @register_exporter
 class CompiledExporter(Exporter):
     format = "torch-compiled"
-    precisions = ("fp32", "fp16")
+    capabilities = Capabilities(precisions=("fp32", "fp16"), consumes="onnx")
 
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact | None:
         if not torch.cuda.is_available():

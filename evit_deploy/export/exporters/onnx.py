@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 
 from ...artifacts import TensorSpec
-from ...errors import EvitError
+from ...optional import require
 from ..precision import mixed_fp16
 from ..tasks import ExportUnit
-from .base import Artifact, ExportContext, Exporter, register_exporter
+from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
 
 _DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 3: "int8", 2: "uint8", 9: "bool"}
 
@@ -66,18 +66,10 @@ def quantize_dynamic_int8(src: Path, dst: Path) -> None:
 @register_exporter
 class OnnxExporter(Exporter):
     format = "onnx"
-    precisions = ("fp32", "fp16", "int8-dynamic", "int8")
+    capabilities = Capabilities(precisions=("fp32", "fp16", "int8-dynamic", "int8"))
 
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact:
-        try:
-            import onnx
-        except ImportError:
-            raise EvitError("the onnx exporter needs the [onnx] extra: pip install 'evit-deploy[onnx]'") from None
-        if ctx.precision not in self.precisions:
-            raise EvitError(f"the onnx exporter cannot produce {ctx.precision} yet (available: "
-                            f"{', '.join(self.precisions)})")
-        if ctx.profile.layout != "NCHW":
-            raise EvitError("the onnx exporter writes NCHW graphs; set layout: NCHW in the profile")
+        onnx = require("onnx", "the onnx exporter")
         settings = ctx.profile.onnx
         precision = ctx.unit_precision(unit)
         if precision == "int8":  # full-integer int8 is calibrated by the engine builder from this fp32 graph
@@ -113,14 +105,12 @@ class OrtFormatExporter(Exporter):
     """ORT-format model (``.ort``) for ONNX Runtime Mobile, converted from this export's ONNX artifact."""
 
     format = "ort"
-    precisions = ("fp32", "int8-dynamic")
+    capabilities = Capabilities(precisions=("fp32", "int8-dynamic"), consumes="onnx")
 
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact:
         import onnxruntime as ort
 
         source = ctx.previous(unit.role, "onnx")
-        if source is None:
-            raise EvitError("the ort format is converted from ONNX: list 'onnx' before 'ort' in the profile formats")
         path = ctx.workdir / ctx.file_name(unit.role, ".ort")
         with ctx.step(f"convert to ORT format ({unit.role})"):
             options = ort.SessionOptions()

@@ -49,7 +49,16 @@ from ..trt_plan import (
     write_calibration,
     write_plans,
 )
-from .base import Artifact, ExportContext, Exporter, StepReporter, register_exporter, sha256_file, silent_step
+from .base import (
+    Artifact,
+    Capabilities,
+    ExportContext,
+    Exporter,
+    StepReporter,
+    register_exporter,
+    sha256_file,
+    silent_step,
+)
 
 
 def tensorrt_problem() -> str | None:
@@ -280,11 +289,10 @@ def _plan_unit(ctx: ExportContext, unit: ExportUnit) -> tuple[EnginePlan, Artifa
     plan = make_plan(ctx.workdir / source.path, role, ctx.unit_precision(unit), [s.to_dict() for s in source.inputs],
                      ctx.profile.trt, batch, ctx.file_name(role, ".engine"))
     if plan.precision == "int8":
-        from ...zoo import get_card
         from ..calibration import calibration_set
 
         with ctx.step(f"calibration inputs for the {role} ({ctx.calib or 'bundled sample photos'})"):
-            calib = calibration_set(ctx.calib, get_card(ctx.model_name), ctx.spec.input_size)
+            calib = calibration_set(ctx.calib, ctx.card, ctx.spec.input_size)
             write_calibration(ctx.workdir, plan, [x.numpy() for x in calib.inputs], calib.source)
     plans = read_plans(ctx.workdir)
     plans[role] = plan
@@ -298,11 +306,9 @@ class TrtEngineExporter(Exporter):
     """``<role>.engine`` built here with the TensorRT Python API; skipped (with the reason) without TensorRT."""
 
     format = "trt-engine"
-    precisions = ("fp32", "fp16", "int8")
+    capabilities = Capabilities(precisions=("fp32", "fp16", "int8"), consumes="onnx")
 
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact | None:
-        if ctx.precision not in self.precisions:
-            raise EvitError(f"TensorRT engines are built in {', '.join(self.precisions)}; not {ctx.precision}")
         plan, source = _plan_unit(ctx, unit)
         problem = tensorrt_problem()
         if problem:
@@ -320,11 +326,9 @@ class TrtBundleExporter(Exporter):
     the int8 calibration inputs, beside the prepared ONNX. The artifact (``build_engine.sh``) is not runnable."""
 
     format = "trt-bundle"
-    precisions = ("fp32", "fp16", "int8")
+    capabilities = Capabilities(precisions=("fp32", "fp16", "int8"), consumes="onnx")
 
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact:
-        if ctx.precision not in self.precisions:
-            raise EvitError(f"TensorRT engines are built in {', '.join(self.precisions)}; not {ctx.precision}")
         plan, source = _plan_unit(ctx, unit)
         with ctx.step(f"write the TensorRT build bundle ({unit.role})"):
             write_bundle(ctx.workdir, read_plans(ctx.workdir), ctx.model_name, ctx.profile.name)

@@ -16,7 +16,6 @@ the transposes). Signature names are the unit's I/O names (``input`` → ``logit
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import logging
 import os
@@ -30,14 +29,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...errors import EvitError
-from ...zoo import get_card
+from ...errors import EvitError, one_line
+from ...optional import require
 from ..calibration import CalibrationSet, calibration_set
 from ..tasks import ExportUnit
-from .base import Artifact, ExportContext, Exporter, register_exporter
-from .onnx import OnnxExporter
+from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
 
-EXTRA_HINT = "pip install 'evit-deploy[tflite]'"
 SIGNATURE = "serving_default"
 # (scope regex on the op's output tensor name, TFLite op) kept float in full-integer int8.
 INT8_FLOAT_OPS = ((".*", "DIV"), ("LiteMLA", "MAXIMUM"))
@@ -54,12 +51,8 @@ def require_tflite(precision: str = "fp32") -> None:
     """Raise a one-line EvitError unless the [tflite] extra (for ``precision``) is importable."""
     needed = ["litert_torch", "ai_edge_litert"] + ([] if precision == "fp32" else ["ai_edge_quantizer"])
     for module in needed:
-        try:
-            with _quiet():
-                __import__(module)
-        except ImportError:
-            raise EvitError(f"the tflite exporter needs the [tflite] extra ({module} is missing): "
-                            f"{EXTRA_HINT}") from None
+        with _quiet():
+            require(module, "the tflite exporter")
 
 
 def _version(dist: str) -> str:
@@ -93,11 +86,6 @@ def _quiet() -> Iterator[None]:
             os.environ["LITERT_TORCH_SHOW_PROGRESS"] = old
 
 
-def _one_line(exc: BaseException, limit: int = 240) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
-
-
 class NamedIO(nn.Module):
     """Calls ``module`` with keyword inputs and returns a dict, so the TFLite signature keeps the I/O names."""
 
@@ -124,7 +112,8 @@ def convert_fp32(unit: ExportUnit, path: Path) -> None:
             edge = litert_torch.convert(wrapper, sample_kwargs=sample)
             edge.export(str(path))
     except Exception as exc:  # torch.export / lowering / converter failures
-        raise EvitError(f"litert-torch could not convert the {unit.role} graph ({_one_line(exc)})") from None
+        raise EvitError(f"litert-torch could not convert the {unit.role} graph "
+                        f"({type(exc).__name__}: {one_line(exc)})") from None
 
 
 def quantize(src: Path, dst: Path, precision: str, calib: CalibrationSet | None, input_names: tuple[str, ...],
@@ -179,20 +168,12 @@ class TfliteExporter(Exporter):
     """``.tflite`` through litert-torch (+ ai-edge-quantizer); the SAM decoder unit is exported as ONNX."""
 
     format = "tflite"
-    precisions = ("fp32", "fp16", "int8-dynamic", "int8")
+    # The SAM prompt decoder (dynamic prompt count) is not converted: it stays ONNX fp32 for ONNX Runtime Mobile.
+    capabilities = Capabilities(precisions=("fp32", "fp16", "int8-dynamic", "int8"), batch=("static",),
+                                roles=("model", "encoder"), fallback="onnx")
 
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact:
-        if unit.role == "decoder":
-            return self._decoder_as_onnx(unit, ctx)
-        if ctx.precision not in self.precisions:
-            raise EvitError(f"the tflite exporter cannot produce {ctx.precision} (available: "
-                            f"{', '.join(self.precisions)})")
         require_tflite(ctx.precision)
-        if ctx.profile.layout != "NCHW":
-            raise EvitError("the tflite exporter keeps PyTorch's NCHW input/output layout; set layout: NCHW in "
-                            "the profile")
-        if ctx.spec.dynamic_batch:
-            raise EvitError("the tflite exporter writes static shapes: set batch: {dynamic: false} in the profile")
         if len(unit.input_names) != 1:
             raise EvitError(f"the tflite exporter converts single-input graphs; the {unit.role} has "
                             f"{len(unit.input_names)} inputs")
@@ -200,7 +181,7 @@ class TfliteExporter(Exporter):
         calib = None
         if ctx.precision == "int8":
             with ctx.step(f"read calibration images ({ctx.calib or 'bundled sample photos'})"):
-                calib = calibration_set(ctx.calib, get_card(ctx.model_name), ctx.spec.input_size)
+                calib = calibration_set(ctx.calib, ctx.card, ctx.spec.input_size)
         elif ctx.calib is not None:
             warnings.warn(f"--calib is only used for int8; ignored for {ctx.precision}", stacklevel=2)
 
@@ -242,13 +223,3 @@ class TfliteExporter(Exporter):
     def _layout_notes(info: dict) -> list[str]:
         return [f"I/O layout NCHW as in PyTorch; convolutions run NHWC inside the graph "
                 f"({info['ops'].get('TRANSPOSE', 0)} TRANSPOSE ops)"]
-
-    @staticmethod
-    def _decoder_as_onnx(unit: ExportUnit, ctx: ExportContext) -> Artifact:
-        """The SAM prompt decoder (dynamic prompt count) stays ONNX, fp32, for ONNX Runtime (Mobile)."""
-        with ctx.step("SAM decoder: exported as ONNX (it stays on ONNX Runtime on mobile)"):
-            artifact = OnnxExporter().export(unit, dataclasses.replace(ctx, precision="fp32"))
-        artifact.notes.append("SAM prompt decoder: not converted to TFLite (dynamic prompt count); it stays ONNX "
-                              "fp32 for ONNX Runtime (Mobile), beside the .tflite image encoder")
-        return artifact
-

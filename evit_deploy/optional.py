@@ -1,0 +1,32 @@
+"""Optional dependencies: import one on first use, or say in one line which extra of this package installs it.
+
+Heavy or platform-specific libraries (ONNX Runtime, LiteRT, FastAPI, ...) are extras (pyproject.toml); every
+import of one goes through :func:`require`, so a missing extra is always the same clear one-line error.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .errors import MissingDependency, one_line
+
+EXTRAS = {  # importable module → the extra that installs it
+    "onnx": "onnx", "onnxruntime": "onnx", "onnxsim": "onnx", "onnxscript": "onnx",
+    "litert_torch": "tflite", "ai_edge_litert": "tflite", "ai_edge_quantizer": "tflite",
+    "fastapi": "serve", "uvicorn": "serve", "prometheus_client": "serve", "multipart": "serve",
+}
+
+
+def install_hint(module: str) -> str:
+    extra = EXTRAS.get(module.split(".")[0])
+    return f"pip install 'evit-deploy[{extra}]'" if extra else f"pip install {module.split('.')[0]}"
+
+
+def require(module: str, purpose: str) -> ModuleType:
+    """``import module``, or a :class:`MissingDependency` saying that ``purpose`` needs it and how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependency(f"{purpose} needs {module.split('.')[0]}, which is not installed "
+                                f"({one_line(exc, 120)}): {install_hint(module)}") from None
