@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..metrics import row_cosines
 from ..processing import preprocess
 from ..samples import sample_photo
 from ..zoo.cards import ModelCard
@@ -82,10 +83,7 @@ def _argmax_agreement(axis: int) -> Agreement:
 
 def _min_cosine(ref: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> float:
     name = next(iter(ref))
-    a = ref[name].reshape(ref[name].shape[0], -1).astype(np.float64)
-    b = out[name].reshape(out[name].shape[0], -1).astype(np.float64)
-    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-    return float(cos.min())
+    return float(row_cosines(ref[name], out[name]).min())
 
 
 def _mask_agreement(ref: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> float:

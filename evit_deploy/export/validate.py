@@ -11,6 +11,7 @@ import torch
 
 from .. import runtime
 from ..artifacts import confined
+from ..metrics import row_cosines
 from .exporters.base import Artifact
 from .profiles import Tolerance
 from .tasks import ExportUnit
@@ -40,8 +41,7 @@ def compare(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
         return {"nonfinite": nonfinite, "max_abs": float("nan"), "max_rel": float("nan"), "min_cosine": float("nan")}
     diff = np.abs(out64 - ref64)
     scale = max(float(np.abs(ref64).max()), 1e-30)
-    a, b = ref64.reshape(len(ref64), -1), out64.reshape(len(out64), -1)
-    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+    cos = row_cosines(ref64, out64)
     return {
         "nonfinite": 0,
         "max_abs": float(diff.max()),
