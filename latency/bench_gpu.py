@@ -17,8 +17,6 @@ Target: engine throughput >= 0.95x torch.compile in the same run.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -30,6 +28,7 @@ import torch
 
 from evit_deploy import create_model, runtime
 from evit_deploy.bench.reference import hardware_rows
+from evit_deploy.bench.scripts import script_parser, write_report
 from evit_deploy.export.pipeline import ExportRequest, run_export, versions
 from evit_deploy.export.precision import mixed_fp16
 from evit_deploy.export.transforms import apply_transforms
@@ -122,11 +121,7 @@ def bench_case(name: str, hw: tuple[int, int], batch: int, runs: int, warmup: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "reports")
-    args = parser.parse_args()
+    args = script_parser(__doc__, runs=100, warmup=20).parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu.py needs a CUDA GPU")
     warnings.simplefilter("ignore")
@@ -137,8 +132,6 @@ def main() -> None:
               "versions": versions(), "timing": "CUDA events per call, host->device and device->host copies included",
               "cases": cases}
     slug = gpu.lower().replace(" ", "-")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"gpu-compiled-{slug}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# fp16 deployment form and packaged engine on {gpu}", "",
              f"{report['created']}; median of {args.runs} interleaved runs; {report['timing']}.", "",
              "| model | input | batch | contender | median ms | img/s (this GPU) | paper A100 TensorRT img/s |",
@@ -152,8 +145,7 @@ def main() -> None:
                      f"{c['fp16_accuracy']['max_rel_vs_fp32']:.2e}; engine loads in {c['engine_load_s']:.1f}s "
                      f"(export+build {c['export_s']:.0f}s); engine/compile throughput {c['engine_over_compile']:.2f}"
                      for c in cases]
-    (args.out / f"gpu-compiled-{slug}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, f"gpu-compiled-{slug}", report, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

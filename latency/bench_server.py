@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import os
-import platform
-import sys
 import tempfile
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 from PIL import Image
 
-from evit_deploy.bench.harness import cpu_model
-from evit_deploy.export.pipeline import ExportRequest, run_export, versions
+from evit_deploy.artifacts import read_manifest
+from evit_deploy.bench.scripts import new_report, script_parser, write_report
+from evit_deploy.export.pipeline import ExportRequest, run_export
 from evit_deploy.predict import Predictor
 from evit_deploy.samples import sample_photos
 from evit_deploy.serve.client import ServerProcess, raw_payload, run_load
@@ -67,7 +63,7 @@ def bench_config(folder: Path, label: str, max_batch: int, max_wait_ms: float, a
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__, threads=0)
     parser.add_argument("--export", type=Path, help="An export folder (default: export --model to a temp folder).")
     parser.add_argument("--model", default="efficientvit-b1-r224")
     parser.add_argument("--requests", type=int, default=200)
@@ -75,8 +71,6 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=32)
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
-    parser.add_argument("--threads", type=int, default=0, help="Runtime threads in the server (0 = ORT default).")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "reports")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
@@ -89,28 +83,23 @@ def main() -> None:
         folder = args.export
         if folder is None:
             folder = run_export(ExportRequest(args.model, "cpu-ort", output=str(Path(tmp) / "export"))).folder
-        manifest = json.loads((folder / "export.json").read_text())
+        manifest = read_manifest(folder)
         predictor = Predictor.from_export(folder)
         expected = {n: predictor(Image.open(io.BytesIO(d))).indices for n, d in photos.items()}
         del predictor
         rows = [bench_config(folder, "no dynamic batching", 1, 0.0, args, photos, expected),
                 bench_config(folder, "dynamic batching", args.max_batch, args.max_wait_ms, args, photos, expected)]
 
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "server_threads": args.threads or "ORT default",
-               "platform": platform.platform(), "python": sys.version.split()[0]}
-    report = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,
-        "model": manifest["model"], "input_size": manifest["input_size"], "target": manifest["target"],
-        "settings": {"requests": args.requests, "concurrency": args.concurrency, "warmup": args.warmup,
-                     "payload": "sample photos as JPEG (quality 90), raw image/jpeg bodies, cycled",
-                     "client": "httpx.AsyncClient on the same machine", "weights": "random"},
-        "versions": versions(), "results": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "server-cpu.json").write_text(json.dumps(report, indent=2) + "\n")
+    settings = {"requests": args.requests, "concurrency": args.concurrency, "warmup": args.warmup,
+                "server_threads": args.threads or "ONNX Runtime default",
+                "payload": "sample photos as JPEG (quality 90), raw image/jpeg bodies, cycled",
+                "client": "httpx.AsyncClient on the same machine", "weights": "random"}
+    report = new_report(args.threads, settings, rows, model=manifest.model, input_size=list(manifest.input_size),
+                        target=manifest.target)
+    machine = report["machine"]
     lines = [
-        f"# `evit-deploy serve` on CPU: {manifest['model']} ({manifest['input_size'][0]}x{manifest['input_size'][1]}, "
-        f"{manifest['target']})",
+        f"# `evit-deploy serve` on CPU: {manifest.model} ({manifest.input_size[0]}x{manifest.input_size[1]}, "
+        f"{manifest.target})",
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores shared by server and client; {args.requests} requests "
         f"at concurrency {args.concurrency} after {args.warmup} warm-up requests; sample photos as JPEG; "
@@ -127,8 +116,7 @@ def main() -> None:
                      f"{r['throughput_rps']:.1f} | {r['mean_batch']:.2f} |")
     lines += ["", "Latency = request sent → response received at the client (decode, pre-processing, queueing, "
                   "model run, post-processing, JSON).", ""]
-    (args.out / "server-cpu.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report(args.out, "server-cpu", report, "\n".join(lines))
 
 
 if __name__ == "__main__":

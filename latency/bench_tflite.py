@@ -13,40 +13,22 @@ EfficientViT-B1; int8 artifact <= 30% of the fp32 artifact.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from evit_deploy import create_model, runtime
-from evit_deploy.bench.harness import cpu_model
-from evit_deploy.bench.measure import Contender, interleaved
-from evit_deploy.export.pipeline import ExportRequest, run_export, versions
+from evit_deploy.bench.scripts import new_report, script_parser, time_calls, write_report
+from evit_deploy.export.pipeline import ExportRequest, run_export
 
 CASES = [("efficientvit-b1-r224", (224, 224)), ("efficientvit-seg-b1-cityscapes", (512, 1024))]
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
 TARGET = "mobile-cpu-tflite"
-
-
-def all_versions() -> dict[str, str]:
-    found = versions()
-    for dist in ("litert-torch", "ai-edge-litert", "ai-edge-quantizer"):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
 
 
 def timed_export(name: str, target: str, size: tuple[int, int], workdir: Path, precision: str | None = None) -> dict:
@@ -54,22 +36,12 @@ def timed_export(name: str, target: str, size: tuple[int, int], workdir: Path, p
     out = workdir / f"{name}-{target}-{precision or 'default'}"
     result = run_export(ExportRequest(name, target, imgsz=size, precision=precision, output=str(out)))
     seconds = time.perf_counter() - started
-    artifact = next(a for a in result.manifest.to_dict()["artifacts"] if a["role"] in ("model", "encoder"))
-    report = next(r for r in result.manifest.to_dict()["validation"]["artifacts"] if r["artifact"] == artifact["path"])
-    worst = max(m["max_rel"] for m in report["outputs"].values())
-    return {"folder": result.folder, "path": artifact["path"], "export_s": seconds,
-            "size_bytes": (result.folder / artifact["path"]).stat().st_size, "max_rel_vs_pytorch": worst,
-            "agreement": report["agreement"]["value"]}
-
-
-def measure(calls: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, dict[str, float]]:
-    """Median/p90/min/std in ms per call, warm-up rounds first, then interleaved rounds."""
-    contenders = [Contender(key, call) for key, call in calls.items()]
-    with torch.inference_mode():
-        interleaved(contenders, runs, warmup)
-    timings = {c.key: c.times_ms for c in contenders}
-    return {k: {"median_ms": statistics.median(v), "p90_ms": float(np.percentile(v, 90)), "min_ms": min(v),
-                "std_ms": statistics.pstdev(v)} for k, v in timings.items()}
+    artifact = next(a for a in result.manifest.artifacts if a.role in ("model", "encoder"))
+    report = next(r for r in result.reports if r.artifact == artifact.path)
+    worst = max(m["max_rel"] for m in report.outputs.values())
+    return {"folder": result.folder, "path": artifact.path, "export_s": seconds,
+            "size_bytes": (result.folder / artifact.path).stat().st_size, "max_rel_vs_pytorch": worst,
+            "agreement": report.agreement}
 
 
 def bench_case(name: str, size: tuple[int, int], args: argparse.Namespace, workdir: Path) -> dict:
@@ -86,30 +58,31 @@ def bench_case(name: str, size: tuple[int, int], args: argparse.Namespace, workd
     for key, info in exports.items():
         backends[key] = runtime.load(info["folder"] / info["path"], threads=args.threads, shared_cpu=True)
         calls[key] = (lambda b: lambda: b(x_np))(backends[key])
-    latency = measure(calls, args.runs, args.warmup)
-    eager = latency["pytorch"]["median_ms"]
+    latency = time_calls(calls, args.runs, args.warmup)
+    eager = latency["pytorch"]["median"]
     fp32_size = exports.get("tflite-fp32", {}).get("size_bytes")
     rows = {}
     for key, info in exports.items():
         rows[key] = {k: v for k, v in info.items() if k != "folder"} | {
-            "latency": latency[key], "ratio_vs_pytorch": latency[key]["median_ms"] / eager,
+            "latency_ms": latency[key], "ratio_vs_pytorch": latency[key]["median"] / eager,
             "size_vs_tflite_fp32": info["size_bytes"] / fp32_size if fp32_size else None,
         }
         backend = backends[key]
         if hasattr(backend, "xnnpack_partitions"):
             rows[key]["xnnpack_partitions"] = backend.xnnpack_partitions
-    return {"model": name, "input_size": list(size), "pytorch": {"latency": latency["pytorch"]}, "artifacts": rows}
+    return {"model": name, "input_size": list(size), "pytorch": {"latency_ms": latency["pytorch"]}, "artifacts": rows}
 
 
-def markdown(report: dict, args: argparse.Namespace) -> str:
-    machine = report["machine"]
+def markdown(report: dict) -> str:
+    machine, settings = report["machine"], report["settings"]
     lines = [
         "# LiteRT (TFLite) exports on this machine class",
         "",
-        f"Machine: {machine['cpu']}, {args.threads} threads; batch 1; median of {args.runs} interleaved runs after "
-        f"{args.warmup} warm-up rounds; {report['created']}. Produced by `latency/bench_tflite.py`. TFLite runs on "
-        "ai-edge-litert with the XNNPACK delegate; int8 is calibrated on the bundled sample photos; random weights "
-        "(latency does not depend on weight values, the errors below are for random weights).",
+        f"Machine: {machine['cpu']}, {machine['threads']} threads; batch 1; median of {settings['runs']} interleaved "
+        f"runs after {settings['warmup']} warm-up rounds; {report['created']}. Produced by "
+        "`latency/bench_tflite.py`. TFLite runs on ai-edge-litert with the XNNPACK delegate; int8 is calibrated "
+        "on the bundled sample photos; random weights (latency does not depend on weight values, the errors below "
+        "are for random weights).",
         "",
     ]
     for r in report["results"]:
@@ -117,7 +90,7 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
         lines += [
             f"## {r['model']} ({size})",
             "",
-            f"PyTorch eager median: {r['pytorch']['latency']['median_ms']:.1f} ms",
+            f"PyTorch eager median: {r['pytorch']['latency_ms']['median']:.1f} ms",
             "",
             "| artifact | export (s) | size (MiB) | size / fp32 .tflite | median (ms) | p90 (ms) | / PyTorch eager "
             "| max rel err vs PyTorch | agreement |",
@@ -128,7 +101,7 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
             agreement = f"{a['agreement']:.4f}" if a["agreement"] is not None else "-"
             lines.append(
                 f"| {key} | {a['export_s']:.1f} | {a['size_bytes'] / 2**20:.2f} | {ratio_size} | "
-                f"{a['latency']['median_ms']:.1f} | {a['latency']['p90_ms']:.1f} | {a['ratio_vs_pytorch']:.2f} | "
+                f"{a['latency_ms']['median']:.1f} | {a['latency_ms']['p90']:.1f} | {a['ratio_vs_pytorch']:.2f} | "
                 f"{a['max_rel_vs_pytorch']:.2e} | {agreement} |"
             )
         lines.append("")
@@ -147,31 +120,20 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = script_parser(__doc__)
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
     parser.add_argument("--models", nargs="+", default=[n for n, _ in CASES], choices=[n for n, _ in CASES])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "reports")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [bench_case(n, s, args, Path(tmp)) for n, s in CASES if n in args.models]
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
-               "platform": platform.platform()}
-    report = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,
-              "settings": {"batch": 1, "runs": args.runs, "warmup": args.warmup, "order": "interleaved rounds",
-                           "precisions": args.precisions, "tflite_runtime": "ai-edge-litert Interpreter + XNNPACK",
-                           "int8_calibration": "bundled sample photos",
-                           "weights": "random (latency does not depend on weight values)"},
-              "versions": all_versions(), "results": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "tflite-cpu.json").write_text(json.dumps(report, indent=2) + "\n")
-    text = markdown(report, args)
-    (args.out / "tflite-cpu.md").write_text(text)
-    print(text)
+    report = new_report(args.threads, {
+        "batch": 1, "runs": args.runs, "warmup": args.warmup, "order": "interleaved rounds",
+        "precisions": args.precisions, "tflite_runtime": "ai-edge-litert Interpreter + XNNPACK",
+        "int8_calibration": "bundled sample photos", "weights": "random (latency does not depend on weight values)",
+    }, rows)
+    write_report(args.out, "tflite-cpu", report, markdown(report))
 
 
 if __name__ == "__main__":
