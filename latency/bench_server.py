@@ -63,12 +63,11 @@ def bench_config(folder: Path, label: str, max_batch: int, max_wait_ms: float, a
 
 
 def main() -> None:
-    parser = script_parser(__doc__, threads=0)
+    parser = script_parser(__doc__, warmup=32, threads=0)
     parser.add_argument("--export", type=Path, help="An export folder (default: export --model to a temp folder).")
     parser.add_argument("--model", default="efficientvit-b1-r224")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--warmup", type=int, default=32)
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     args = parser.parse_args()
