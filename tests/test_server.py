@@ -290,6 +290,17 @@ def test_batcher_refuses_when_the_queue_is_full():
     asyncio.run(scenario())
 
 
+def test_serve_option_defaults_are_the_serve_settings_defaults():
+    from evit_deploy.cli.predict_cmds import serve
+    from evit_deploy.limits import LIMITS
+    from evit_deploy.serve import ServeSettings
+
+    defaults = {p.name: p.default for p in serve.params if p.name != "export_dir"}
+    assert ServeSettings(**defaults) == ServeSettings()
+    assert (ServeSettings().max_bytes, ServeSettings().max_pixels) == (LIMITS.max_request_bytes,
+                                                                       LIMITS.max_image_pixels)
+
+
 def test_serve_on_a_busy_port_is_a_one_line_error(cls_folder):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -357,6 +357,18 @@ def test_pipeline_model_classification_matches_predictor(tmp_path, monkeypatch):
     assert responses[3].has_error() and "JSON" in responses[3].error().message()
 
 
+def test_repository_written_by_an_older_version_still_loads(tmp_path, monkeypatch):
+    """Older versions wrote a model.py importing ``evit_deploy.predict.triton_backend``; the shim keeps it working."""
+    write_repository(build_cls_export()[0], tmp_path / "repo")
+    model_py = tmp_path / "repo" / "efficientvit-b0-r224" / "1" / "model.py"
+    text = model_py.read_text()
+    assert "from evit_deploy.triton.backend import TritonPythonModel" in text
+    model_py.write_text(text.replace("evit_deploy.triton.backend", "evit_deploy.predict.triton_backend"))
+    model = load_pipeline(tmp_path / "repo", "efficientvit-b0-r224", FakeTriton(tmp_path / "repo"), monkeypatch)
+    (response,) = model.execute([{"IMAGE": np.array([[png(sample_photo("coffee"))]], dtype=object)}])
+    assert not response.has_error() and json.loads(response.output_tensors[0].as_numpy()[0, 0])["task"] == "cls"
+
+
 def test_pipeline_model_sam_matches_predictor(tmp_path, monkeypatch):
     write_repository(build_sam_export(), tmp_path / "repo")
     fake = FakeTriton(tmp_path / "repo")

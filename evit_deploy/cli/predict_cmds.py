@@ -12,6 +12,7 @@ from ..errors import EvitError
 from ..files import atomic_write, writing
 from ..images import IMAGE_SUFFIXES, ImageError, is_image_file
 from ..limits import LIMITS
+from ..serve.settings import LOG_LEVELS, SERVE_DEFAULTS, ServeSettings
 
 INDEX = "predictions.json"
 OUTPUT_SUFFIXES = (".json", ".png", ".labels.png")  # per image: result, overlay, segmentation label map
@@ -209,24 +210,26 @@ def predict(export_dir: str, images: tuple[str, ...], output: str, points: tuple
 
 @click.command()
 @click.argument("export_dir", type=click.Path(exists=True))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 = all interfaces).")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="0 = any free port.")
-@click.option("--max-batch", default=8, show_default=True, type=click.IntRange(min=1),
+@click.option("--host", default=SERVE_DEFAULTS.host, show_default=True,
+              help="Address to bind (0.0.0.0 = all interfaces).")
+@click.option("--port", default=SERVE_DEFAULTS.port, show_default=True, type=click.IntRange(0, 65535),
+              help="0 = any free port.")
+@click.option("--max-batch", default=SERVE_DEFAULTS.max_batch, show_default=True, type=click.IntRange(min=1),
               help="Most requests batched into one model run (1 = no dynamic batching).")
-@click.option("--max-wait-ms", default=5.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--max-wait-ms", default=SERVE_DEFAULTS.max_wait_ms, show_default=True, type=click.FloatRange(min=0),
               help="How long the first request of a batch waits for more.")
-@click.option("--max-bytes", default=16 * 2**20, show_default=True, type=click.IntRange(min=1),
+@click.option("--max-bytes", default=SERVE_DEFAULTS.max_bytes, show_default=True, type=click.IntRange(min=1),
               help="Largest request body accepted (413 above).")
-@click.option("--max-pixels", default=25_000_000, show_default=True, type=click.IntRange(min=1),
+@click.option("--max-pixels", default=SERVE_DEFAULTS.max_pixels, show_default=True, type=click.IntRange(min=1),
               help="Largest decoded image (width x height) accepted (413 above).")
-@click.option("--threads", type=click.IntRange(min=0), help="Runtime threads (default: the export profile's).")
-@click.option("--graceful-timeout", default=30, show_default=True, type=click.IntRange(min=0),
+@click.option("--threads", default=SERVE_DEFAULTS.threads, type=click.IntRange(min=0),
+              help="Runtime threads (default: the export profile's).")
+@click.option("--graceful-timeout", default=SERVE_DEFAULTS.graceful_timeout, show_default=True,
+              type=click.IntRange(min=0),
               help="Seconds in-flight requests get to finish on SIGTERM/SIGINT.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-@click.option("--access-log", is_flag=True, help="Log every request.")
-def serve(export_dir: str, host: str, port: int, max_batch: int, max_wait_ms: float, max_bytes: int,
-          max_pixels: int, threads: int | None, graceful_timeout: int, log_level: str, access_log: bool) -> None:
+@click.option("--log-level", default=SERVE_DEFAULTS.log_level, show_default=True, type=click.Choice(LOG_LEVELS))
+@click.option("--access-log", is_flag=True, default=SERVE_DEFAULTS.access_log, help="Log every request.")
+def serve(export_dir: str, **settings: Any) -> None:
     """Serve EXPORT_DIR over HTTP: POST /v1/predict, GET /health, /ready, /metrics, /docs.
 
     Concurrent requests are batched dynamically; SIGTERM drains in-flight requests before exiting.
@@ -235,8 +238,7 @@ def serve(export_dir: str, host: str, port: int, max_batch: int, max_wait_ms: fl
         from ..serve.runner import serve as run_server
     except ImportError as exc:
         raise EvitError(f"serving needs the [serve] extra (pip install 'evit-deploy[serve]'): {exc}") from None
-    run_server(export_dir, host, port, max_batch, max_wait_ms, max_bytes, threads, graceful_timeout, log_level,
-               access_log, max_pixels)
+    run_server(export_dir, ServeSettings(**settings))
 
 
 @click.command()

@@ -1,8 +1,11 @@
-"""Engines run a model's graphs with the export's tensor names: ONNX Runtime on an export, or PyTorch.
+"""Engines run a model's graphs with the export's tensor names: an export's artifacts, or PyTorch.
 
 ``engine.run(role, feeds)`` takes and returns numpy arrays by name; roles are ``model`` (cls/seg), ``encoder``
-and ``decoder`` (SAM). Engines are stateless, so one engine serves concurrent calls (ONNX Runtime sessions and
-PyTorch modules in inference mode are both safe to call from several threads).
+and ``decoder`` (SAM). :class:`ExportEngine` opens each artifact of an export folder with its runtime backend
+(ONNX Runtime, LiteRT, TensorRT, compiled PyTorch; see :mod:`evit_deploy.runtime`); :class:`TorchEngine` runs
+the PyTorch zoo model. Engines keep no per-call state; whether one engine may serve concurrent calls is the
+backend's property (ONNX Runtime sessions and PyTorch modules in inference mode may be called from several
+threads).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class Engine(ABC):
         """Run the graph of ``role`` on named inputs; returns named outputs."""
 
 
-class OnnxEngine(Engine):
+class ExportEngine(Engine):
     """The artifacts of an export folder, one runtime backend per role (ONNX Runtime, LiteRT, TensorRT, ...).
 
     The folder is opened through its manifest: each artifact is confined to the folder, hash-checked and its

@@ -1,14 +1,36 @@
 """HTTP serving (FastAPI + uvicorn): ``create_app`` for an export, dynamic batching, Prometheus metrics.
 
-Needs the ``[serve]`` extra. ``evit-deploy serve EXPORT_DIR`` runs it; see ``app`` for the API.
+Needs the ``[serve]`` extra. ``evit-deploy serve EXPORT_DIR`` runs it. Modules: ``settings`` (``ServeSettings``,
+every default; no FastAPI needed), ``payloads`` (what ``POST /v1/predict`` accepts), ``app`` (the routes),
+``batcher``, ``metrics``, ``runner`` (uvicorn, graceful shutdown), ``client`` (test and benchmark helpers).
+
+The names below are imported on first use, so reading ``ServeSettings`` does not import FastAPI.
 """
 
-from .app import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, PredictOptions, PredictRequest, create_app
-from .batcher import DynamicBatcher, Overloaded
-from .metrics import Metrics
-from .runner import serve
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "DynamicBatcher", "Metrics", "Overloaded", "PredictOptions",
-    "PredictRequest", "create_app", "serve",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "DEFAULT_MAX_BYTES": "evit_deploy.serve.settings",
+    "DEFAULT_MAX_PIXELS": "evit_deploy.serve.settings",
+    "ServeSettings": "evit_deploy.serve.settings",
+    "PredictOptions": "evit_deploy.serve.payloads",
+    "PredictRequest": "evit_deploy.serve.payloads",
+    "create_app": "evit_deploy.serve.app",
+    "DynamicBatcher": "evit_deploy.serve.batcher",
+    "Overloaded": "evit_deploy.serve.batcher",
+    "Metrics": "evit_deploy.serve.metrics",
+    "serve": "evit_deploy.serve.runner",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'evit_deploy.serve' has no attribute {name!r}")

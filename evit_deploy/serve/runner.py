@@ -1,8 +1,8 @@
 """Run the app with uvicorn: bind first (so a busy port is a one-line error), drain gracefully on SIGTERM/SIGINT.
 
-On a stop signal uvicorn stops accepting connections, lets in-flight requests finish (up to ``graceful_s``
-seconds), then the app's shutdown drains the batcher and the process exits with status 0. ``/ready`` answers 503
-from the moment the signal arrives. A second SIGINT forces an immediate exit.
+On a stop signal uvicorn stops accepting connections, lets in-flight requests finish (up to
+``ServeSettings.graceful_timeout`` seconds), then the app's shutdown drains the batcher and the process exits with
+status 0. ``/ready`` answers 503 from the moment the signal arrives. A second SIGINT forces an immediate exit.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from types import FrameType
 from typing import Any
 
 from ..errors import EvitError
-from ..predict.predictor import DEFAULT_MAX_PIXELS
-from .app import DEFAULT_MAX_BYTES, ServiceState, create_app
+from .app import ServiceState, create_app
+from .settings import ServeSettings, settings_with
 
 
 def _uvicorn() -> Any:
@@ -43,20 +43,22 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(export_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 8,
-          max_wait_ms: float = 5.0, max_bytes: int = DEFAULT_MAX_BYTES, threads: int | None = None,
-          graceful_s: int = 30, log_level: str = "info", access_log: bool = False,
-          max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-    """Serve an export folder until SIGTERM/SIGINT; prints ``serving MODEL (TASK) on http://HOST:PORT``."""
+def serve(export_dir: str | Path, settings: ServeSettings | None = None, **overrides: Any) -> None:
+    """Serve an export folder until SIGTERM/SIGINT; prints ``serving MODEL (TASK) on http://HOST:PORT``.
+
+    ``settings`` (default :class:`ServeSettings`'s defaults) and keyword ``overrides`` of its fields say how.
+    """
     import torch
+
+    settings = settings_with(settings, **overrides)
 
     uvicorn = _uvicorn()
     # Pre/post-processing tensors are small and run in many request threads at once: intra-op threads would only
-    # contend with each other and with the runtime's own threads (the graph runs in ONNX Runtime).
+    # contend with each other and with the runtime backend's own threads, which run the graph.
     torch.set_num_threads(1)
-    sock = bind(host, port)  # fail fast on a busy port, before loading the model
+    sock = bind(settings.host, settings.port)  # fail fast on a busy port, before loading the model
     try:
-        app = create_app(export_dir, max_batch, max_wait_ms, max_bytes, threads=threads, max_pixels=max_pixels)
+        app = create_app(export_dir, settings)
     except BaseException:
         sock.close()
         raise
@@ -75,8 +77,8 @@ def serve(export_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max
                 # Drained cleanly: exit with status 0 instead of re-raising the stop signal afterwards.
                 getattr(self, "_captured_signals", []).clear()
 
-    config = uvicorn.Config(app, log_level=log_level, access_log=access_log, timeout_graceful_shutdown=graceful_s,
-                            lifespan="on", timeout_keep_alive=30)
+    config = uvicorn.Config(app, log_level=settings.log_level, access_log=settings.access_log,
+                            timeout_graceful_shutdown=settings.graceful_timeout, lifespan="on", timeout_keep_alive=30)
     server = GracefulServer(config)
     shown = f"[{actual_host}]" if ":" in actual_host else actual_host
     print(f"serving {state.predictor.model} ({state.predictor.task}) on http://{shown}:{actual_port}", flush=True)

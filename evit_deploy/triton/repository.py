@@ -1,15 +1,8 @@
-"""Triton Inference Server model repository for an export folder (``evit-deploy triton EXPORT_DIR --repo DIR``).
+"""``write_repository``: the Triton model repository of an export folder, laid out as :mod:`evit_deploy.triton`
+describes, plus the README written beside the pipeline model.
 
-For an export of model ``M`` the repository holds:
-
-- one model per graph: ``M-model`` (cls/seg) or ``M-encoder`` + ``M-decoder`` (SAM), platform ``onnxruntime_onnx``
-  (``1/model.onnx``) or ``tensorrt_plan`` (``1/model.plan``), with ``dynamic_batching`` when the graph's batch
-  axis is dynamic (``max_batch_size`` = the profile's maximum), else ``max_batch_size: 0`` and full shapes;
-- ``M``: a Python-backend pipeline model (``IMAGE`` encoded bytes + optional ``OPTIONS`` JSON → ``RESULT``
-  JSON) running :class:`evit_deploy.Predictor`'s pre/post-processing and calling the graphs through BLS;
-- ``M/README.md``: how to run ``tritonserver --model-repository`` and query it.
-
-``config.pbtxt`` files are written as protobuf text; nothing here needs tritonclient.
+Everything is written under the repository folder: the models are built in a staging folder there and each moved
+into place whole; only model folders this command wrote (they carry its marker) are ever replaced.
 """
 
 from __future__ import annotations
@@ -20,66 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import (
-    MANIFEST,
-    ArtifactEntry,
-    Manifest,
-    TensorSpec,
-    check_name,
-    choose_artifact,
-    confined,
-    read_manifest,
-)
-from .errors import EvitError
-from .files import STAGING_MARKER, replace_dir, staged_dir, writing
+from ..artifacts import MANIFEST, ArtifactEntry, Manifest, check_name, confined, read_manifest
+from ..errors import EvitError
+from ..files import STAGING_MARKER, replace_dir, staged_dir, writing
+from .configs import PIPELINE_SETTINGS, PLATFORMS, graph_config, instance_kind, pick_artifact, pipeline_config
+from .pbtxt import to_pbtxt
 
-TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "float64": "TYPE_FP64",
-                "int64": "TYPE_INT64", "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8",
-                "bool": "TYPE_BOOL"}
-# artifact format → (Triton platform, default model file name); preferred formats first
-PLATFORMS = {"trt-engine": ("tensorrt_plan", "model.plan"), "onnx": ("onnxruntime_onnx", "model.onnx")}
-GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
-PIPELINE_MAX_BATCH = 16
 OWNER_MARKER = ".evit-deploy-triton"  # in every model folder this command writes
 MODEL_PY = '''"""Triton Python-backend pipeline for {model}, written by `evit-deploy triton`.
 
 Needs `pip install evit-deploy` in Triton's Python environment.
 """
 
-from evit_deploy.predict.triton_backend import TritonPythonModel  # noqa: F401
+from evit_deploy.triton.backend import TritonPythonModel  # noqa: F401
 '''
-
-
-class Sym(str):
-    """An enum value in protobuf text (written without quotes)."""
-
-
-def to_pbtxt(value: dict[str, Any], indent: int = 0) -> str:
-    """A nested dict as protobuf text: dicts → ``key { }``, lists of dicts → ``key [ { }, ... ]``,
-    lists of scalars → ``key: [ a, b ]``; ``Sym`` values are enum names, other strings are quoted."""
-    pad = "  " * indent
-    lines = []
-    for key, val in value.items():
-        if isinstance(val, dict):
-            lines += [f"{pad}{key} {{", to_pbtxt(val, indent + 1), f"{pad}}}"]
-        elif isinstance(val, list) and val and isinstance(val[0], dict):
-            blocks = [f"{pad}  {{\n{to_pbtxt(v, indent + 2)}\n{pad}  }}" for v in val]
-            lines += [f"{pad}{key} [", ",\n".join(blocks), f"{pad}]"]
-        elif isinstance(val, list):
-            lines.append(f"{pad}{key}: [ {', '.join(_scalar(v) for v in val)} ]")
-        else:
-            lines.append(f"{pad}{key}: {_scalar(val)}")
-    return "\n".join(line for line in lines if line)
-
-
-def _scalar(v: Any) -> str:
-    if isinstance(v, Sym):
-        return str(v)
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return str(v)
-    return json.dumps(str(v))
 
 
 @dataclass
@@ -90,79 +37,6 @@ class TritonModel:
     folder: Path
     config: dict[str, Any]
     platform: str
-
-
-def _triton_type(dtype: str) -> Sym:
-    if dtype not in TRITON_TYPES:
-        raise EvitError(f"tensor type {dtype} has no Triton data type (known: {', '.join(TRITON_TYPES)})")
-    return Sym(TRITON_TYPES[dtype])
-
-
-def _dims(shape: list[int | str]) -> list[int]:
-    return [d if isinstance(d, int) else -1 for d in shape]
-
-
-def _batch_axis(entry: ArtifactEntry, dynamic: bool) -> bool:
-    """True when every input and output starts with the same symbolic batch axis."""
-    tensors = entry.inputs + entry.outputs
-    firsts = {str(t.shape[0]) if t.shape else "" for t in tensors}
-    return dynamic and len(firsts) == 1 and all(t.shape and isinstance(t.shape[0], str) for t in tensors)
-
-
-def _pick_artifact(manifest: Manifest, role: str, platform: str) -> ArtifactEntry:
-    formats = tuple(f for f, (p, _) in PLATFORMS.items() if platform in ("auto", p))
-    try:
-        return choose_artifact(manifest, role, formats)
-    except EvitError:
-        raise EvitError(f"the export has no {role} artifact for Triton platform '{platform}' "
-                        f"(formats Triton can load: {', '.join(PLATFORMS)})") from None
-
-
-def graph_config(name: str, entry: ArtifactEntry, manifest: Manifest, instances: int, kind: str,
-                 max_queue_delay_us: int) -> dict[str, Any]:
-    """The config of one graph model (an artifact of the export)."""
-    platform, filename = PLATFORMS[entry.format]
-    batched = _batch_axis(entry, manifest.batch.dynamic)
-    max_batch = manifest.batch.max if batched else 0
-
-    def tensor(spec: TensorSpec) -> dict[str, Any]:
-        shape = list(spec.shape[1:] if batched else spec.shape)
-        return {"name": spec.name, "data_type": _triton_type(spec.dtype), "dims": _dims(shape)}
-
-    config: dict[str, Any] = {
-        "name": name, "platform": platform, "max_batch_size": max_batch, "default_model_filename": filename,
-        "input": [tensor(s) for s in entry.inputs], "output": [tensor(s) for s in entry.outputs],
-    }
-    if batched:
-        preferred = [b for b in (4, 8, 16) if b <= max_batch]
-        config["dynamic_batching"] = {**({"preferred_batch_size": preferred} if preferred else {}),
-                                      "max_queue_delay_microseconds": max_queue_delay_us}
-    config["instance_group"] = [{"count": instances, "kind": Sym(kind)}]
-    threads = manifest.runtime.threads
-    if platform == "onnxruntime_onnx" and threads:
-        config["parameters"] = [{"key": "intra_op_thread_count", "value": {"string_value": str(threads)}}]
-    return config
-
-
-def pipeline_config(name: str, instances: int, max_queue_delay_us: int) -> dict[str, Any]:
-    """The Python-backend pipeline model: IMAGE (encoded bytes) + OPTIONS (JSON) → RESULT (JSON)."""
-    return {
-        "name": name, "backend": "python", "max_batch_size": PIPELINE_MAX_BATCH,
-        "input": [
-            {"name": "IMAGE", "data_type": Sym("TYPE_STRING"), "dims": [1]},
-            {"name": "OPTIONS", "data_type": Sym("TYPE_STRING"), "dims": [1], "optional": True},
-        ],
-        "output": [{"name": "RESULT", "data_type": Sym("TYPE_STRING"), "dims": [1]}],
-        "dynamic_batching": {"max_queue_delay_microseconds": max_queue_delay_us},
-        "instance_group": [{"count": instances, "kind": Sym("KIND_CPU")}],
-    }
-
-
-def _kind(manifest: Manifest, platforms: set[str], kind: str) -> str:
-    if kind != "auto":
-        return {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}[kind]
-    providers = set(manifest.runtime.providers)
-    return "KIND_GPU" if "tensorrt_plan" in platforms or providers & GPU_PROVIDERS else "KIND_CPU"
 
 
 def _ours(folder: Path) -> bool:
@@ -190,7 +64,7 @@ def write_repository(export_dir: str | Path, repo: str | Path, name: str | None 
         raise EvitError(f"unknown Triton platform '{platform}' (choose auto, onnxruntime_onnx or tensorrt_plan)")
     base = check_name(name or manifest.model, "Triton model name")
     roles = manifest.roles
-    picked = {role: _pick_artifact(manifest, role, platform) for role in roles}
+    picked = {role: pick_artifact(manifest, role, platform) for role in roles}
     names = {role: check_name(f"{base}-{role}", "Triton model name") for role in roles}
     if repo.exists() and not repo.is_dir():
         raise EvitError(f"--repo {repo} exists and is not a folder")
@@ -201,7 +75,7 @@ def write_repository(export_dir: str | Path, repo: str | Path, name: str | None 
             if folder.is_symlink() or not folder.is_dir() or not _ours(folder):
                 raise EvitError(f"{folder} exists and was not written by evit-deploy triton; remove or rename it "
                                 "yourself (nothing is deleted for you)")
-    gpu_kind = _kind(manifest, {PLATFORMS[e.format][0] for e in picked.values()}, kind)
+    gpu_kind = instance_kind(manifest, {PLATFORMS[e.format][0] for e in picked.values()}, kind)
 
     written = []
     created = not repo.exists()
@@ -241,7 +115,7 @@ def _write_models(export_dir: Path, repo: Path, manifest: Manifest, picked: dict
         folder = tmp / base
         (folder / "1").mkdir(parents=True)
         (folder / "1" / "model.py").write_text(MODEL_PY.format(model=manifest.model))
-        (folder / "1" / "pipeline.json").write_text(json.dumps(settings, indent=2) + "\n")
+        (folder / "1" / PIPELINE_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
         shutil.copyfile(export_dir / MANIFEST, folder / "1" / MANIFEST)
         (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
         (folder / OWNER_MARKER).write_text(f"written by evit-deploy triton from {manifest.model}\n")
