@@ -2,54 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ..errors import EvitError
-from .progress import RichSteps
-
-
-@contextlib.contextmanager
-def _bar(label: str, total: int) -> Iterator[Callable[[], None]]:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task(f"measuring {label}", total=total)
-        yield lambda: progress.advance(task)
-
-
-def _reference_table() -> Table:
-    from ..bench.reference import published
-
-    doc = published()
-    table = Table(title="published EfficientViT hardware figures (TensorRT fp16, data transfer included)",
-                  caption=doc["source"])
-    for col in ("model", "device", "batch", "figure", "accuracy"):
-        table.add_column(col, no_wrap=col in ("model", "device"))
-    facts = {m["model"]: m for m in doc["models"]}
-    for r in doc["hardware"]:
-        m = facts[r["model"]]
-        acc = next((f"{k} {m[k]}" for k in ("top1", "miou", "coco_map") if k in m), "-")
-        figure = f"{r['value']} ms" if r["metric"] == "latency_ms" else f"{r['value']} img/s"
-        table.add_row(r["model"], doc["devices"][r["device"]], str(r["batch"] or "not stated"), figure, acc)
-    return table
-
-
-def _results_table(report: dict) -> Table:
-    table = Table(title=f"{report['model']}: {report['machine']['label']}", caption="vs PyTorch: time ratio")
-    for col in ("backend", "format", "precision", "batch", "median ms", "p90 ms", "std ms", "img/s", "vs PyTorch"):
-        table.add_column(col, justify="left" if col in ("backend", "format", "precision") else "right")
-    for r in report["results"]:
-        lat = r["latency_ms"]
-        ratio = f"{r['ratio_to_pytorch']:.2f}x" if r["artifact"] else "baseline"
-        table.add_row(r["backend"], r["format"], r["precision"], str(r["batch"]), f"{lat['median']:.2f}",
-                      f"{lat['p90']:.2f}", f"{lat['std']:.2f}", f"{r['throughput_img_s']:.1f}", ratio)
-    return table
+from .output import RichSteps, progress_bar, reference_table, results_table
 
 
 @click.command()
@@ -76,7 +35,7 @@ def bench(model_or_export: str | None, target: str, weights: str | None, imgsz: 
 
     console = Console()
     if list_reference:
-        console.print(_reference_table())
+        console.print(reference_table())
         return
     if not model_or_export:
         raise EvitError("give a MODEL or an EXPORT_DIR to benchmark (or --list-reference)")
@@ -97,12 +56,12 @@ def bench(model_or_export: str | None, target: str, weights: str | None, imgsz: 
     if threads:
         settings.threads = threads
     if is_export:
-        report = bench_export(model_or_export, settings, weights, _bar)
+        report = bench_export(model_or_export, settings, weights, progress_bar)
     else:
         report = bench_model(model_or_export, target, settings, weights, imgsz or None, step=RichSteps(),
-                             progress=_bar, ema=ema)
+                             progress=progress_bar, ema=ema)
     write_reports(report, folder)
-    console.print(_results_table(report))
+    console.print(results_table(report))
     if report["skipped"]:
         console.print("not measured: " + "; ".join(report["skipped"]))
     console.print(f"reports: {folder}/report.md, report.json, report.html")

@@ -12,8 +12,7 @@ from ..export.exporters import EXPORTERS
 from ..export.profiles import load_profile
 from ..samples import SAMPLE_PHOTOS, sample_photo
 from ..zoo import get_card
-from .bench_cmds import _bar, _results_table
-from .progress import RichSteps
+from .output import RichSteps, progress_bar, results_table
 from .zoo_cmds import zoo_rows, zoo_table
 
 DEFAULT_MODEL = "efficientvit-b1-r224"
@@ -50,9 +49,9 @@ def demo(model: str, weights: str | None, runs: int, output: str) -> None:
             continue
         console.rule(f"{model} → {target}")
         result = run_export(ExportRequest(model, target, weights, output=str(out / f"{model}-{target}")), RichSteps())
-        report = bench_export(result.folder, BenchSettings(runs=runs, warmup=3), weights, _bar, result.model)
+        report = bench_export(result.folder, BenchSettings(runs=runs, warmup=3), weights, progress_bar, result.model)
         folder = write_reports(report, out / f"bench-{model}-{target}")
-        console.print(_results_table(report))
+        console.print(results_table(report))
         console.print(f"reports: {folder}")
 
         photo = SAMPLE_PHOTOS[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.console import Console
 
-from .progress import RichSteps
+from .output import RichSteps
 
 
 @click.command("build-engine")

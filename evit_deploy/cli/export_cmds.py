@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import EvitError
-from .progress import RichSteps
+from .output import RichSteps
 
 
 def _report_table(reports, folder: Path | None = None) -> Table:  # noqa: ANN001 - list[ArtifactReport]

@@ -234,10 +234,11 @@ def serve(export_dir: str, **settings: Any) -> None:
 
     Concurrent requests are batched dynamically; SIGTERM drains in-flight requests before exiting.
     """
-    try:
-        from ..serve.runner import serve as run_server
-    except ImportError as exc:
-        raise EvitError(f"serving needs the [serve] extra (pip install 'evit-deploy[serve]'): {exc}") from None
+    from ..optional import require
+
+    require("fastapi", "serving")  # one line naming the [serve] extra when it is missing
+    from ..serve.runner import serve as run_server
+
     run_server(export_dir, ServeSettings(**settings))
 
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from ..processing import classification_input, resized_input, sam_input
+from ..processing import preprocess
 from ..zoo.cards import ModelCard
 from ..zoo.labels import class_names as load_class_names
 from .engines import Engine
@@ -81,9 +81,10 @@ class TaskHandler(ABC):
     def __init__(self, info: ModelInfo) -> None:
         self.info = info
 
-    @abstractmethod
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        """RGB image → ``[1,3,H,W]`` float32 model input."""
+        """RGB image → ``[1,3,H,W]`` float32 model input, by the card's ``preprocess`` block (one source for
+        export validation, calibration and prediction)."""
+        return preprocess(image, self.info.card, self.info.input_size).numpy()
 
     def check_options(self, size: tuple[int, int], options: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(options) - set(self.options))
@@ -121,12 +122,6 @@ class ClassificationHandler(TaskHandler):
 
     options = {"top_k": DEFAULT_TOP_K}
 
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        h, w = self.info.input_size
-        if h == w:
-            return classification_input(image, h, self.info.card.crop_ratio or 0.95).numpy()
-        return resized_input(image, (h, w)).numpy()  # non-square exports: plain resize, as the export's validation
-
     def check_options(self, size: tuple[int, int], options: dict[str, Any]) -> dict[str, Any]:
         checked = super().check_options(size, options)
         k, n = checked["top_k"], len(self.info.class_names) or self.info.card.num_classes
@@ -150,9 +145,6 @@ class SegmentationHandler(TaskHandler):
     INTER_CUBIC; an export has one fixed input size, and PIL's bicubic resize stands in for OpenCV's.
     """
 
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        return resized_input(image, self.info.input_size).numpy()
-
     def finish(self, item: Prepared, raw: np.ndarray) -> Segmentation:
         return Segmentation(label_map(raw, item.original_size), self.info.class_names, self.info.palette)
 
@@ -164,9 +156,6 @@ class SamHandler(TaskHandler):
 
     options = {"points": None, "point_labels": None, "box": None, "multimask": True}
     example_options = {"points": [[32.0, 32.0]]}
-
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        return sam_input(image, self.info.input_size[0]).numpy()
 
     def check_options(self, size: tuple[int, int], options: dict[str, Any]) -> dict[str, Any]:
         checked = super().check_options(size, options)

@@ -16,16 +16,9 @@ from types import FrameType
 from typing import Any
 
 from ..errors import EvitError
+from ..optional import require
 from .app import ServiceState, create_app
 from .settings import ServeSettings, settings_with
-
-
-def _uvicorn() -> Any:
-    try:
-        import uvicorn
-    except ImportError:
-        raise EvitError("serving needs the [serve] extra: pip install 'evit-deploy[serve]'") from None
-    return uvicorn
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -52,7 +45,7 @@ def serve(export_dir: str | Path, settings: ServeSettings | None = None, **overr
 
     settings = settings_with(settings, **overrides)
 
-    uvicorn = _uvicorn()
+    uvicorn = require("uvicorn", "serving")
     # Pre/post-processing tensors are small and run in many request threads at once: intra-op threads would only
     # contend with each other and with the runtime backend's own threads, which run the graph.
     torch.set_num_threads(1)

@@ -1,0 +1,67 @@
+"""Terminal output of long jobs: step-by-step progress (a spinner while a step runs, a tick and its time when
+it ends), a progress bar, and the benchmark tables."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+class RichSteps:
+    """A StepReporter (``with steps("export ONNX"): ...``) printing to stderr."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            with self.console.status(f"{name} …"):
+                yield
+        except BaseException:
+            self.console.print(f"[red]✗[/] {name}")
+            raise
+        self.console.print(f"[green]✓[/] {name} [dim]({time.perf_counter() - started:.1f}s)[/]")
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int) -> Iterator[Callable[[], None]]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(f"measuring {label}", total=total)
+        yield lambda: progress.advance(task)
+
+
+def reference_table() -> Table:
+    from ..bench.reference import published
+
+    doc = published()
+    table = Table(title="published EfficientViT hardware figures (TensorRT fp16, data transfer included)",
+                  caption=doc["source"])
+    for col in ("model", "device", "batch", "figure", "accuracy"):
+        table.add_column(col, no_wrap=col in ("model", "device"))
+    facts = {m["model"]: m for m in doc["models"]}
+    for r in doc["hardware"]:
+        m = facts[r["model"]]
+        acc = next((f"{k} {m[k]}" for k in ("top1", "miou", "coco_map") if k in m), "-")
+        figure = f"{r['value']} ms" if r["metric"] == "latency_ms" else f"{r['value']} img/s"
+        table.add_row(r["model"], doc["devices"][r["device"]], str(r["batch"] or "not stated"), figure, acc)
+    return table
+
+
+def results_table(report: dict) -> Table:
+    table = Table(title=f"{report['model']}: {report['machine']['label']}", caption="vs PyTorch: time ratio")
+    for col in ("backend", "format", "precision", "batch", "median ms", "p90 ms", "std ms", "img/s", "vs PyTorch"):
+        table.add_column(col, justify="left" if col in ("backend", "format", "precision") else "right")
+    for r in report["results"]:
+        lat = r["latency_ms"]
+        ratio = f"{r['ratio_to_pytorch']:.2f}x" if r["artifact"] else "baseline"
+        table.add_row(r["backend"], r["format"], r["precision"], str(r["batch"]), f"{lat['median']:.2f}",
+                      f"{lat['p90']:.2f}", f"{lat['std']:.2f}", f"{r['throughput_img_s']:.1f}", ratio)
+    return table
