@@ -12,11 +12,6 @@ from evit_deploy.cli import main
 from evit_deploy.errors import UnknownModelError
 
 
-@pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-
-
 def run(args, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(args)

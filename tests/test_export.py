@@ -167,17 +167,15 @@ def test_mobile_profile_writes_ort_format_and_int8(tmp_path):
     assert all(r["passed"] for r in result.manifest.to_dict()["validation"]["artifacts"])
 
 
-def test_sam_exports_encoder_and_decoder_with_official_names(tmp_path):
-    light = write_profile(tmp_path, "extends: cpu-ort\nvalidation: {photos: [astronaut], noise: 0}\n")
-    result = run_export(ExportRequest("efficientvit-sam-l0", str(light), output=str(tmp_path / "sam")))
-    arts = {a["role"]: a for a in result.manifest.to_dict()["artifacts"]}
+def test_sam_exports_encoder_and_decoder_with_official_names(sam_export):
+    arts = {a.role: a.to_dict() for a in read_manifest(sam_export).artifacts}
     assert [i["name"] for i in arts["encoder"]["inputs"]] == ["input_image"]
     assert [o["name"] for o in arts["encoder"]["outputs"]] == ["image_embeddings"]
     assert arts["encoder"]["outputs"][0]["shape"][1:] == [256, 64, 64]
     assert [i["name"] for i in arts["decoder"]["inputs"]] == ["image_embeddings", "point_coords", "point_labels"]
     assert [o["name"] for o in arts["decoder"]["outputs"]] == ["masks", "iou_predictions"]
-    decoder = runtime.load(result.folder, role="decoder")
-    emb = runtime.load(result.folder, role="encoder")(np.zeros((1, 3, 512, 512), np.float32))
+    decoder = runtime.load(sam_export, role="decoder")
+    emb = runtime.load(sam_export, role="encoder")(np.zeros((1, 3, 512, 512), np.float32))
     for n_points in (1, 4):  # dynamic prompt count
         out = decoder(emb, np.full((1, n_points, 2), 300.0, np.float32), np.ones((1, n_points), np.float32))
         assert out["masks"].shape[-2:] == (256, 256) and np.isfinite(out["masks"]).all()

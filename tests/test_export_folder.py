@@ -29,7 +29,7 @@ from evit_deploy.predict import Predictor
 from evit_deploy.triton import write_repository
 
 from .helpers import run_cli
-from .test_predictor import build_cls_export, build_seg_export
+from .shared_exports import build_cls_export, build_seg_export
 
 
 def copy_export(tmp_path: Path, name: str = "exp") -> Path:

@@ -24,7 +24,7 @@ from evit_deploy.samples import sample_photo, sample_photos
 from evit_deploy.serve import DynamicBatcher, Overloaded, create_app
 from evit_deploy.serve.client import Payload, ServerProcess, json_payload, multipart_payload, raw_payload, run_load
 
-from .test_predictor import build_cls_export, build_seg_export, sam_coffee_image, sam_onnx_predictor
+from .shared_exports import build_cls_export, build_seg_export, sam_coffee_image, sam_onnx_predictor
 
 MAX_BYTES = 2_000_000
 

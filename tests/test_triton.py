@@ -24,7 +24,7 @@ from evit_deploy.samples import sample_photo
 from evit_deploy.triton import write_repository
 
 from .helpers import run_cli
-from .test_predictor import LIGHT_PROFILE, build_cls_export, build_sam_export, sam_coffee_image, sam_onnx_predictor
+from .shared_exports import LIGHT_PROFILE, build_cls_export, build_sam_export, sam_coffee_image, sam_onnx_predictor
 
 NP_TYPES = {"TYPE_FP32": np.float32, "TYPE_FP16": np.float16, "TYPE_INT64": np.int64, "TYPE_INT32": np.int32,
             "TYPE_UINT8": np.uint8, "TYPE_BOOL": np.bool_, "TYPE_STRING": np.object_}

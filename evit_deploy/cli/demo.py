@@ -34,15 +34,18 @@ def demo(model: str, weights: str | None, runs: int, output: str) -> None:
     it against PyTorch eager, and classify a sample photo with the exported model."""
     from ..bench.harness import BenchSettings, bench_export
     from ..bench.report import write_reports
-    from ..export.pipeline import ExportRequest, run_export
+    from ..export.pipeline import run_export
+    from ..export.request import ExportRequest, preflight
     from ..predict import Predictor
 
     console = Console()
     card = get_card(model)
     if card.task != "cls":
         raise click.BadParameter(f"{model} is a {card.task} model; the demo runs a classifier", param_hint="--model")
-    console.print(zoo_table(zoo_rows()))
     out = Path(output)
+    for target in DEMO_TARGETS:  # bad input (a missing checkpoint, an output folder not ours) fails before any work
+        preflight(ExportRequest(model, target, weights, output=str(out / f"{model}-{target}")))
+    console.print(zoo_table(zoo_rows()))
     for target in DEMO_TARGETS:
         if not _available(target):
             console.print(f"[yellow]skipping {target}[/]: its exporter is not available in this version")

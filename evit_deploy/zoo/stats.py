@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..files import atomic_write
 from .cards import get_card
 from .registry import meta_model
 
@@ -60,10 +61,7 @@ def model_stats(name: str, input_size: tuple[int, int] | None = None) -> ModelSt
     if key not in cache:
         cache[key] = {"params": count_params(name), "macs": count_macs(name, size)}
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
-            os.replace(tmp, path)
+            atomic_write(path, json.dumps(cache, indent=0, sort_keys=True))
         except OSError:
             pass  # a read-only home only costs a recount next time
     entry = cache[key]
