@@ -12,7 +12,6 @@ import os
 import pickle
 import pickletools
 import re
-import secrets
 import stat
 import warnings
 import zipfile
@@ -23,6 +22,7 @@ from typing import BinaryIO
 import torch
 
 from evit_deploy.errors import CheckpointError
+from evit_deploy.files import atomic_write
 
 __all__ = ["check_compatible", "load_checkpoint_into", "read_state_dict", "save_state_dict"]
 
@@ -324,24 +324,20 @@ def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | os.PathL
                 tensor = tensor.clone()
             seen.add(ident)
         state[key] = tensor
-    tmp = p.with_name(f".{p.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with os.fdopen(fd, "wb") as f:
-            if p.suffix.lower() == ".safetensors":
-                from safetensors.torch import save
+    if p.suffix.lower() == ".safetensors":
+        from safetensors.torch import save
 
-                f.write(save(state))
-            else:
-                torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
+        data = save(state)
+    else:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        data = buffer.getvalue()
+    if not p.parent.is_dir():
+        raise _error(f"cannot write checkpoint {p}: the folder {p.parent} does not exist")
+    try:
+        atomic_write(p, data)
     except OSError as exc:
         raise _error(f"cannot write checkpoint {p}: {exc.strerror or _reason(exc)}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # --------------------------------------------------------------------------------------------- checking
