@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...artifacts import FORMATS, ArtifactEntry
 from ...files import sha256_file  # noqa: F401  (re-exported for exporters)
 from ..profiles import ExportProfile
+from ..steps import StepReporter, silent_step
 from ..tasks import ExportSpec, ExportUnit
-
-StepReporter = Callable[[str], contextlib.AbstractContextManager]
-
-
-@contextlib.contextmanager
-def silent_step(name: str) -> Iterator[None]:
-    yield
-
 
 Artifact = ArtifactEntry  # what an exporter returns is the manifest entry it records
 
