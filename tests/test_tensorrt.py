@@ -28,23 +28,22 @@ from evit_deploy import runtime
 from evit_deploy.artifacts import read_manifest
 from evit_deploy.errors import EvitError
 from evit_deploy.export.calibration import preprocess
-from evit_deploy.export.exporters import tensorrt as trt_exporters
-from evit_deploy.export.exporters.tensorrt import folder_plans, tensorrt_problem
 from evit_deploy.export.pipeline import ExportRequest, run_export, validate_export
 from evit_deploy.export.profiles import TrtSettings, load_profile
-from evit_deploy.export.trt_plan import (
+from evit_deploy.export.trt import rebuild as trt_rebuild
+from evit_deploy.export.trt.builder import build_engine
+from evit_deploy.export.trt.bundle import trtexec_args
+from evit_deploy.export.trt.onnx_layers import fp32_islands, select_fp32_layers, value_types
+from evit_deploy.export.trt.plan import (
     EnginePlan,
     batch_range,
-    check_compatibility,
-    fp32_islands,
     input_shapes,
     make_plan,
     read_plans,
-    select_fp32_layers,
-    trtexec_args,
     use_strongly_typed,
-    value_types,
 )
+from evit_deploy.export.trt.rebuild import folder_plans
+from evit_deploy.runtime.trt_common import check_compatibility, tensorrt_problem
 from evit_deploy.zoo import get_card
 
 from .helpers import run_cli
@@ -144,17 +143,17 @@ def test_build_folder_registers_engines_in_export_json(cloud_fp16, tmp_path, mon
                 128], "dtype": "float32"}], "outputs": [{"name": "logits", "shape": ["batch", 1000],
                 "dtype": "float32"}], "timing_cache": "timing.cache"}
 
-    monkeypatch.setattr(trt_exporters, "build_engine", fake_build)
-    monkeypatch.setattr("evit_deploy.runtime.tensorrt_backend.import_tensorrt", lambda purpose: None)
+    monkeypatch.setattr(trt_rebuild, "build_engine", fake_build)
+    monkeypatch.setattr(trt_rebuild, "import_tensorrt", lambda purpose: None)
     for _ in range(2):  # a rebuild replaces the entry
-        trt_exporters.build_folder(folder)
+        trt_rebuild.build_folder(folder)
     manifest = json.loads((folder / "export.json").read_text())
     engines = [a for a in manifest["artifacts"] if a["format"] == "trt-engine"]
     assert len(engines) == 1 and engines[0]["path"] == "model.engine" and engines[0]["precision"] == "fp16"
     assert engines[0]["sha256"] and any("NVIDIA L4" in n for n in engines[0]["notes"])
     assert not list(folder.glob(".export.json.*"))
     with pytest.raises(EvitError, match="no engine plan for role 'encoder'"):
-        trt_exporters.build_folder(folder, role="encoder")
+        trt_rebuild.build_folder(folder, role="encoder")
     monkeypatch.undo()
     if NO_TRT:  # the folder now prefers the engine, which needs TensorRT
         with pytest.raises(EvitError, match="needs TensorRT"):
@@ -513,7 +512,7 @@ def test_build_calls_with_builder_flags_and_fp32_constraints(jetson_fp16, tmp_pa
     trt = fake_tensorrt("10.3.0.30")
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     plan = read_plans(folder)["model"]
-    sidecar = trt_exporters.build_engine(folder, plan)
+    sidecar = build_engine(folder, plan)
     net, config = trt.last.network, trt.last.config
     assert net.flags == 0 and {trt.BuilderFlag.FP16, trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS} <= config.flags
     assert config.pools == {"workspace": 2048 << 20} and not config.profiles  # static shapes: no profile
@@ -546,7 +545,7 @@ def test_build_calls_strongly_typed_and_fp32(cloud_fp16, tmp_path, monkeypatch, 
     assert [a["format"] for a in manifest["artifacts"]] == ["onnx", "trt-engine"]
     fp32 = make_plan(folder / "model.onnx", "model", "fp32", [{"name": "input", "shape": [1, 3, 128, 128]}],
                      TrtSettings(timing_cache=False), (1, 1, 1))
-    trt_exporters.build_engine(folder, fp32)
+    build_engine(folder, fp32)
     assert trt.BuilderFlag.TF32 not in trt.last.config.flags and trt.BuilderFlag.FP16 not in trt.last.config.flags
 
 
@@ -559,7 +558,7 @@ def test_engine_builds_and_matches_the_onnx_on_a_tensorrt_host(cloud_fp16, tmp_p
         pytest.skip(NO_TRT)
     folder = tmp_path / "copy"
     shutil.copytree(cloud_fp16.folder, folder)
-    (sidecar,) = trt_exporters.build_folder(folder)
+    (sidecar,) = trt_rebuild.build_folder(folder)
     assert sidecar["precision"] == "fp16" and (folder / "model.engine.json").is_file()
     engine = runtime.load(folder)
     assert engine.name == "tensorrt"

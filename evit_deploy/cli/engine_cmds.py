@@ -20,7 +20,7 @@ def build_engine(bundle: str, role: str | None, timing_cache: str | None) -> Non
     Writes <role>.engine and <role>.engine.json (TensorRT version, GPU, precision) into BUNDLE and adds the
     engines to its export.json; int8 calibrates from calibration/<role>.npy and writes calibration/<role>.cache.
     """
-    from ..export.exporters.tensorrt import build_folder
+    from ..export.trt.rebuild import build_folder
 
     sidecars = build_folder(bundle, role, timing_cache, RichSteps())
     console = Console()

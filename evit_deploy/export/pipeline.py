@@ -22,9 +22,9 @@ from ..files import commit_staged, sha256_file, staged_dir, writing
 from ..zoo import create_model, get_card
 from ..zoo.cards import ModelCard
 from .exporters import EXPORTERS, Artifact, ExportContext
-from .exporters.base import StepReporter, silent_step
 from .profiles import ExportProfile, profile_from_dict
 from .request import ExportRequest, preflight
+from .steps import StepReporter, silent_step
 from .tasks import ExportSpec, ExportUnit, export_units
 from .transforms import apply_transforms, changes_numerics
 from .validate import ArtifactReport, torch_outputs, transform_effect, validate_artifact

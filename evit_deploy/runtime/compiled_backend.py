@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,8 @@ import torch
 
 from ..errors import EvitError
 from .base import Backend, TensorSpec, register_backend
+from .gpu import gpu_facts
+from .sidecar import read_sidecar, sidecar_path
 
 
 @register_backend(".pt2")
@@ -25,18 +26,18 @@ class CompiledBackend(Backend):
     def __init__(self, path: str | Path, threads: int = 0, providers: object = None,
                  shared_cpu: bool = False) -> None:
         self.path = Path(path)
-        sidecar_path = self.path.with_suffix(".pt2.json")
-        if not self.path.is_file() or not sidecar_path.is_file():
-            raise EvitError(f"{self.path} is not a compiled package (needs {self.path.name} and {sidecar_path.name})")
-        sidecar = json.loads(sidecar_path.read_text())
+        sidecar = read_sidecar(self.path) if self.path.is_file() else None
+        if sidecar is None:
+            raise EvitError(f"{self.path} is not a compiled package (needs {self.path.name} and "
+                            f"{sidecar_path(self.path).name})")
         if not torch.cuda.is_available():
             raise EvitError(f"{self.path.name} runs on a CUDA GPU; none is available here")
-        from ..export.exporters.compiled import device_facts
-
-        here = device_facts()
-        for key in ("gpu", "compute_capability", "torch"):
-            if sidecar.get(key) != here[key]:
-                raise EvitError(f"{self.path.name} was built for {key} {sidecar.get(key)}, this host has "
+        here = gpu_facts(torch.cuda.current_device(), torch_versions=True)
+        built = {**sidecar, "gpu_name": sidecar.get("gpu_name", sidecar.get("gpu"))}  # "gpu": older packages
+        for key in ("gpu_name", "compute_capability", "torch"):
+            if built.get(key) != here[key]:
+                label = "gpu" if key == "gpu_name" else key
+                raise EvitError(f"{self.path.name} was built for {label} {built.get(key)}, this host has "
                                 f"{here[key]}: rebuild it here with evit-deploy export")
         cache = self.path.with_name(sidecar["cache"])
         if cache.is_file() and cache.stat().st_size:

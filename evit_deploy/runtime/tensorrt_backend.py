@@ -7,10 +7,8 @@ so timings include the transfers (as the paper's TensorRT figures do). Dynamic a
 replays a captured CUDA graph of the enqueue for input shapes seen before.
 
 Before deserializing, the sidecar ``<engine>.json`` written by the builder is compared with this host: an
-engine built with another TensorRT version or for another GPU is refused with a one-line EvitError.
-
-Verified here (no TensorRT, no GPU): importing and registering this module, the missing-TensorRT error and the
-sidecar check (``export/trt_plan.check_compatibility``). Not run here: everything after ``import tensorrt``.
+engine built with another TensorRT version or for another GPU is refused with a one-line EvitError
+(:func:`evit_deploy.runtime.trt_common.check_compatibility`).
 """
 
 from __future__ import annotations
@@ -23,19 +21,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import EvitError
-from ..export.trt_plan import check_compatibility, read_sidecar
 from .base import Backend, TensorSpec, register_backend
-
-
-def import_tensorrt(purpose: str) -> Any:
-    """``import tensorrt``, or a one-line EvitError saying that ``purpose`` needs it."""
-    try:
-        import tensorrt
-    except Exception as exc:  # ImportError, or a broken install (missing libnvinfer, CUDA)
-        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise EvitError(f"{purpose} needs TensorRT (import tensorrt failed: {detail}); install it where an NVIDIA "
-                        "GPU is (pip install tensorrt, or JetPack on Jetson)") from None
-    return tensorrt
+from .gpu import gpu_facts
+from .sidecar import read_sidecar
+from .trt_common import check_compatibility, import_tensorrt, make_logger
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> Any:
@@ -47,33 +36,6 @@ def _torch_dtype(trt: Any, dtype: Any) -> Any:
         if hasattr(trt.DataType, name) and dtype == getattr(trt.DataType, name):
             return torch_dtype
     raise EvitError(f"unsupported TensorRT tensor type {dtype}")
-
-
-def make_logger(trt: Any) -> Any:
-    """A ``trt.ILogger`` that keeps TensorRT's ERROR messages in ``errors`` (for one-line messages) and turns its
-    warnings into Python warnings."""
-
-    class Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            if int(severity) <= int(trt.ILogger.Severity.ERROR):
-                self.errors.append(" ".join(str(msg).split()))
-            elif int(severity) == int(trt.ILogger.Severity.WARNING):
-                warnings.warn(f"TensorRT: {msg}", stacklevel=2)
-
-    return Logger()
-
-
-def device_facts(trt: Any, device: int = 0) -> dict[str, Any]:
-    """This host's TensorRT version, GPU name and compute capability (from PyTorch's CUDA)."""
-    import torch
-
-    major, minor = torch.cuda.get_device_capability(device)
-    return {"tensorrt_version": trt.__version__, "gpu_name": torch.cuda.get_device_name(device),
-            "compute_capability": f"{major}.{minor}"}
 
 
 @register_backend(".engine", ".plan")
@@ -104,7 +66,7 @@ class TensorRtBackend(Backend):
             warnings.warn(f"{self.path.name} has no {self.path.name}.json sidecar: its TensorRT version and GPU "
                           "cannot be checked before loading", stacklevel=2)
         elif check_device:
-            problem = check_compatibility(self.sidecar, device_facts(trt, device))
+            problem = check_compatibility(self.sidecar, gpu_facts(device, trt=trt))
             if problem:
                 raise EvitError(f"refusing {self.path}: {problem}")
         self.logger = make_logger(trt)

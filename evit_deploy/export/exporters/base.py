@@ -4,9 +4,7 @@ table is the idea: a table of facts, not a chain of ifs inside each exporter).""
 
 from __future__ import annotations
 
-import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,15 +12,8 @@ from ...artifacts import FORMATS, ArtifactEntry
 from ...files import sha256_file  # noqa: F401  (re-exported for exporters)
 from ...zoo.cards import ModelCard
 from ..profiles import ExportProfile
+from ..steps import StepReporter, silent_step
 from ..tasks import ExportSpec, ExportUnit
-
-StepReporter = Callable[[str], contextlib.AbstractContextManager]
-
-
-@contextlib.contextmanager
-def silent_step(name: str) -> Iterator[None]:
-    yield
-
 
 Artifact = ArtifactEntry  # what an exporter returns is the manifest entry it records
 

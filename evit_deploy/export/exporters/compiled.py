@@ -5,27 +5,21 @@
 Why not AOTInductor: on the GPU machine available to us (PyTorch 2.11, CUDA 13) loading any AOTInductor
 package segfaulted while compiling worked (deployment-pitfalls.md). A torch.export program is portable and
 loads without native code; the compile cache is keyed to the GPU and library versions, which the sidecar
-records and the backend checks.
+(:func:`evit_deploy.runtime.gpu.gpu_facts`) records and the backend checks.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 
 import torch
 
 from ...artifacts import TensorSpec
+from ...runtime.gpu import gpu_facts
+from ...runtime.sidecar import write_sidecar
 from ..precision import mixed_fp16
 from ..tasks import ExportUnit
 from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
-
-
-def device_facts() -> dict[str, str]:
-    """What a compile cache is valid for: GPU, compute capability and library versions."""
-    props = torch.cuda.get_device_properties(torch.cuda.current_device())
-    return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}", "torch": torch.__version__,
-            "cuda": str(torch.version.cuda)}
 
 
 @register_exporter
@@ -61,9 +55,11 @@ class CompiledExporter(Exporter):
         outs = out if isinstance(out, tuple) else (out,)
         inputs = [TensorSpec(n, tuple(t.shape), "float32") for n, t in zip(unit.input_names, unit.example_inputs)]
         outputs = [TensorSpec(n, tuple(t.shape), "float32") for n, t in zip(unit.output_names, outs)]
-        sidecar = device_facts() | {"mode": settings.mode, "precision": precision, "cache": cache.name,
-                                    "inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs]}
-        path.with_suffix(".pt2.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+        valid_for = gpu_facts(torch.cuda.current_device(), torch_versions=True)  # what the compile cache is tied to
+        sidecar = valid_for | {"mode": settings.mode, "precision": precision, "cache": cache.name,
+                               "inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs]}
+        write_sidecar(path, sidecar)
         return Artifact("torch-compiled", unit.role, path.name, precision, "NCHW", inputs, outputs,
-                        notes=[f"torch.export program + torch.compile({settings.mode}) cache for {sidecar['gpu']} "
-                               f"(sm {sidecar['compute_capability']}), torch {sidecar['torch']}; static shapes"])
+                        notes=[f"torch.export program + torch.compile({settings.mode}) cache for "
+                               f"{sidecar['gpu_name']} (sm {sidecar['compute_capability']}), torch {sidecar['torch']}; "
+                               "static shapes"])

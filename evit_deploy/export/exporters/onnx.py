@@ -17,12 +17,21 @@ _DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 3: "int8", 2: "u
 
 
 def _specs(values) -> list[TensorSpec]:  # noqa: ANN001 - onnx ValueInfoProto list
+    """TensorSpecs of ONNX graph inputs or outputs (symbolic dims by name, unknown ones as ``?``)."""
     specs = []
     for v in values:
         t = v.type.tensor_type
         shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim)
         specs.append(TensorSpec(v.name, shape, _DTYPES.get(t.elem_type, str(t.elem_type))))
     return specs
+
+
+def onnx_io_specs(path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The inputs and outputs of the ONNX file ``path`` (its weights are not loaded)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return _specs(graph.input), _specs(graph.output)
 
 
 def torch_to_onnx(unit: ExportUnit, path: Path, opset: int, exporter: str, module: torch.nn.Module | None = None
@@ -95,9 +104,8 @@ class OnnxExporter(Exporter):
                 quantize_dynamic_int8(fp32, path)
                 fp32.unlink()
                 notes.append("onnxruntime quantize_dynamic: int8 weights, activations quantized at run time")
-        graph = onnx.load(str(path), load_external_data=False).graph
-        return Artifact("onnx", unit.role, path.name, precision, "NCHW", _specs(graph.input),
-                        _specs(graph.output), notes=notes)
+        inputs, outputs = onnx_io_specs(path)
+        return Artifact("onnx", unit.role, path.name, precision, "NCHW", inputs, outputs, notes=notes)
 
 
 @register_exporter
