@@ -8,7 +8,7 @@ import re
 import warnings
 from typing import Any
 
-from ..errors import EvitError
+from ..errors import EvitError, one_line
 
 
 def import_tensorrt(purpose: str) -> Any:
@@ -16,7 +16,7 @@ def import_tensorrt(purpose: str) -> Any:
     try:
         import tensorrt
     except Exception as exc:  # ImportError, or a broken install (missing libnvinfer, CUDA)
-        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        detail = one_line(exc, 200) or type(exc).__name__
         raise EvitError(f"{purpose} needs TensorRT (import tensorrt failed: {detail}); install it where an NVIDIA "
                         "GPU is (pip install tensorrt, or JetPack on Jetson)") from None
     return tensorrt
@@ -27,7 +27,7 @@ def tensorrt_problem() -> str | None:
     try:
         import tensorrt as trt
     except Exception as exc:  # ImportError, or a broken install
-        detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+        detail = one_line(exc, 160) or type(exc).__name__
         return f"TensorRT is not installed on this host (import tensorrt failed: {detail})"
     try:
         import torch
@@ -51,7 +51,7 @@ def make_logger(trt: Any) -> Any:
 
         def log(self, severity: Any, msg: str) -> None:
             if int(severity) <= int(trt.ILogger.Severity.ERROR):
-                self.errors.append(" ".join(str(msg).split()))
+                self.errors.append(one_line(msg, 10_000))
             elif int(severity) == int(trt.ILogger.Severity.WARNING):
                 warnings.warn(f"TensorRT: {msg}", stacklevel=2)
 

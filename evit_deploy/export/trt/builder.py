@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ... import __version__
-from ...errors import EvitError
+from ...errors import EvitError, one_line
 from ...files import atomic_write, sha256_file
 from ...runtime.gpu import gpu_facts
 from ...runtime.sidecar import write_sidecar
@@ -41,14 +41,9 @@ class Network(NamedTuple):
     parser: Any
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text[:limit] + ("..." if len(text) > limit else "")
-
-
 def _failed(trt: Any, logger: Any, what: str) -> EvitError:
     reason = logger.errors[-1] if logger.errors else "no reason logged"
-    return EvitError(f"TensorRT {trt.__version__} could not {what} ({_one_line(reason)})")
+    return EvitError(f"TensorRT {trt.__version__} could not {what} ({one_line(reason, 300)})")
 
 
 def parse_network(trt: Any, logger: Any, folder: Path, plan: EnginePlan, strongly: bool,
@@ -68,7 +63,7 @@ def parse_network(trt: Any, logger: Any, folder: Path, plan: EnginePlan, strongl
     with step(f"parse {plan.onnx} (TensorRT {trt.__version__})"):
         if not parser.parse_from_file(str(folder / plan.onnx)):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise EvitError(f"TensorRT {trt.__version__} could not parse {plan.onnx}: {_one_line(errors)}")
+            raise EvitError(f"TensorRT {trt.__version__} could not parse {plan.onnx}: {one_line(errors, 300)}")
     network_inputs = {network.get_input(i).name for i in range(network.num_inputs)}
     unknown = sorted(set(plan.shapes) - network_inputs)
     if unknown:
