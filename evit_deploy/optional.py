@@ -18,15 +18,14 @@ EXTRAS = {  # importable module → the extra that installs it
 }
 
 
-def install_hint(module: str) -> str:
-    extra = EXTRAS.get(module.split(".")[0])
-    return f"pip install 'evit-deploy[{extra}]'" if extra else f"pip install {module.split('.')[0]}"
-
-
 def require(module: str, purpose: str) -> ModuleType:
     """``import module``, or a :class:`MissingDependency` saying that ``purpose`` needs it and how to install it."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingDependency(f"{purpose} needs {module.split('.')[0]}, which is not installed "
-                                f"({one_line(exc, 120)}): {install_hint(module)}") from None
+        top = module.split(".")[0]
+        extra = EXTRAS.get(top)
+        needs = f"the [{extra}] extra" if extra else top
+        hint = f"pip install 'evit-deploy[{extra}]'" if extra else f"pip install {top}"
+        raise MissingDependency(f"{purpose} needs {needs} ({top} is not installed: {one_line(exc, 120)}): {hint}"
+                                ) from None
