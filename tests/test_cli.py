@@ -79,9 +79,10 @@ def test_imgsz_takes_one_or_two_values():
 def test_demo_exports_benchmarks_and_predicts(tmp_path, capsys):
     from .helpers import run_cli
 
-    assert run_cli(["demo", "--runs", "1", "-o", str(tmp_path)]) == 0
+    # The demo's path with the smallest classifier (make demo runs the default, B1, the same way).
+    assert run_cli(["demo", "--model", "efficientvit-b0-r224", "--runs", "1", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for target in ("cpu-ort", "mobile-cpu-tflite"):
-        assert (tmp_path / f"efficientvit-b1-r224-{target}" / "export.json").is_file()
-        assert (tmp_path / f"bench-efficientvit-b1-r224-{target}" / "report.md").is_file()
+        assert (tmp_path / f"efficientvit-b0-r224-{target}" / "export.json").is_file()
+        assert (tmp_path / f"bench-efficientvit-b0-r224-{target}" / "report.md").is_file()
     assert "sample photo 'chelsea'" in out and "EfficientViT model zoo (37 models)" in out
