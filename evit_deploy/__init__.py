@@ -6,9 +6,7 @@ pay for torch until a model is actually needed.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ._lazy import lazy_names
 from .errors import CheckpointError, EvitError, UnknownModelError
 
 __version__ = "0.1.0"
@@ -24,10 +22,4 @@ _LAZY = {
 
 __all__ = ["CheckpointError", "EvitError", "UnknownModelError", "__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'evit_deploy' has no attribute {name!r}")
+__getattr__ = lazy_names("evit_deploy", _LAZY, globals())

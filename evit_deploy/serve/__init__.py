@@ -9,8 +9,7 @@ The names below are imported on first use, so reading ``ServeSettings`` does not
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_names
 
 _LAZY = {
     "DEFAULT_MAX_BYTES": "evit_deploy.serve.settings",
@@ -27,10 +26,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'evit_deploy.serve' has no attribute {name!r}")
+__getattr__ = lazy_names("evit_deploy.serve", _LAZY, globals())

@@ -6,19 +6,12 @@ card (argument checks, listings) does not pay for importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from .._lazy import lazy_names
 from .cards import TASKS, ModelCard, all_cards, get_card, list_models
 
-_REGISTRY = ("RandomWeightsWarning", "build_model", "create_model", "meta_model", "register_task")
+_REGISTRY = dict.fromkeys(("RandomWeightsWarning", "build_model", "create_model", "meta_model", "register_task"),
+                          "evit_deploy.zoo.registry")
 
 __all__ = ["TASKS", "ModelCard", "all_cards", "get_card", "list_models", *_REGISTRY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _REGISTRY:
-        value = getattr(importlib.import_module("evit_deploy.zoo.registry"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'evit_deploy.zoo' has no attribute {name!r}")
+__getattr__ = lazy_names("evit_deploy.zoo", _REGISTRY, globals())
