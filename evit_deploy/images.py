@@ -50,10 +50,11 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
 
 
-def upright_rgb(img: Image.Image) -> Image.Image:
-    """An opened PIL image → upright RGB (EXIF orientation applied, bit depth scaled, alpha dropped)."""
+def upright_rgb(img: Image.Image, upright: bool = True) -> Image.Image:
+    """An opened PIL image → RGB (EXIF orientation applied unless ``upright=False``, bit depth scaled, alpha
+    dropped). Datasets whose labels are in the stored pixel frame are read with ``upright=False``."""
     try:
-        img = ImageOps.exif_transpose(img)
+        img = ImageOps.exif_transpose(img) if upright else img
     except (OSError, ValueError, SyntaxError, TypeError) as exc:  # a corrupt EXIF block: keep the pixels as stored
         warnings.warn(f"ignoring unreadable EXIF orientation ({exc})", stacklevel=3)
     if img.mode in ("I", "F") or img.mode.startswith("I;16"):
@@ -61,8 +62,9 @@ def upright_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def open_image(source: str | os.PathLike | bytes, max_pixels: int | None = None) -> Image.Image:
-    """A file path or encoded bytes → upright RGB image, checking the pixel count before decoding."""
+def open_image(source: str | os.PathLike | bytes, max_pixels: int | None = None, upright: bool = True) -> Image.Image:
+    """A file path or encoded bytes → RGB image (upright unless ``upright=False``), checking the pixel count
+    before decoding."""
     limit = max_pixels or LIMITS.max_image_pixels
     what = "payload" if isinstance(source, bytes) else str(source)
     if isinstance(source, bytes) and not source:
@@ -76,7 +78,7 @@ def open_image(source: str | os.PathLike | bytes, max_pixels: int | None = None)
                     raise ImageTooLarge(f"{what}: image is {img.width}x{img.height} pixels; the limit is {limit} "
                                         "pixels")
                 img.load()
-                return upright_rgb(img)
+                return upright_rgb(img, upright)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLarge(f"{what}: image has more than {limit} pixels (decompression bomb guard)") from None
     except FileNotFoundError:
@@ -89,8 +91,9 @@ def open_image(source: str | os.PathLike | bytes, max_pixels: int | None = None)
         raise ImageError(f"{what} is not a decodable image: {one_line(exc, 120)}") from None
 
 
-def load_rgb(image: ImageLike, max_pixels: int | None = None) -> Image.Image:
-    """A file path, encoded bytes, PIL image or uint8 array (HxW, HxWx3 RGB, HxWx4 RGBA) as an upright RGB image."""
+def load_rgb(image: ImageLike, max_pixels: int | None = None, upright: bool = True) -> Image.Image:
+    """A file path, encoded bytes, PIL image or uint8 array (HxW, HxWx3 RGB, HxWx4 RGBA) as an RGB image, upright
+    unless ``upright=False`` (evaluation datasets label the pixels as stored)."""
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise ImageError(f"expected a uint8 image array, got dtype {image.dtype}")
@@ -100,7 +103,7 @@ def load_rgb(image: ImageLike, max_pixels: int | None = None) -> Image.Image:
             return Image.fromarray(np.ascontiguousarray(image[..., :3]))
         raise ImageError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {tuple(image.shape)}")
     if isinstance(image, Image.Image):
-        return upright_rgb(image)
+        return upright_rgb(image, upright)
     if isinstance(image, (str, os.PathLike, bytes)):
-        return open_image(image, max_pixels)
+        return open_image(image, max_pixels, upright)
     raise ImageError(f"expected a file path, bytes, PIL image or numpy array, got {type(image).__name__}")

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "triton": ("evit_deploy.cli.predict_cmds:triton", "Write a Triton Inference Server model repository."),
     "build-engine": ("evit_deploy.cli.engine_cmds:build_engine", "Build TensorRT engines of an export on the device."),
     "bench": ("evit_deploy.cli.bench_cmds:bench", "Benchmark PyTorch eager and exported artifacts, with reports."),
+    "eval": ("evit_deploy.cli.eval_cmds:eval_command", "Accuracy of an export on your dataset (official protocols)."),
     "demo": ("evit_deploy.cli.demo:demo", "The main job on a default model: export, validate, benchmark, predict."),
 }
 

@@ -182,6 +182,24 @@ class SamHandler(TaskHandler):
         out = engine.run("decoder", feeds)
         return out["masks"][0], out["iou_predictions"][0]
 
+    @staticmethod
+    def decode_boxes(engine: Engine, embedding: np.ndarray, size: tuple[int, int],
+                     boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """All four mask tokens of ``P`` box prompts (``[P,4]`` XYXY pixels) on one embedding, in one decoder run:
+        ``([P,4,256,256] logits, [P,4] IoU)``."""
+        corners = sam_transform_coords(np.asarray(boxes, np.float64).reshape(-1, 2), size).reshape(-1, 2, 2)
+        count = len(corners)
+        feeds = {"image_embeddings": np.ascontiguousarray(embedding, dtype=np.float32)}
+        if engine.native_boxes:
+            feeds |= {"boxes": corners.reshape(count, 4).astype(np.float32),
+                      "point_coords": np.zeros((count, 0, 2), np.float32),
+                      "point_labels": np.zeros((count, 0), np.float32)}
+        else:  # the ONNX decoder takes a box as two corner points (labels 2, 3)
+            feeds |= {"point_coords": corners.astype(np.float32),
+                      "point_labels": np.tile(np.array([[2, 3]], np.float32), (count, 1))}
+        out = engine.run("decoder", feeds)
+        return out["masks"], out["iou_predictions"]
+
     def infer(self, engine: Engine, items: list[Prepared]) -> list[Any]:
         embeddings = self.encode(engine, [it.x for it in items])
         return [self.decode(engine, embeddings[i : i + 1], it.original_size, it.options["prompt"])

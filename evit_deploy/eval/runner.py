@@ -1,0 +1,233 @@
+"""``evaluate``: PyTorch and every runnable artifact of an export on the same images, in one pass.
+
+Images are decoded and pre-processed by a thread pool a few batches ahead of the model runs, so evaluation is
+not dominated by its own I/O. Each backend's ``images_per_s`` counts the time in its model runs only; the
+report also gives the wall-clock rate of the whole pass.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..artifacts import ArtifactEntry, Manifest, is_export_folder, read_manifest
+from ..errors import EvitError
+from ..limits import LIMITS
+from ..predict.engines import Engine, ExportEngine, TorchEngine
+from ..zoo.cards import ModelCard, get_card
+from .datasets import Dataset, Sample, open_dataset
+from .protocols import PROTOCOLS, Item, Protocol, Tally
+
+DATASET_OF_TASK = {"cls": ("imagenet",), "seg": ("cityscapes", "ade20k"), "sam": ("coco",)}
+PUBLISHED_KEYS = {"imagenet": ("top1", "top5"), "cityscapes": ("miou",), "ade20k": ("miou",),
+                  "coco": ("coco_box_miou", "coco_box_miou_small", "coco_box_miou_medium", "coco_box_miou_large")}
+Progress = Callable[[str, int], Any]  # (label, total) → context manager yielding an advance(n) callable
+
+
+@dataclass
+class EvalSettings:
+    data: str
+    dataset: str | None = None  # imagenet | cityscapes | ade20k | coco; None = detected from the layout
+    labels: str | None = None  # flat ImageNet folder: lines "filename,class_index"
+    weights: str | None = None
+    ema: bool = False
+    limit: int | None = None  # the first N images (sorted)
+    batch: int = 1
+    threads: int | None = None  # runtime threads (default: the export's); PyTorch uses the same
+    workers: int = 2  # decoding / pre-processing threads
+    pytorch: bool = True  # evaluate the PyTorch model beside the artifacts
+
+
+@dataclass
+class Row:
+    """One backend under evaluation."""
+
+    backend: str
+    format: str
+    precision: str
+    artifact: str | None
+    engine: Engine
+    fixed_size: tuple[int, int] | None  # None: takes the protocol's size of every image
+    deviations: list[str] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
+    seconds: float = 0.0
+
+
+def _no_progress(label: str, total: int) -> Any:
+    import contextlib
+
+    return contextlib.nullcontext(lambda n=1: None)
+
+
+def _spatial_fixed(entry: ArtifactEntry) -> tuple[int, int] | None:
+    """The artifact's fixed input (H, W), or None when both are symbolic (dynamic spatial shapes)."""
+    shape = entry.inputs[0].shape
+    h, w = shape[-2], shape[-1]
+    return (h, w) if isinstance(h, int) and isinstance(w, int) else None
+
+
+def _artifact_rows(folder: Path, manifest: Manifest, protocol: Protocol, threads: int | None,
+                   skipped: list[str]) -> list[Row]:
+    rows = []
+    for entry in manifest.artifacts:
+        if entry.role not in ("model", "encoder") or not entry.runnable:
+            continue
+        try:
+            engine = ExportEngine(folder, manifest, folder / entry.path, threads)
+        except EvitError as exc:
+            skipped.append(f"{entry.path}: {exc}")
+            continue
+        fixed = _spatial_fixed(entry)
+        deviations = []
+        if protocol.dynamic_sizes and fixed is not None:
+            deviations.append(f"protocol deviation: fixed input size {fixed[0]}x{fixed[1]} (the protocol sizes "
+                              "each image; export with dynamic_hw: true to follow it)")
+        backend = next(iter(engine.backends.values())).name
+        rows.append(Row(backend, entry.format, entry.precision, entry.path, engine,
+                        fixed if protocol.dynamic_sizes else None, deviations))
+    return rows
+
+
+def _check_pairing(card: ModelCard, dataset: Dataset) -> None:
+    kinds = DATASET_OF_TASK[card.task]
+    if dataset.kind not in kinds or (card.task == "seg" and dataset.kind != card.dataset):
+        wanted = card.dataset if card.task == "seg" else " or ".join(kinds)
+        raise EvitError(f"{card.name} ({card.task}, {card.dataset}) is evaluated on {wanted}; {dataset.describe()} "
+                        "is another dataset")
+
+
+def _batches(samples: list[Sample], size: int) -> Iterator[list[Sample]]:
+    for start in range(0, len(samples), size):
+        yield samples[start : start + size]
+
+
+def _prepared(protocol: Protocol, samples: list[Sample], sizes: list[tuple[int, int] | None], batch: int,
+              workers: int) -> Iterator[dict[Any, list[Item]]]:
+    """Batches of prepared items per input size, decoded by ``workers`` threads a few batches ahead."""
+
+    def prepare(chunk: list[Sample]) -> dict[Any, list[Item]]:
+        return {size: [protocol.prepare(s, size) for s in chunk] for size in sizes}
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        pending = []
+        for chunk in _batches(samples, batch):
+            pending.append(pool.submit(prepare, chunk))
+            if len(pending) > workers + 1:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+def evaluate(target: str | Path, settings: EvalSettings, progress: Progress = _no_progress) -> dict[str, Any]:
+    """Evaluate an export folder (each runnable artifact, and PyTorch) or a zoo model (PyTorch) on a dataset;
+    returns the report (the layout of ``eval.json``)."""
+    if settings.batch < 1 or settings.batch > LIMITS.max_batch:
+        raise EvitError(f"--batch must be 1..{LIMITS.max_batch}, got {settings.batch}")
+    if settings.limit is not None and settings.limit < 1:
+        raise EvitError(f"--limit must be >= 1, got {settings.limit}")
+    folder = Path(target) if is_export_folder(target) else None
+    manifest = read_manifest(folder, verify=False) if folder else None
+    card = get_card(manifest.model if manifest else str(target))
+    dataset = open_dataset(settings.data, settings.dataset, settings.labels)
+    _check_pairing(card, dataset)
+    input_size = tuple(manifest.input_size) if manifest else tuple(card.input_size)
+    protocol = PROTOCOLS[card.task](card, dataset, input_size)
+    threads = settings.threads if settings.threads is not None else (manifest.runtime.threads if manifest else None)
+
+    skipped: list[str] = []
+    rows = _artifact_rows(folder, manifest, protocol, threads, skipped) if manifest else []
+    if settings.pytorch:
+        rows.insert(0, _pytorch_row(card, settings, manifest, threads))
+    if not rows:
+        raise EvitError(f"nothing to evaluate in {target}: " + "; ".join(skipped or ["no runnable artifact"]))
+
+    samples = dataset.samples[: settings.limit] if settings.limit else dataset.samples
+    sizes = sorted({row.fixed_size for row in rows}, key=lambda s: (s is not None, s))
+    started = time.perf_counter()
+    with progress(f"{card.name} on {dataset.kind}: {len(rows)} backend(s)", len(samples)) as advance:
+        for prepared in _prepared(protocol, samples, sizes, settings.batch, settings.workers):
+            reference: list[Any] | None = None
+            for row in rows:
+                items = prepared[row.fixed_size]
+                tic = time.perf_counter()
+                raws = protocol.run(row.engine, items)
+                row.seconds += time.perf_counter() - tic
+                scored = [protocol.score(row.tally, item, raw, None if reference is None else reference[i])
+                          for i, (item, raw) in enumerate(zip(items, raws))]
+                reference = scored if reference is None else reference
+            advance(len(next(iter(prepared.values()))))
+    wall = time.perf_counter() - started
+    return _report(card, dataset, settings, protocol, rows, skipped, len(samples), wall, folder, manifest)
+
+
+def _pytorch_row(card: ModelCard, settings: EvalSettings, manifest: Manifest | None, threads: int | None) -> Row:
+    import torch
+
+    from ..zoo import RandomWeightsWarning, create_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    weights = settings.weights
+    recorded = manifest.weights if manifest else {}
+    if weights is None and recorded.get("file"):
+        raise EvitError(f"the export was made from {recorded['file']}: pass it with --weights (PyTorch is the "
+                        "reference row), or --no-pytorch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)  # the report says "random" in settings
+        model = create_model(card.name, weights, ema=settings.ema or bool(recorded.get("ema")))
+    return Row("pytorch", "pytorch-eager", "fp32", None, TorchEngine(model), None)
+
+
+def _report(card: ModelCard, dataset: Dataset, settings: EvalSettings, protocol: Protocol, rows: list[Row],
+            skipped: list[str], images: int, wall: float, folder: Path | None,
+            manifest: Manifest | None) -> dict[str, Any]:
+    from ..bench.harness import machine_facts
+
+    results = []
+    for row in rows:
+        reference_row = row is rows[0] and row.backend == "pytorch"
+        agreement = None if reference_row or not row.tally.compared else row.tally.agree / row.tally.compared
+        results.append({
+            "backend": row.backend, "format": row.format, "precision": row.precision, "artifact": row.artifact,
+            "metrics": protocol.metrics(row.tally),
+            "agreement_with_pytorch": agreement if rows[0].backend == "pytorch" else None,
+            "images_per_s": images / row.seconds if row.seconds else None,
+            "protocol_deviations": row.deviations,
+        })
+    published = {k: card.published[k] for k in PUBLISHED_KEYS[dataset.kind] if k in card.published}
+    return {
+        "model": card.name,
+        "export": str(folder) if folder else None,
+        "target": manifest.target if manifest else None,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": {"kind": dataset.kind, "path": str(dataset.root), "images": images, "limit": settings.limit,
+                    "available": len(dataset.samples)},
+        "protocol": {"task": card.task, "primary_metric": protocol.primary,
+                     "input_size": list(protocol.input_size) if not protocol.dynamic_sizes else "per image"},
+        "results": results,
+        "published": published,
+        "settings": {"batch": settings.batch, "workers": settings.workers, "threads": settings.threads,
+                     "weights": Path(settings.weights).name if settings.weights else "random"},
+        "machine": machine_facts(settings.threads or os.cpu_count() or 1),
+        "wall_seconds": round(wall, 3),
+        "images_per_s_wall": images / wall if wall else None,
+        "skipped": skipped,
+    }
+
+
+def accuracy_drops(report: dict[str, Any]) -> list[tuple[str, float]]:
+    """(artifact, PyTorch metric − artifact metric in points) for every artifact row, on the primary metric."""
+    key = report["protocol"]["primary_metric"]
+    rows = report["results"]
+    base = next((r["metrics"][key] for r in rows if r["backend"] == "pytorch"), None)
+    if base is None:
+        return []
+    return [(r["artifact"], base - r["metrics"][key]) for r in rows if r["artifact"] and r["metrics"][key] is not None]
+
