@@ -60,6 +60,12 @@ def markdown(report: dict[str, Any]) -> str:
     acc = ", ".join(f"{label} {facts[k]}" for k, label in ACCURACY_KEYS if k in facts)
     if acc:
         lines += ["", f"Published accuracy: {acc}; MACs {facts.get('macs_G')} G; params {facts.get('params_M')} M."]
+    measured = report.get("accuracy")
+    if measured:
+        values = ", ".join(f"{name} {value:.2f}" for name, value in measured["by_artifact"].items()
+                           if value is not None)
+        lines += ["", f"Measured {measured['metric']} on {measured['images']} images of {measured['dataset']} "
+                  f"(`evit-deploy eval`, official protocol): {values}."]
     lines += ["", "Compare like with like: same batch, same precision, and whether host-device copies are "
               "included (the paper's TensorRT figures include them; CPU backends have none)."]
     return "\n".join(lines) + "\n"
@@ -107,12 +113,17 @@ def plots(report: dict[str, Any]) -> dict[str, str]:
                 for x, y, name in pts:
                     ax.annotate(name.removeprefix("efficientvit-"), (x, y), fontsize=7, alpha=0.7)
         ours = [r for r in report["results"] if r["batch"] == min(report["settings"]["batches"])]
+        measured = report.get("accuracy") or {}
         for r in ours:
-            ax.scatter(r["latency_ms"]["median"], facts[key[0]], marker="o", s=60, edgecolors="black",
-                       label=f"measured: {r['format']} {r['precision']} bs{r['batch']} ({report['machine']['label']})")
+            value = measured.get("by_artifact", {}).get(r["artifact"] or "pytorch")
+            source = (f"accuracy measured on {measured['images']} {measured['dataset']} images" if value is not None
+                      else "published accuracy")
+            ax.scatter(r["latency_ms"]["median"], facts[key[0]] if value is None else value, marker="o", s=60,
+                       edgecolors="black", label=f"this machine: {r['format']} {r['precision']} bs{r['batch']}, "
+                                                 f"{source} ({report['machine']['label']})")
         ax.set_xscale("log")
         ax.set_xlabel("latency, ms (log; each point on its own device)")
-        ax.set_ylabel(key[1] + " (published)")
+        ax.set_ylabel(key[1] + (" (ours: measured; paper: published)" if measured else " (published)"))
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         out["accuracy_vs_latency"] = _png(fig)
         plt.close(fig)

@@ -23,9 +23,14 @@ from .output import RichSteps, progress_bar, reference_table, results_table
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for every backend (default: all cores).")
 @click.option("--output", "-o", type=click.Path(file_okay=False), help="Report folder (default: ./bench/<name>/).")
 @click.option("--ema", is_flag=True, help="Load the checkpoint's EMA weights (state_dict_ema / model_ema).")
+@click.option("--eval", "eval_from", type=click.Path(exists=True),
+              help="Put measured accuracy on the plots: a dataset folder (evaluated now, see `evit-deploy eval`) or "
+                   "the eval.json of an earlier evaluation of this export.")
+@click.option("--eval-limit", type=click.IntRange(min=1), help="With --eval DATASET: the first N images only.")
 @click.option("--list-reference", is_flag=True, help="Show the published figures the reports compare against.")
 def bench(model_or_export: str | None, target: str, weights: str | None, imgsz: tuple[int, ...], batches: str,
-          runs: int, warmup: int, threads: int | None, output: str | None, ema: bool, list_reference: bool) -> None:
+          runs: int, warmup: int, threads: int | None, output: str | None, ema: bool, eval_from: str | None,
+          eval_limit: int | None, list_reference: bool) -> None:
     """Measure MODEL (exported for --target first) or an EXPORT_DIR: PyTorch eager and every artifact.
 
     Backends run interleaved (one call each per round) with the same threads, input and batch; the report
@@ -60,8 +65,23 @@ def bench(model_or_export: str | None, target: str, weights: str | None, imgsz: 
     else:
         report = bench_model(model_or_export, target, settings, weights, imgsz or None, step=RichSteps(),
                              progress=progress_bar, ema=ema)
+    if eval_from is not None:
+        report["accuracy"] = _measured_accuracy(Path(eval_from), report, weights, ema, eval_limit)
     write_reports(report, folder)
     console.print(results_table(report))
     if report["skipped"]:
         console.print("not measured: " + "; ".join(report["skipped"]))
     console.print(f"reports: {folder}/report.md, report.json, report.html")
+
+
+def _measured_accuracy(source: Path, report: dict, weights: str | None, ema: bool, limit: int | None) -> dict:
+    """The accuracy of the benchmarked export: read from an eval.json, or measured now on a dataset folder."""
+    from ..eval import EvalSettings, bench_accuracy, evaluate, read_report
+
+    if source.is_file() or (source / "eval.json").is_file():
+        evaluation = read_report(source)
+        if evaluation["model"] != report["model"]:
+            raise EvitError(f"{source} evaluates {evaluation['model']}, not {report['model']}")
+    else:
+        evaluation = evaluate(report["export"], EvalSettings(str(source), weights=weights, ema=ema, limit=limit))
+    return bench_accuracy(evaluation)

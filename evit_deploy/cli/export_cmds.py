@@ -48,9 +48,15 @@ def _report_table(reports, folder: Path | None = None) -> Table:  # noqa: ANN001
               help="If --output exists and is not a previous export, move it aside (renamed, never deleted).")
 @click.option("--allow-large-input", is_flag=True,
               help="Lift the input-size limit (4096 px a side, 8.4 MP): such exports take minutes and tens of GB.")
+@click.option("--eval", "eval_data", type=click.Path(exists=True),
+              help="Also evaluate the export on this dataset (see `evit-deploy eval`); recorded in export.json.")
+@click.option("--eval-limit", type=click.IntRange(min=1), help="With --eval: the first N images only.")
+@click.option("--max-drop", type=click.FloatRange(min=0),
+              help="With --eval: refuse the export when an artifact loses more than this many points (top-1 or "
+                   "mIoU) against PyTorch.")
 def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...], batch: int | None,
            precision: str | None, output: str | None, calib: str | None, ema: bool, force: bool,
-           allow_large_input: bool) -> None:
+           allow_large_input: bool, eval_data: str | None, eval_limit: int | None, max_drop: float | None) -> None:
     """Export MODEL for a hardware target, validate it against PyTorch, write artifacts + export.json.
 
     Nothing is written unless every artifact passes the profile's validation tolerance. An existing output
@@ -62,11 +68,22 @@ def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...],
         raise click.BadParameter("give at most two values (H and W)", param_hint="--imgsz")
     request = ExportRequest(model, target, weights, imgsz or None, batch, precision, output, calib, force,
                             allow_large_input, ema)
+    if max_drop is not None and eval_data is None:
+        raise click.BadParameter("--max-drop needs --eval DIR (the dataset the drop is measured on)",
+                                 param_hint="--max-drop")
     preflight(request)  # bad input fails here, before torch is imported
 
     from ..export.pipeline import run_export
 
-    result = run_export(request, RichSteps())
+    steps = RichSteps()
+    gate = None
+    if eval_data is not None:
+        from ..eval import EvalSettings, accuracy_gate
+        from ..eval.datasets import open_dataset
+
+        open_dataset(eval_data)  # a layout mistake fails before the export's minutes of work
+        gate = accuracy_gate(EvalSettings(eval_data, weights=weights, ema=ema, limit=eval_limit), max_drop, steps)
+    result = run_export(request, steps, gate)
     console = Console()
     console.print(_report_table(result.reports, result.folder))
     for reason in result.skipped:
@@ -74,6 +91,11 @@ def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...],
     if result.moved_aside is not None:
         console.print(f"[yellow]moved the previous contents of {result.folder} to {result.moved_aside}[/]")
     m = result.manifest
+    accuracy = m.validation.get("accuracy")
+    if accuracy:
+        console.print(f"accuracy on {accuracy['dataset']['images']} images of {accuracy['dataset']['kind']}: "
+                      + ", ".join(f"{r['artifact']} {r[accuracy['metric']]:.2f}" for r in accuracy["results"]
+                                  if r[accuracy["metric"]] is not None))
     console.print(f"[bold green]exported[/] {model} for {m.target} ({m.precision}, "
                   f"{'x'.join(map(str, m.input_size))}) to {result.folder} in {result.seconds:.1f}s")
 

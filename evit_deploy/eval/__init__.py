@@ -7,6 +7,7 @@ segmentation resizing (OpenCV) and COCO masks (pycocotools).
 """
 
 from .report import read_report, write_report
-from .runner import EvalSettings, accuracy_drops, evaluate
+from .runner import EvalSettings, accuracy_drops, accuracy_gate, bench_accuracy, evaluate
 
-__all__ = ["EvalSettings", "accuracy_drops", "evaluate", "read_report", "write_report"]
+__all__ = ["EvalSettings", "accuracy_drops", "accuracy_gate", "bench_accuracy", "evaluate", "read_report",
+           "write_report"]

@@ -231,3 +231,38 @@ def accuracy_drops(report: dict[str, Any]) -> list[tuple[str, float]]:
         return []
     return [(r["artifact"], base - r["metrics"][key]) for r in rows if r["artifact"] and r["metrics"][key] is not None]
 
+
+
+def accuracy_gate(settings: EvalSettings, max_drop: float | None, step: Any = None) -> Any:
+    """A gate for ``run_export``: evaluate the staged export on ``settings.data``, record the accuracy in its
+    ``export.json`` (``validation.accuracy``) and refuse the export when an artifact loses more than ``max_drop``
+    points of the primary metric against PyTorch (None: record only)."""
+    import contextlib
+
+    from ..artifacts import write_manifest
+
+    def gate(folder: Path, manifest: Manifest) -> None:
+        with (step or (lambda name: contextlib.nullcontext()))(f"evaluate on {settings.data}"):
+            report = evaluate(folder, settings)
+        key = report["protocol"]["primary_metric"]
+        drops = accuracy_drops(report)
+        manifest.validation["accuracy"] = {
+            "dataset": report["dataset"], "metric": key, "max_drop": max_drop,
+            "results": [{"artifact": r["artifact"] or "pytorch", key: r["metrics"][key],
+                         "agreement_with_pytorch": r["agreement_with_pytorch"]} for r in report["results"]],
+        }
+        write_manifest(folder, manifest)
+        worst = max(drops, key=lambda d: d[1], default=None)
+        if max_drop is not None and worst is not None and worst[1] > max_drop:
+            raise EvitError(f"{worst[0]} loses {worst[1]:.2f} points of {key} against PyTorch on "
+                            f"{report['dataset']['images']} images of {report['dataset']['kind']} (--max-drop "
+                            f"{max_drop:g}); nothing was written")
+
+    return gate
+
+
+def bench_accuracy(report: dict[str, Any]) -> dict[str, Any]:
+    """What a benchmark report shows of an evaluation: the primary metric per artifact ("pytorch" for PyTorch)."""
+    key = report["protocol"]["primary_metric"]
+    return {"metric": key, "dataset": report["dataset"]["kind"], "images": report["dataset"]["images"],
+            "by_artifact": {r["artifact"] or "pytorch": r["metrics"][key] for r in report["results"]}}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -59,7 +60,7 @@ def versions() -> dict[str, str]:
     return found
 
 
-def check_capabilities(profile: ExportProfile, precision: str, dynamic_batch: bool) -> None:
+def check_capabilities(profile: ExportProfile, precision: str, dynamic_batch: bool, task: str) -> None:
     """Check once, before any work, that every format of ``profile`` can be exported as asked (each exporter's
     declared :class:`Capabilities`: precision, batch kind, layout, the format it is made from)."""
     for i, fmt in enumerate(profile.formats):
@@ -73,12 +74,16 @@ def check_capabilities(profile: ExportProfile, precision: str, dynamic_batch: bo
             problem = f"it produces {', '.join(caps.precisions)}, not {precision}"
         elif ("dynamic" if dynamic_batch else "static") not in caps.batch:
             problem = f"it writes {' or '.join(caps.batch)} batch shapes only (set batch.dynamic accordingly)"
+        elif profile.dynamic_hw and "dynamic" not in caps.spatial:
+            problem = "it writes a fixed input height and width (set dynamic_hw: false)"
         elif profile.layout not in caps.layouts:
             problem = f"it writes {', '.join(caps.layouts)} graphs, not {profile.layout}"
         elif caps.consumes and caps.consumes not in profile.formats[:i]:
             problem = f"it is made from the {caps.consumes} artifact: list '{caps.consumes}' before '{fmt}' in formats"
         if problem:
             raise EvitError(f"target {profile.name}: format '{fmt}' cannot be exported: {problem}")
+    if profile.dynamic_hw and task != "seg":
+        raise EvitError(f"target {profile.name}: dynamic_hw applies to segmentation models, not {task}")
 
 
 def route(fmt: str, role: str) -> str:
@@ -129,8 +134,14 @@ def validate_units(units: list[ExportUnit], artifacts: list[Artifact], folder: P
     return reports
 
 
-def run_export(request: ExportRequest, step: StepReporter = silent_step) -> ExportResult:
+Gate = Callable[[Path, Manifest], None]  # raises EvitError to refuse a finished (staged) export
+
+
+def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: Gate | None = None) -> ExportResult:
     """Export ``request.model`` for ``request.target``; raises EvitError (nothing written) on any failure.
+
+    ``gate`` sees the finished export in its staging folder (manifest written) before it is moved into place,
+    and refuses it by raising (e.g. the accuracy gate of ``export --eval DIR --max-drop X``).
 
     The folder is built in a staging folder beside the output and moved into place only after every artifact
     passed validation. An existing output folder is replaced only when it is a previous export holding nothing
@@ -139,9 +150,9 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step) -> Expo
     started = time.perf_counter()
     resolved = preflight(request)
     card, profile, precision, output = resolved.card, resolved.profile, resolved.precision, resolved.output
-    check_capabilities(profile, precision, profile.batch.dynamic)
+    check_capabilities(profile, precision, profile.batch.dynamic, card.task)
     spec = ExportSpec(resolved.input_size, resolved.batch, profile.batch.dynamic, list(profile.validation.photos),
-                      profile.validation.noise)
+                      profile.validation.noise, profile.dynamic_hw)
 
     with writing(f"write the export {output}"), staged_dir(output, "export folder") as tmp:
         with step(f"build {card.name}"):
@@ -190,6 +201,9 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step) -> Expo
                 },
             )
             write_manifest(tmp, manifest)
+        if gate is not None:
+            gate(tmp, manifest)
+        with step(f"move into place: {output}"):
             aside = commit_staged(tmp, output, owns_folder, request.force, "export folder")
     return ExportResult(output, manifest, reports, time.perf_counter() - started, original, aside)
 
@@ -213,7 +227,7 @@ def validate_export(folder: str | Path, weights: str | None = None,
     if weights is not None and recorded.get("sha256") and sha256_file(Path(weights)) != recorded["sha256"]:
         raise EvitError(f"{weights} is not the checkpoint this export was made from ({recorded.get('file')})")
     spec = ExportSpec(manifest.input_size, manifest.batch.size, manifest.batch.dynamic,
-                      list(profile.validation.photos), profile.validation.noise)
+                      list(profile.validation.photos), profile.validation.noise, profile.dynamic_hw)
     with step(f"build {card.name}"):
         model = create_model(card.name, weights, ema=bool(recorded.get("ema")))
         apply_transforms(model, profile.transforms, manifest.precision)

@@ -107,6 +107,7 @@ class ExportProfile:
     precisions: list[Precision] = field(default_factory=lambda: ["fp32"])  # the first is the default
     layout: Layout = "NCHW"
     batch: BatchSettings = field(default_factory=BatchSettings)
+    dynamic_hw: bool = False  # segmentation: symbolic input height/width (ADE20K's protocol sizes every image)
     input_size: dict[str, list[int] | None] = field(default_factory=lambda: {"cls": None, "seg": None, "sam": None})
     transforms: list[str] = field(default_factory=lambda: ["attention-deploy", "bicubic-as-conv"])
     onnx: OnnxSettings = field(default_factory=OnnxSettings)

@@ -4,6 +4,7 @@ axes, example and validation inputs, and the task agreement metric the validatio
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,23 +47,34 @@ class ExportSpec:
     dynamic_batch: bool
     photos: list[str]
     noise: int
+    dynamic_hw: bool = False  # symbolic height and width (segmentation: ADE20K sizes every image)
+
+    @property
+    def second_size(self) -> tuple[int, int]:
+        """Another input size a dynamic-H/W export is validated at (proves the axes are really dynamic)."""
+        h, w = self.input_size
+        return h + 64, w + 96
 
 
 def _batches(samples: list[tuple[str, torch.Tensor]], batch: int) -> list[tuple[str, torch.Tensor]]:
-    """Group [1,...] samples into batches of ``batch`` (the last one padded with the first sample)."""
+    """Group [1,...] samples of equal size into batches of ``batch`` (the last padded with its first sample)."""
     out = []
-    for i in range(0, len(samples), batch):
-        group = samples[i : i + batch]
-        group += [samples[0]] * (batch - len(group))
-        out.append(("+".join(name for name, _ in group), torch.cat([t for _, t in group])))
+    sizes = list(dict.fromkeys(tuple(t.shape) for _, t in samples))
+    for size in sizes:
+        same = [s for s in samples if tuple(s[1].shape) == size]
+        for i in range(0, len(same), batch):
+            group = same[i : i + batch]
+            group += [same[0]] * (batch - len(group))
+            out.append(("+".join(name for name, _ in group), torch.cat([t for _, t in group])))
     return out
 
 
 def _image_samples(card: ModelCard, spec: ExportSpec) -> list[tuple[str, torch.Tensor]]:
     h, w = spec.input_size
+    suffix = f"@{h}x{w}" if spec.dynamic_hw else ""
     samples = []
     for name in spec.photos:
-        samples.append((f"photo:{name}", preprocess(sample_photo(name), card, (h, w))))
+        samples.append((f"photo:{name}{suffix}", preprocess(sample_photo(name), card, (h, w))))
     gen = torch.Generator().manual_seed(1234)
     samples += [(f"noise:{i}", torch.randn(1, 3, h, w, generator=gen)) for i in range(spec.noise)]
     return samples
@@ -93,9 +105,16 @@ def _mask_agreement(ref: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> f
 def _image_unit(role: str, module: nn.Module, output: str, card: ModelCard, spec: ExportSpec,
                 agreement_name: str, agreement: Agreement) -> ExportUnit:
     input_name = "input_image" if card.task == "sam" else "input"
-    h, w = spec.input_size
-    dynamic = {input_name: {0: "batch"}, output: {0: "batch"}} if spec.dynamic_batch else {}
+    dynamic: dict[str, dict[int, str]] = {input_name: {}, output: {}}
+    if spec.dynamic_batch:
+        dynamic = {input_name: {0: "batch"}, output: {0: "batch"}}
+    if spec.dynamic_hw:
+        dynamic[input_name] |= {2: "height", 3: "width"}
+        dynamic[output] |= {2: "out_height", 3: "out_width"}
+    dynamic = {name: axes for name, axes in dynamic.items() if axes}
     samples = _image_samples(card, spec)
+    if spec.dynamic_hw:  # the same photos at a second size, so the gate runs the graph at two sizes
+        samples += _image_samples(card, dataclasses.replace(spec, input_size=spec.second_size, noise=0))
     return ExportUnit(
         role=role,
         module=module,

@@ -29,26 +29,41 @@ def torch_outputs(unit: ExportUnit, module: torch.nn.Module | None = None) -> li
     return results
 
 
-def _concat(runs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
+def _groups(runs: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Runs concatenated along the batch axis, one group per set of output shapes (inputs of several spatial sizes
+    validate an export with dynamic height and width)."""
+    groups: dict[tuple, list[dict[str, np.ndarray]]] = {}
+    for run in runs:
+        groups.setdefault(tuple(v.shape[1:] for v in run.values()), []).append(run)
+    return [{name: np.concatenate([r[name] for r in members]) for name in members[0]} for members in groups.values()]
 
 
-def compare(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
-    """Error metrics of ``out`` against ``ref``; cosine is the minimum over the batch rows."""
-    ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
-    nonfinite = int(np.size(out) - np.isfinite(out).sum())
+def compare(refs: list[np.ndarray], outs: list[np.ndarray]) -> dict[str, float]:
+    """Error metrics of ``outs`` against ``refs`` (arrays of possibly different shapes, paired); max relative error
+    is the largest |difference| over the largest |reference|; cosine is the minimum over the batch rows."""
+    nonfinite = sum(int(np.size(o) - np.isfinite(o).sum()) for o in outs)
     if nonfinite:
         return {"nonfinite": nonfinite, "max_abs": float("nan"), "max_rel": float("nan"), "min_cosine": float("nan")}
-    diff = np.abs(out64 - ref64)
-    scale = max(float(np.abs(ref64).max()), 1e-30)
-    cos = row_cosines(ref64, out64)
+    diffs = [np.abs(o.astype(np.float64) - r.astype(np.float64)) for r, o in zip(refs, outs)]
+    max_abs = max(float(d.max()) for d in diffs)
+    scale = max(max(float(np.abs(r).max()) for r in refs), 1e-30)
     return {
         "nonfinite": 0,
-        "max_abs": float(diff.max()),
-        "mean_abs": float(diff.mean()),
-        "max_rel": float(diff.max() / scale),
-        "min_cosine": float(cos.min()),
+        "max_abs": max_abs,
+        "mean_abs": float(sum(d.sum() for d in diffs) / sum(d.size for d in diffs)),
+        "max_rel": max_abs / scale,
+        "min_cosine": float(min(row_cosines(r, o).min() for r, o in zip(refs, outs))),
     }
+
+
+def agreement_of(unit: ExportUnit, refs: list[dict[str, np.ndarray]], outs: list[dict[str, np.ndarray]]
+                 ) -> float | None:
+    """The unit's agreement metric over every group of equal shapes, weighted by the group's size."""
+    if not unit.agreement:
+        return None
+    pairs = list(zip(_groups(refs), _groups(outs)))
+    weights = [next(iter(r.values())).size for r, _ in pairs]
+    return float(sum(unit.agreement(r, o) * w for (r, o), w in zip(pairs, weights)) / sum(weights))
 
 
 @dataclass
@@ -105,10 +120,9 @@ def validate_artifact(
         feeds = {name: t.numpy() for name, t in zip(unit.input_names, inputs)}
         result = backend.run(feeds)
         runs.append({name: np.asarray(result[name], dtype=np.float32) for name in unit.output_names})
-    ref, out = _concat(reference), _concat(runs)
-    outputs = {name: compare(ref[name], out[name]) for name in unit.output_names}
+    outputs = {name: compare([r[name] for r in reference], [o[name] for o in runs]) for name in unit.output_names}
     finite = all(m["nonfinite"] == 0 for m in outputs.values())
-    agreement = unit.agreement(ref, out) if unit.agreement and finite else None
+    agreement = agreement_of(unit, reference, runs) if finite else None
     return ArtifactReport(
         artifact=artifact.path, role=unit.role, format=artifact.format, precision=artifact.precision,
         samples=[label for label, _ in unit.validation_inputs], outputs=outputs,
@@ -120,7 +134,7 @@ def validate_artifact(
 
 def transform_effect(unit: ExportUnit, original: ExportUnit, reference: list[dict[str, np.ndarray]]) -> dict:
     """How far the transformed PyTorch model is from the untransformed one (reported, not gated)."""
-    ref, out = _concat(torch_outputs(original)), _concat(reference)
-    outputs = {name: compare(ref[name], out[name]) for name in unit.output_names}
-    agreement = unit.agreement(ref, out) if unit.agreement else None
+    ref = torch_outputs(original)
+    outputs = {name: compare([r[name] for r in ref], [o[name] for o in reference]) for name in unit.output_names}
+    agreement = agreement_of(unit, ref, reference)
     return {"role": unit.role, "outputs": outputs, "agreement": {"metric": unit.agreement_name, "value": agreement}}

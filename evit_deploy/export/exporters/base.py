@@ -26,6 +26,7 @@ class Capabilities:
 
     precisions: tuple[str, ...]
     batch: tuple[str, ...] = ("static", "dynamic")
+    spatial: tuple[str, ...] = ("static",)  # "dynamic": symbolic height and width
     layouts: tuple[str, ...] = ("NCHW",)
     consumes: str | None = None
     roles: tuple[str, ...] = ("model", "encoder", "decoder")

@@ -75,7 +75,7 @@ def quantize_dynamic_int8(src: Path, dst: Path) -> None:
 @register_exporter
 class OnnxExporter(Exporter):
     format = "onnx"
-    capabilities = Capabilities(precisions=("fp32", "fp16", "int8-dynamic", "int8"))
+    capabilities = Capabilities(precisions=("fp32", "fp16", "int8-dynamic", "int8"), spatial=("static", "dynamic"))
 
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact:
         onnx = require("onnx", "the onnx exporter")
@@ -113,7 +113,7 @@ class OrtFormatExporter(Exporter):
     """ORT-format model (``.ort``) for ONNX Runtime Mobile, converted from this export's ONNX artifact."""
 
     format = "ort"
-    capabilities = Capabilities(precisions=("fp32", "int8-dynamic"), consumes="onnx")
+    capabilities = Capabilities(precisions=("fp32", "int8-dynamic"), consumes="onnx", spatial=("static", "dynamic"))
 
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact:
         import onnxruntime as ort
