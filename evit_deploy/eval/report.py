@@ -36,7 +36,7 @@ def summary_line(result: dict[str, Any], task: str) -> str:
     metrics = ", ".join(f"{LABELS[k]} {_fmt(result['metrics'].get(k), 2)}" for k in HEADLINE[task])
     extra = []
     if result["agreement_with_pytorch"] is not None:
-        extra.append(f"agrees with PyTorch on {100 * result['agreement_with_pytorch']:.2f}%")
+        extra.append(f"agrees with PyTorch on {100 * result['agreement_with_pytorch']:.3f}%")
     if result["images_per_s"]:
         extra.append(f"{result['images_per_s']:.1f} img/s in the model")
     extra += result["protocol_deviations"]
@@ -54,7 +54,7 @@ def markdown(report: dict[str, Any]) -> str:
              "| protocol deviations |",
              "|---|" + "---:|" * len(keys) + "---:|---:|---|"]
     for r in report["results"]:
-        agree = "-" if r["agreement_with_pytorch"] is None else f"{100 * r['agreement_with_pytorch']:.2f}%"
+        agree = "-" if r["agreement_with_pytorch"] is None else f"{100 * r['agreement_with_pytorch']:.3f}%"
         speed = "-" if not r["images_per_s"] else f"{r['images_per_s']:.1f}"
         lines.append(f"| {row_name(r)} | " + " | ".join(_fmt(r["metrics"].get(k)) for k in keys)
                      + f" | {agree} | {speed} | {'; '.join(r['protocol_deviations']) or '-'} |")
