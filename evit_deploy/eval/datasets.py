@@ -175,7 +175,7 @@ class SegDataset(Dataset):
         if raw.shape != size:
             raise DatasetError(f"label {path} is {raw.shape[1]}x{raw.shape[0]} but its image {sample.image.name} is "
                                f"{size[1]}x{size[0]}")
-        return self.lut[np.clip(raw.astype(np.int64), 0, 255)]
+        return self.lut[raw] if raw.dtype == np.uint8 else self.lut[np.clip(raw.astype(np.int64), 0, 255)]
 
     @classmethod
     def _pairs(cls, images: list[Path], label_of: Any) -> list[Sample]:

