@@ -151,6 +151,7 @@ class Manifest:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     validation: dict[str, Any] = field(default_factory=dict)
+    quantization: dict[str, Any] = field(default_factory=dict)  # int8: per role, scheme, calibration, fallback
     schema: int = SCHEMA
 
     @property
@@ -323,6 +324,7 @@ def parse_manifest(data: Any, path: Path) -> Manifest:
         preprocessing=r.get(data, "preprocessing", dict, default={}),
         skipped=[str(s) for s in r.get(data, "skipped", list, default=[])],
         validation=r.get(data, "validation", dict, default={}),
+        quantization=r.get(data, "quantization", dict, default={}),
     )
 
 

@@ -1,5 +1,5 @@
 """TensorRT targets: cloud-gpu-trt (engine built where TensorRT is, skipped with the reason elsewhere),
-jetson-orin-trt (build bundle: trtexec script, README, calibration inputs), build plans, sidecar checks,
+jetson-orin-trt (build bundle: trtexec script, README, the Q/DQ int8 ONNX), build plans, sidecar checks,
 the build-engine command and the runtime backend's errors.
 
 Everything here runs without TensorRT. Tests that need it are skipped with ``pytest.importorskip``.
@@ -27,13 +27,12 @@ from PIL import Image
 from evit_deploy import runtime
 from evit_deploy.artifacts import read_manifest
 from evit_deploy.errors import EvitError
-from evit_deploy.export.calibration import preprocess
 from evit_deploy.export.pipeline import ExportRequest, run_export, validate_export
 from evit_deploy.export.profiles import TrtSettings, load_profile
 from evit_deploy.export.trt import rebuild as trt_rebuild
 from evit_deploy.export.trt.builder import build_engine
 from evit_deploy.export.trt.bundle import trtexec_args
-from evit_deploy.export.trt.onnx_layers import fp32_islands, select_fp32_layers, value_types
+from evit_deploy.export.trt.onnx_layers import select_fp32_layers, value_types
 from evit_deploy.export.trt.plan import (
     EnginePlan,
     batch_range,
@@ -44,7 +43,6 @@ from evit_deploy.export.trt.plan import (
 )
 from evit_deploy.export.trt.rebuild import folder_plans
 from evit_deploy.runtime.trt_common import check_compatibility, tensorrt_problem
-from evit_deploy.zoo import get_card
 
 from .helpers import run_cli
 
@@ -74,7 +72,7 @@ def jetson_fp16(tmp_path_factory):
 def calib_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("calib")
     rng = np.random.default_rng(0)
-    for i, size in enumerate(((160, 120), (96, 200))):
+    for i, size in enumerate(((160, 120), (96, 200), (120, 120), (200, 96))):
         Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
     return folder
 
@@ -230,33 +228,39 @@ def test_runtime_load_of_trt_exports_picks_the_onnx(jetson_fp16, cloud_fp16):
         assert out.shape == (1, 1000) and np.isfinite(out).all()
 
 
-def test_jetson_int8_bundle_has_calibration_inputs(jetson_int8, calib_dir):
+def test_jetson_int8_bundle_builds_the_qdq_onnx_as_written(jetson_int8):
+    import onnx
+    from onnx import numpy_helper
+
     folder = jetson_int8.folder
-    arts = {a["format"]: a for a in jetson_int8.manifest.to_dict()["artifacts"]}
-    assert arts["onnx"]["precision"] == "fp32" and arts["trt-bundle"]["precision"] == "int8"
-    data = np.load(folder / "calibration" / "model.npy")
-    assert data.shape == (2, 3, *SIZE) and data.dtype == np.float32
-    card = get_card(MODEL)
-    expected = np.concatenate([preprocess(Image.open(p), card, SIZE).numpy() for p in sorted(calib_dir.iterdir())])
-    np.testing.assert_array_equal(data, expected)
+    manifest = jetson_int8.manifest.to_dict()
+    arts = {a["format"]: a for a in manifest["artifacts"]}
+    assert arts["onnx"]["precision"] == "int8" and arts["trt-bundle"]["precision"] == "int8"
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "HardSwish" in ops  # TensorRT fuses HardSwish itself
+    zero_points = [numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("zero_point")]
+    assert zero_points and all((z == 0).all() and z.dtype == np.int8 for z in zero_points if z.dtype != np.int32)
+    quant = manifest["quantization"]["model"]
+    assert quant["scheme"] == "tensorrt" and "4 images from" in quant["calibration"]["images"]
+    assert not (folder / "calibration").exists()  # no calibrator, no calibration data on the device
     plan = read_plans(folder)["model"]
-    assert plan.precision == "int8" and plan.calibration["cache"] == "calibration/model.cache"
-    assert "2 images from" in plan.calibration["source"]
     args = trtexec_args(plan)
-    assert {"--int8", "--fp16", "--calib=calibration/model.cache", "--precisionConstraints=obey"} <= set(args)
+    assert {"--int8", "--fp16", "--precisionConstraints=obey"} <= set(args)
+    assert not any(a.startswith("--calib") for a in args)
     precisions = next(a for a in args if a.startswith("--layerPrecisions="))
-    assert "*:" not in precisions  # int8: only the sensitive layers are constrained
+    assert "*:" not in precisions  # int8: only the float islands are constrained
     nodes = onnx_nodes(folder / "model.onnx")
     kept = {nodes[layer.node].op_type for layer in plan.fp32_layers}
-    assert {"MatMul", "Div", "Clip", "LayerNormalization"} <= kept and "Conv" not in kept and "Gemm" not in kept
-    assert fp32_islands(folder / "model.onnx") == []  # an fp32 graph has no islands
+    assert {"MatMul", "Div", "Clip", "LayerNormalization"} <= kept
+    assert not kept & {"Conv", "Gemm", "QuantizeLinear", "DequantizeLinear"}
 
     script = folder / "build_engine.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
     env = {**os.environ, "TRTEXEC": str(fake_trtexec(folder.parent))}
     run = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env)
-    assert run.returncode == 2 and "calibration/model.cache is missing" in run.stderr
-    assert "evit-deploy build-engine" in run.stderr
+    assert run.returncode == 0, run.stderr
+    assert "--int8" in (folder.parent / "args.txt").read_text().split()
 
 
 # ----------------------------------------------------------------------------------------- pure plan pieces
@@ -314,9 +318,8 @@ def test_strongly_typed_choice_by_tensorrt_version():
     assert use_strongly_typed("auto", "fp16", "10.12.0.36") is True
     assert use_strongly_typed("auto", "fp32", "11.0.0") is True
     assert use_strongly_typed("always", "fp16", "10.3.0") is True
-    assert use_strongly_typed("auto", "int8", "10.8.0") is False
-    with pytest.raises(EvitError, match="int8 with a calibrator needs TensorRT < 11"):
-        use_strongly_typed("auto", "int8", "11.1.0")
+    assert use_strongly_typed("auto", "int8", "10.8.0") is False  # Q/DQ with builder flags on 10.3..10.11
+    assert use_strongly_typed("auto", "int8", "11.1.0") is True  # TensorRT 11: the Q/DQ network as typed
     with pytest.raises(EvitError, match="strongly typed networks only"):
         use_strongly_typed("never", "fp16", "11.0.0")
 
@@ -392,7 +395,6 @@ def fake_tensorrt(version: str) -> types.ModuleType:
             pass
 
     trt.ILogger = ILogger
-    trt.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (), {"__init__": lambda self: None})
     types_of = {1: dt.FLOAT, 10: dt.HALF, 7: dt.INT64, 6: dt.INT32, 9: dt.BOOL}
 
     class Tensor(types.SimpleNamespace):

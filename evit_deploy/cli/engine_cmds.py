@@ -18,7 +18,7 @@ def build_engine(bundle: str, role: str | None, timing_cache: str | None) -> Non
     with the TensorRT Python API, on the device that will run them.
 
     Writes <role>.engine and <role>.engine.json (TensorRT version, GPU, precision) into BUNDLE and adds the
-    engines to its export.json; int8 calibrates from calibration/<role>.npy and writes calibration/<role>.cache.
+    engines to its export.json; int8 engines are built from the Q/DQ ONNX of the export (no calibration here).
     """
     from ..export.trt.rebuild import build_folder
 

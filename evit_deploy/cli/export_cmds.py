@@ -52,11 +52,15 @@ def _report_table(reports, folder: Path | None = None) -> Table:  # noqa: ANN001
               help="Also evaluate the export on this dataset (see `evit-deploy eval`); recorded in export.json.")
 @click.option("--eval-limit", type=click.IntRange(min=1), help="With --eval: the first N images only.")
 @click.option("--max-drop", type=click.FloatRange(min=0),
-              help="With --eval: refuse the export when an artifact loses more than this many points (top-1 or "
-                   "mIoU) against PyTorch.")
+              help="The largest accuracy loss allowed, in points. int8: the most sensitive layers stay float until "
+                   "the loss is within it (top-1/mIoU against PyTorch on --eval DIR, else lost agreement with the "
+                   "float model on the calibration images). With --eval: the export is refused above it.")
+@click.option("--sensitivity", is_flag=True,
+              help="int8: write a per-layer sensitivity table (each layer quantized alone) into the export.")
 def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...], batch: int | None,
            precision: str | None, output: str | None, calib: str | None, ema: bool, force: bool,
-           allow_large_input: bool, eval_data: str | None, eval_limit: int | None, max_drop: float | None) -> None:
+           allow_large_input: bool, eval_data: str | None, eval_limit: int | None, max_drop: float | None,
+           sensitivity: bool) -> None:
     """Export MODEL for a hardware target, validate it against PyTorch, write artifacts + export.json.
 
     Nothing is written unless every artifact passes the profile's validation tolerance. An existing output
@@ -67,11 +71,11 @@ def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...],
     if len(imgsz) > 2:
         raise click.BadParameter("give at most two values (H and W)", param_hint="--imgsz")
     request = ExportRequest(model, target, weights, imgsz or None, batch, precision, output, calib, force,
-                            allow_large_input, ema)
-    if max_drop is not None and eval_data is None:
-        raise click.BadParameter("--max-drop needs --eval DIR (the dataset the drop is measured on)",
-                                 param_hint="--max-drop")
-    preflight(request)  # bad input fails here, before torch is imported
+                            allow_large_input, ema, sensitivity, max_drop)
+    resolved = preflight(request)  # bad input fails here, before torch is imported
+    if max_drop is not None and eval_data is None and resolved.precision != "int8":
+        raise click.BadParameter("--max-drop needs --eval DIR (the dataset the drop is measured on), or "
+                                 "--precision int8", param_hint="--max-drop")
 
     from ..export.pipeline import run_export
 
@@ -82,7 +86,12 @@ def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...],
         from ..eval.datasets import open_dataset
 
         open_dataset(eval_data)  # a layout mistake fails before the export's minutes of work
-        gate = accuracy_gate(EvalSettings(eval_data, weights=weights, ema=ema, limit=eval_limit), max_drop, steps)
+        eval_settings = EvalSettings(eval_data, weights=weights, ema=ema, limit=eval_limit)
+        gate = accuracy_gate(eval_settings, max_drop, steps)
+        if resolved.precision == "int8" and max_drop is not None and resolved.card.task in ("cls", "seg"):
+            from ..eval.runner import candidate_drop
+
+            request.accuracy_drop = candidate_drop(model, resolved.input_size, eval_settings)
     result = run_export(request, steps, gate)
     console = Console()
     console.print(_report_table(result.reports, result.folder))

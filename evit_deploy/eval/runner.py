@@ -151,24 +151,56 @@ def evaluate(target: str | Path, settings: EvalSettings, progress: Progress = _n
         raise EvitError(f"nothing to evaluate in {target}: " + "; ".join(skipped or ["no runnable artifact"]))
 
     samples = dataset.samples[: settings.limit] if settings.limit else dataset.samples
-    sizes = sorted({row.fixed_size for row in rows}, key=lambda s: (s is not None, s))
     started = time.perf_counter()
     with progress(f"{card.name} on {dataset.kind}: {len(rows)} backend(s)", len(samples)) as advance:
-        for prepared in _prepared(protocol, samples, sizes, settings.batch, settings.workers):
-            reference: list[Any] | None = None
-            for row in rows:
-                items = prepared[row.fixed_size]
-                tic = time.perf_counter()
-                raws = protocol.run(row.engine, items)
-                toc = time.perf_counter()
-                scored = [protocol.score(row.tally, item, raw, None if reference is None else reference[i])
-                          for i, (item, raw) in enumerate(zip(items, raws))]
-                row.seconds += toc - tic
-                row.scoring_seconds += time.perf_counter() - toc
-                reference = scored if reference is None else reference
-            advance(len(next(iter(prepared.values()))))
+        run_rows(protocol, samples, rows, settings, advance)
     wall = time.perf_counter() - started
     return _report(card, dataset, settings, protocol, rows, skipped, len(samples), wall, folder, manifest)
+
+
+def run_rows(protocol: Protocol, samples: list[Sample], rows: list[Row], settings: EvalSettings,
+             advance: Callable[[int], None] = lambda n: None) -> None:
+    """Every row on every sample, batch by batch; each row's scored output is compared with the first row's."""
+    sizes = sorted({row.fixed_size for row in rows}, key=lambda s: (s is not None, s))
+    for prepared in _prepared(protocol, samples, sizes, settings.batch, settings.workers):
+        reference: list[Any] | None = None
+        for row in rows:
+            items = prepared[row.fixed_size]
+            tic = time.perf_counter()
+            raws = protocol.run(row.engine, items)
+            toc = time.perf_counter()
+            scored = [protocol.score(row.tally, item, raw, None if reference is None else reference[i])
+                      for i, (item, raw) in enumerate(zip(items, raws))]
+            row.seconds += toc - tic
+            row.scoring_seconds += time.perf_counter() - toc
+            reference = scored if reference is None else reference
+        advance(len(next(iter(prepared.values()))))
+
+
+def candidate_drop(model: str, input_size: tuple[int, int], settings: EvalSettings) -> Callable[[Path], float]:
+    """For the int8 fallback: points of the primary metric a candidate ONNX (the "model" graph of an export of
+    ``model`` at ``input_size``) loses against PyTorch on the dataset; PyTorch is evaluated once."""
+    from .. import runtime
+    from ..predict.engines import ArtifactEngine
+
+    card = get_card(model)
+    dataset = open_dataset(settings.data, settings.dataset, settings.labels)
+    _check_pairing(card, dataset)
+    protocol = PROTOCOLS[card.task](card, dataset, input_size)
+    samples = dataset.samples[: settings.limit] if settings.limit else dataset.samples
+    baseline: list[float] = []
+
+    def drop(candidate: Path) -> float:
+        if not baseline:
+            row = _pytorch_row(card, settings, None, settings.threads)
+            run_rows(protocol, samples, [row], settings)
+            baseline.append(protocol.metrics(row.tally)[protocol.primary])
+        engine = ArtifactEngine({"model": runtime.open_file(candidate, settings.threads or 0, shared_cpu=True)})
+        row = Row("onnxruntime", "onnx", "int8", candidate.name, engine, None)
+        run_rows(protocol, samples, [row], settings)
+        return baseline[0] - protocol.metrics(row.tally)[protocol.primary]
+
+    return drop
 
 
 def _pytorch_row(card: ModelCard, settings: EvalSettings, manifest: Manifest | None, threads: int | None) -> Row:

@@ -56,8 +56,10 @@ def find_images(folder: Path) -> list[Path]:
     return images[:MAX_IMAGES]
 
 
-def calibration_set(folder: Path | None, card: ModelCard, size: tuple[int, int]) -> CalibrationSet:
-    """Calibration inputs from ``folder`` (``--calib``), or the bundled sample photos with a warning."""
+def calibration_set(folder: Path | None, card: ModelCard, size: tuple[int, int], min_images: int = 1
+                    ) -> CalibrationSet:
+    """Calibration inputs from ``folder`` (``--calib``; at least ``min_images``), or the bundled sample photos with
+    a warning."""
     if folder is None:
         warnings.warn(
             "int8 calibration: no --calib folder given, calibrating on the bundled sample photos "
@@ -67,8 +69,12 @@ def calibration_set(folder: Path | None, card: ModelCard, size: tuple[int, int])
         inputs = [preprocess(sample_photo(name), card, size) for name in SAMPLE_PHOTOS]
         return CalibrationSet(inputs, f"{len(inputs)} bundled sample photos (no --calib given)")
     folder = Path(folder)
+    images = find_images(folder)
+    if len(images) < min_images:
+        raise EvitError(f"--calib folder {folder} has {len(images)} image(s); int8 calibration needs at least "
+                        f"{min_images} (images like your deployment data)")
     inputs = []
-    for path in find_images(folder):
+    for path in images:
         try:
             image = load_rgb(path)
         except EvitError as exc:

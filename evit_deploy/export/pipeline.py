@@ -23,6 +23,7 @@ from ..files import commit_staged, sha256_file, staged_dir, writing
 from ..zoo import create_model, get_card
 from ..zoo.cards import ModelCard
 from .exporters import EXPORTERS, Artifact, ExportContext
+from .exporters.base import Int8Options
 from .profiles import ExportProfile, profile_from_dict
 from .request import ExportRequest, preflight
 from .steps import StepReporter, silent_step
@@ -162,7 +163,8 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
             transforms = apply_transforms(model, profile.transforms, precision)
             units = export_units(model, card, spec)
         ctx = ExportContext(tmp, card, profile, precision, spec, step=step,
-                            calib=Path(request.calib) if request.calib else None)
+                            calib=Path(request.calib) if request.calib else None,
+                            int8=Int8Options(request.sensitivity, request.max_drop, request.accuracy_drop))
         for unit in units:
             export_unit(unit, ctx)
         with step("PyTorch reference outputs"):
@@ -192,7 +194,7 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 weights=_weights_entry(request.weights, card, request.ema), profile=profile.to_dict(),
                 versions=versions(), transforms=transforms, preprocessing=preprocessing_note(card),
-                skipped=ctx.skipped,
+                skipped=ctx.skipped, quantization=ctx.quantization,
                 validation={
                     "passed": True,
                     "reference": "PyTorch fp32 (this package's modules, same weights, transformed)",

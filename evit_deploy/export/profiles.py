@@ -77,6 +77,19 @@ class RuntimeSettings:
 
 
 @dataclass
+class QuantSettings:
+    """Full-integer int8 (``--precision int8``): the Q/DQ scheme of the ONNX and the calibration.
+
+    ``scheme``: ``cpu`` (uint8 activations, ONNX Runtime's fast CPU form) or ``tensorrt`` (symmetric int8, what
+    TensorRT builds as written); ``calibration``: ``minmax`` (best here), ``entropy`` or ``percentile``.
+    """
+
+    scheme: Literal["cpu", "tensorrt"] = "cpu"
+    calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
+    min_images: int = 4  # a --calib folder with fewer images is refused
+
+
+@dataclass
 class TrtSettings:
     """TensorRT engine building (cloud-gpu-trt, jetson-orin-trt)."""
 
@@ -112,6 +125,7 @@ class ExportProfile:
     transforms: list[str] = field(default_factory=lambda: ["attention-deploy", "bicubic-as-conv"])
     onnx: OnnxSettings = field(default_factory=OnnxSettings)
     trt: TrtSettings = field(default_factory=TrtSettings)
+    quant: QuantSettings = field(default_factory=QuantSettings)
     compiled: CompiledSettings = field(default_factory=CompiledSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     validation: ValidationSettings = field(default_factory=ValidationSettings)

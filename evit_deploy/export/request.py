@@ -7,6 +7,7 @@ maximum, an output folder that is not ours, a missing checkpoint or calibration 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,9 @@ class ExportRequest:
     force: bool = False  # move a non-export output folder aside instead of refusing
     allow_large_input: bool = False  # lift the input-size limit (limits.Limits)
     ema: bool = False  # load the checkpoint's EMA weights (state_dict_ema / model_ema)
+    sensitivity: bool = False  # int8: write the per-layer sensitivity table
+    max_drop: float | None = None  # int8: keep sensitive layers float until the drop (points) is within this
+    accuracy_drop: Callable[[Path], float] | None = None  # int8: the drop of a candidate ONNX, measured on a dataset
 
 
 @dataclass
@@ -100,6 +104,10 @@ def preflight(request: ExportRequest) -> Resolved:
     if unknown:
         raise EvitError(f"target {profile.name}: unknown artifact format '{unknown[0]}' (known: {', '.join(FORMATS)})")
     precision = resolve_precision(profile, request.precision)
+    if (request.sensitivity or request.max_drop is not None and request.accuracy_drop is None) and precision != "int8":
+        raise EvitError(f"--sensitivity and the int8 fallback apply to --precision int8, not {precision}")
+    if request.max_drop is not None and request.max_drop < 0:
+        raise EvitError(f"--max-drop must be >= 0, got {request.max_drop}")
     size = resolve_size(card, profile, request.imgsz, request.allow_large_input)
     batch = resolve_batch(profile, request.batch)
     if request.weights is not None and not Path(request.weights).is_file():

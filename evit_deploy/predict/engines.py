@@ -68,6 +68,21 @@ class ExportEngine(Engine):
         return self.backends[role].run(feeds)
 
 
+class ArtifactEngine(Engine):
+    """Backends opened directly, without an export folder (``{role: Backend}``): e.g. a candidate graph."""
+
+    def __init__(self, backends: dict[str, Any], max_batch: int = TORCH_MAX_BATCH) -> None:
+        self.backends = backends
+        first = next(iter(backends.values())).inputs[0].shape[0]
+        self.static_batch = first if isinstance(first, int) else None
+        self.max_batch = self.static_batch or max_batch
+
+    def run(self, role: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if role not in self.backends:
+            raise EvitError(f"no '{role}' graph (roles: {', '.join(self.backends)})")
+        return self.backends[role].run(feeds)
+
+
 class TorchEngine(Engine):
     """A PyTorch zoo model (``evit_deploy.create_model``); the SAM decoder is the stock prompt encoder + decoder.
 

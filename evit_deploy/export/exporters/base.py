@@ -5,8 +5,10 @@ table is the idea: a table of facts, not a chain of ifs inside each exporter).""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ...artifacts import FORMATS, ArtifactEntry
 from ...files import sha256_file  # noqa: F401  (re-exported for exporters)
@@ -34,6 +36,17 @@ class Capabilities:
 
 
 @dataclass
+class Int8Options:
+    """What an int8 export does beyond quantizing everything it can: a per-layer sensitivity report, and the
+    accuracy-aware fallback to a bound (``max_drop`` points; measured by ``accuracy_drop`` on a dataset when given,
+    else as lost agreement with the float model on the calibration images)."""
+
+    sensitivity: bool = False
+    max_drop: float | None = None
+    accuracy_drop: Callable[[Path], float] | None = None  # candidate ONNX of the "model" role → points lost
+
+
+@dataclass
 class ExportContext:
     workdir: Path
     card: ModelCard
@@ -44,6 +57,8 @@ class ExportContext:
     step: StepReporter = silent_step
     calib: Path | None = None  # calibration images (full-integer quantization); None = bundled sample photos
     skipped: list[str] = field(default_factory=list)  # steps not run on this host, with the reason
+    int8: Int8Options = field(default_factory=Int8Options)
+    quantization: dict[str, Any] = field(default_factory=dict)  # per role: how int8 was made (export.json)
 
     @property
     def model_name(self) -> str:

@@ -1,8 +1,9 @@
 """TensorRT exporters: ``trt-engine`` (cloud-gpu-trt: build the engine here) and ``trt-bundle``
 (jetson-orin-trt: a build bundle for the device), both from the prepared ONNX of the ``onnx`` exporter.
 
-Every export writes ``trt_build.json`` (the plans) and, for int8, ``calibration/<role>.npy``, so
-``evit-deploy build-engine`` can build or rebuild the engines later on a TensorRT host. The plans, bundle and
+Every export writes ``trt_build.json`` (the plans), so ``evit-deploy build-engine`` can build or rebuild the
+engines later on a TensorRT host. int8 engines are built from the Q/DQ ONNX the ``onnx`` exporter writes (explicit
+quantization: the scales are calibrated at export, TensorRT needs no calibrator). The plans, bundle and
 build live in :mod:`evit_deploy.export.trt`.
 """
 
@@ -13,13 +14,12 @@ from ...runtime.trt_common import tensorrt_problem
 from ..tasks import ExportUnit
 from ..trt.builder import build_engine, engine_notes
 from ..trt.bundle import BUILD_SCRIPT, describe, write_bundle
-from ..trt.int8 import write_calibration
 from ..trt.plan import EnginePlan, batch_range, make_plan, read_plans, write_plans
 from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
 
 
 def _plan_unit(ctx: ExportContext, unit: ExportUnit) -> tuple[EnginePlan, Artifact]:
-    """The unit's plan from its prepared ONNX; records it in trt_build.json (+ calibration inputs for int8)."""
+    """The unit's plan from its prepared ONNX; records it in trt_build.json."""
     role = unit.role
     source = ctx.previous(role, "onnx")
     if source is None:
@@ -28,12 +28,6 @@ def _plan_unit(ctx: ExportContext, unit: ExportUnit) -> tuple[EnginePlan, Artifa
     batch = batch_range(ctx.profile.batch, ctx.spec.batch, ctx.spec.dynamic_batch)
     plan = make_plan(ctx.workdir / source.path, role, ctx.unit_precision(unit), [s.to_dict() for s in source.inputs],
                      ctx.profile.trt, batch, ctx.file_name(role, ".engine"))
-    if plan.precision == "int8":
-        from ..calibration import calibration_set
-
-        with ctx.step(f"calibration inputs for the {role} ({ctx.calib or 'bundled sample photos'})"):
-            calib = calibration_set(ctx.calib, ctx.card, ctx.spec.input_size)
-            write_calibration(ctx.workdir, plan, [x.numpy() for x in calib.inputs], calib.source)
     plans = read_plans(ctx.workdir)
     plans[role] = plan
     write_plans(ctx.workdir, plans, {"model": ctx.model_name, "target": ctx.profile.name,
@@ -62,8 +56,8 @@ class TrtEngineExporter(Exporter):
 
 @register_exporter
 class TrtBundleExporter(Exporter):
-    """A build bundle for engines built on the device (Jetson): build_engine.sh, README.md, trt_build.json and
-    the int8 calibration inputs, beside the prepared ONNX. The artifact (``build_engine.sh``) is not runnable."""
+    """A build bundle for engines built on the device (Jetson): build_engine.sh, README.md and trt_build.json
+    beside the prepared ONNX (Q/DQ for int8). The artifact (``build_engine.sh``) is not runnable."""
 
     format = "trt-bundle"
     capabilities = Capabilities(precisions=("fp32", "fp16", "int8"), consumes="onnx")
@@ -74,8 +68,8 @@ class TrtBundleExporter(Exporter):
             write_bundle(ctx.workdir, read_plans(ctx.workdir), ctx.model_name, ctx.profile.name)
         notes = [f"build bundle: engines are built on the device with `bash {BUILD_SCRIPT}` (trtexec) or "
                  f"`evit-deploy build-engine <folder>` (TensorRT Python API)", f"{plan.engine}: {describe(plan)}"]
-        if plan.calibration:
-            notes.append(f"int8 calibration inputs {plan.calibration['inputs']} ({plan.calibration['source']}); "
-                         "TensorRT computes the calibration cache from them on the device")
+        if plan.precision == "int8":
+            notes.append(f"int8: {plan.onnx} is a Q/DQ ONNX (scales calibrated at export); trtexec builds it as "
+                         "written")
         return Artifact("trt-bundle", unit.role, BUILD_SCRIPT, plan.precision, "NCHW", source.inputs, source.outputs,
                         notes=notes)

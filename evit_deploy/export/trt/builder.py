@@ -1,12 +1,12 @@
 """Building one engine from its plan with the TensorRT Python API, step by step: network (parse the prepared
-ONNX) → builder config (precision flags, fp32 constraints) → optimisation profile and int8 calibrator → timing
+ONNX) → builder config (precision flags, fp32 constraints) → optimisation profile → timing
 cache and DLA → serialize, then the engine's sidecar.
 
 - fp32: fp32 network, TF32 off. fp16: on TensorRT >= 10.12 (``trt.strongly_typed: auto``) a strongly typed
   network from the mixed ONNX, which carries every type; before that the FP16 builder flag with
   OBEY_PRECISION_CONSTRAINTS and the fp32 islands (layers whose outputs the ONNX declares float32, plus the
   helper layers the parser adds between them) constrained to fp32 precision and output type. int8: INT8 (+ FP16
-  fallback) flags, the entropy calibrator (:mod:`.int8`), the attention/norm/resize layers constrained to fp32.
+  fallback) flags on the Q/DQ ONNX (explicit quantization, no calibrator), the float islands constrained to fp32.
 - One optimisation profile (batch min/opt/max), workspace limit, builder optimisation level, timing cache beside
   the engine, DLA core with GPU fallback (Jetson).
 
@@ -27,7 +27,6 @@ from ...runtime.gpu import gpu_facts
 from ...runtime.sidecar import write_sidecar
 from ...runtime.trt_common import import_tensorrt, make_logger
 from ..steps import StepReporter, silent_step
-from .int8 import set_calibrator
 from .onnx_layers import fp32_constants, select_fp32_layers, value_types
 from .plan import EnginePlan, use_strongly_typed
 
@@ -156,7 +155,6 @@ def build_engine(folder: Path, plan: EnginePlan, timing_cache: Path | None = Non
     net = parse_network(trt, logger, folder, plan, strongly, step)
     config, marked = make_config(trt, net, folder, plan, strongly)
     add_profile(net.builder, config, plan)
-    calibration = set_calibrator(trt, net.builder, config, folder, plan) if plan.precision == "int8" else ""
     cache_path = timing_cache or (folder / plan.timing_cache if plan.timing_cache else None)
     if cache_path is not None:
         use_timing_cache(config, cache_path)
@@ -182,7 +180,7 @@ def build_engine(folder: Path, plan: EnginePlan, timing_cache: Path | None = Non
         "shapes": plan.shapes, "static_shapes": plan.static_shapes, "inputs": [s.to_dict() for s in inputs],
         "outputs": [s.to_dict() for s in outputs], "workspace_mb": plan.workspace_mb,
         "builder_optimization_level": plan.builder_optimization_level,
-        "timing_cache": str(cache_path.name) if cache_path else None, "calibration": calibration or None,
+        "timing_cache": str(cache_path.name) if cache_path else None,
         "build_seconds": round(seconds, 1), "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "evit_deploy": __version__,
     }
@@ -205,6 +203,6 @@ def engine_notes(sidecar: dict[str, Any]) -> list[str]:
         notes.append(f"timing cache {sidecar['timing_cache']}")
     if sidecar.get("dla_core") is not None:
         notes.append(f"DLA core {sidecar['dla_core']} with GPU fallback")
-    if sidecar.get("calibration"):
-        notes.append(f"int8 calibration (IInt8EntropyCalibrator2): {sidecar['calibration']}")
+    if sidecar["precision"] == "int8":
+        notes.append("int8 from the Q/DQ ONNX (explicit quantization: scales calibrated at export)")
     return notes

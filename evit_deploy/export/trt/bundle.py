@@ -30,8 +30,8 @@ def _shape(shape: list[int]) -> str:
 
 def _precision_args(plan: EnginePlan) -> list[str]:
     """fp16: ``--fp16`` with ``--precisionConstraints=obey`` and per-layer fp32 precisions/output types for the
-    fp32 islands (node names = TensorRT layer names); int8: ``--int8 --fp16`` with the calibration cache and
-    the sensitive layers in fp32; fp32: no reduced precision and no TF32."""
+    fp32 islands (node names = TensorRT layer names); int8 (a Q/DQ ONNX, quantized at export): ``--int8 --fp16``
+    with the float islands constrained to fp32; fp32: no reduced precision and no TF32."""
     precisions = _spec_list([(layer.node, "fp32") for layer in plan.fp32_layers])
     output_types = _spec_list([(layer.node, "fp32") for layer in plan.fp32_layers])  # one type: every output
     if plan.precision == "fp32":
@@ -43,7 +43,7 @@ def _precision_args(plan: EnginePlan) -> list[str]:
                      f"--layerOutputTypes=*:fp16,{output_types}"]
         return args
     if plan.precision == "int8":
-        args = ["--int8", "--fp16", f"--calib={plan.calibration['cache']}"]
+        args = ["--int8", "--fp16"]
         if plan.fp32_layers:  # no "*": unconstrained layers stay free to run int8
             args += ["--precisionConstraints=obey", f"--layerPrecisions={precisions}",
                      f"--layerOutputTypes={output_types}"]
@@ -71,18 +71,6 @@ def trtexec_args(plan: EnginePlan, trtexec: str = "trtexec") -> list[str]:
     return args
 
 
-def _calibration_guard(plan: EnginePlan) -> list[str]:
-    cache, npy = plan.calibration["cache"], plan.calibration["inputs"]
-    return [
-        f'if [ ! -f {shlex.quote(cache)} ]; then',
-        f'  echo "{cache} is missing: TensorRT computes it on this device from {npy}. Run'
-        f' \'evit-deploy build-engine .\' (it calibrates, writes the cache and builds the engine);'
-        f' then this script can rebuild with trtexec." >&2',
-        "  exit 2",
-        "fi",
-    ]
-
-
 def build_script(plans: dict[str, EnginePlan], model: str) -> str:
     """``build_engine.sh``: one ``trtexec`` command per role (``bash build_engine.sh [ROLE...]``)."""
     roles = " ".join(plans)
@@ -106,10 +94,8 @@ def build_script(plans: dict[str, EnginePlan], model: str) -> str:
         args = trtexec_args(plan, "$TRTEXEC")
         body = ['"$TRTEXEC"'] + [shlex.quote(a) for a in args[1:]]
         lines += ["", f"# {role}: {describe(plan)}", f'if [[ "$ROLES" == *" {role} "* ]]; then']
-        if plan.precision == "int8":
-            lines += ["  " + line for line in _calibration_guard(plan)]
-        if plan.precision == "fp16" and plan.fp32_layers:
-            lines.append("  # TensorRT >= 10.12: use --stronglyTyped instead of --fp16 and the three precision flags"
+        if plan.precision in ("fp16", "int8") and plan.fp32_layers:
+            lines.append("  # TensorRT >= 10.12: use --stronglyTyped instead of the precision flags below"
                          " (the ONNX carries the types)")
         lines.append(f'  echo "building {plan.engine} ({plan.precision}) from {plan.onnx}"')
         lines.append("  " + " \\\n    ".join(body))
@@ -136,15 +122,11 @@ def bundle_readme(plans: dict[str, EnginePlan], model: str, target: str) -> str:
     calib = ""
     if int8:
         calib = (
-            "\n## int8 calibration\n\n"
-            + "\n".join(f"- `{p.calibration['inputs']}`: {p.calibration['source']}" for p in int8)
-            + "\n\nThese are the pre-processed calibration inputs (normalised NCHW float32, made exactly like the "
-            "validation inputs). The TensorRT calibration cache (`calibration/<role>.cache`) can only be produced by "
-            "TensorRT itself, on the device: `evit-deploy build-engine .` runs the entropy calibrator "
-            "(IInt8EntropyCalibrator2) on them, writes the cache and builds the engine. trtexec cannot calibrate from "
-            "data, so `build_engine.sh` needs that cache and stops with a message while it is missing. The attention, "
-            "norm and resize layers are kept fp32 in the int8 engine; measure it against fp32 "
-            "(`evit-deploy validate . --weights ...`).\n"
+            "\n## int8\n\nThe int8 graphs are explicitly quantized: the ONNX carries QuantizeLinear/DequantizeLinear "
+            "nodes whose scales were calibrated at export (symmetric int8, per-channel weights; see `export.json`, "
+            "`quantization`), so TensorRT builds them as written and needs no calibration on the device. The "
+            "attention, norm and resize layers stay float (fp32 constraints with builder flags; as typed with "
+            "`--stronglyTyped`).\n"
         )
     return f"""# TensorRT build bundle: {model} ({target})
 

@@ -22,6 +22,7 @@ _NO_LAYER_OPS = frozenset({"Constant"})  # the ONNX parser adds no layer for the
 _NORM_OPS = frozenset({"LayerNormalization", "GroupNormalization", "InstanceNormalization", "BatchNormalization"})
 _NORM_SCOPE = re.compile(r"/(norm|ln)[\w.]*/")
 _HEAVY_OPS = frozenset({"Conv", "ConvTranspose", "Gemm"})  # what int8 is for: they stay quantizable
+_QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})  # the quantization itself, in a Q/DQ graph
 
 
 @dataclass
@@ -100,7 +101,7 @@ def int8_sensitive_layers(model: Any) -> list[Fp32Layer]:
     layers = []
     for node in model.graph.node:
         outputs = [o for o in node.output if o]
-        if node.op_type in _NO_LAYER_OPS or node.op_type in _HEAVY_OPS or not outputs:
+        if node.op_type in _NO_LAYER_OPS or node.op_type in _HEAVY_OPS or node.op_type in _QDQ_OPS or not outputs:
             continue
         if not all(types.get(o) == _FLOAT for o in outputs):
             continue

@@ -17,7 +17,6 @@ from .onnx_layers import Fp32Layer, fp32_layers_for
 
 BUILD_PLAN = "trt_build.json"
 TIMING_CACHE = "timing.cache"
-CALIBRATION_DIR = "calibration"
 ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
 STRONGLY_TYPED_SETTINGS = ("auto", "always", "never")
 STRONGLY_TYPED_SINCE = (10, 12)  # weakly typed networks deprecated from here; TensorRT 11 drops them
@@ -34,7 +33,7 @@ class EnginePlan:
     engine: str
     precision: str  # fp32 | fp16 | int8
     shapes: dict[str, dict[str, list[int]]]  # dynamic inputs only: {name: {min, opt, max}}
-    static_shapes: dict[str, list[int]]  # every input at the opt shape (calibration, trtexec --shapes)
+    static_shapes: dict[str, list[int]]  # every input at the opt shape (trtexec --shapes)
     fp32_layers: list[Fp32Layer] = field(default_factory=list)
     workspace_mb: int = 4096
     timing_cache: str | None = TIMING_CACHE
@@ -42,7 +41,6 @@ class EnginePlan:
     strongly_typed: str = "auto"
     dla_core: int | None = None
     cuda_graph: bool = False
-    calibration: dict[str, str] | None = None  # int8: {inputs: .npy, cache: .cache, source: text}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,31 +121,20 @@ def make_plan(onnx_path: Path, role: str, precision: str, inputs: list[dict[str,
     name, default ``<onnx stem>.engine``)."""
     check_trt_settings(trt, precision)
     shapes, static = input_shapes(inputs, batch)
-    if precision == "int8" and len(inputs) != 1:
-        raise EvitError(f"int8 calibration feeds single-input graphs; the {role} has {len(inputs)} inputs")
-    calibration = None
-    if precision == "int8":
-        calibration = {"inputs": f"{CALIBRATION_DIR}/{role}.npy", "cache": f"{CALIBRATION_DIR}/{role}.cache",
-                       "source": ""}
     return EnginePlan(
         role=role, onnx=Path(onnx_path).name, engine=engine or Path(onnx_path).stem + ".engine", precision=precision,
         shapes=shapes,
         static_shapes=static, fp32_layers=fp32_layers_for(onnx_path, precision), workspace_mb=trt.workspace_mb,
         timing_cache=TIMING_CACHE if trt.timing_cache else None,
         builder_optimization_level=trt.builder_optimization_level, strongly_typed=trt.strongly_typed,
-        dla_core=trt.dla_core, cuda_graph=trt.cuda_graph, calibration=calibration,
+        dla_core=trt.dla_core, cuda_graph=trt.cuda_graph,
     )
 
 
 def use_strongly_typed(setting: str, precision: str, trt_version: str) -> bool:
-    """Whether to build a strongly typed network: ``auto`` = from TensorRT 10.12 on (the mixed ONNX carries the
-    types); int8 needs a weakly typed network with a calibrator, which TensorRT 11 no longer has."""
+    """Whether to build a strongly typed network: ``auto`` = from TensorRT 10.12 on (the mixed fp16 or Q/DQ int8
+    ONNX carries the types); before that, builder flags with the fp32 islands constrained (TensorRT 10.3)."""
     major_minor = version_tuple(trt_version)[:2]
-    if precision == "int8":
-        if major_minor >= (11, 0):
-            raise EvitError(f"int8 with a calibrator needs TensorRT < 11 (this is {trt_version}, which only takes "
-                            "explicitly quantized Q/DQ ONNX): build fp16, or quantize the ONNX with NVIDIA ModelOpt")
-        return False
     if setting == "always":
         return True
     if setting == "never":

@@ -73,7 +73,5 @@ def register_engine(folder: Path, manifest: Manifest, plan: EnginePlan, sidecar:
     new_files = [plan.engine, sidecar_path(Path(plan.engine)).as_posix()]
     if sidecar.get("timing_cache") and own_timing_cache:
         new_files.append(sidecar["timing_cache"])
-    if plan.calibration and (folder / plan.calibration["cache"]).is_file():
-        new_files.append(plan.calibration["cache"])
     manifest.files = sorted(set(manifest.files) | set(new_files))
     write_manifest(folder, manifest)

@@ -1,0 +1,123 @@
+"""The int8 step of the ONNX exporter: calibrate, (rank the layers), (fall back to a bound), write the Q/DQ ONNX.
+
+The exported fp32 ONNX of a unit is replaced by its Q/DQ int8 form. With ``sensitivity`` a ranked per-layer
+table (``sensitivity-<role>.json`` and ``.md``) is written beside it; with ``max_drop`` the most sensitive layers
+are kept float until the drop is within the bound, and ``export.json`` records which layers stayed float, why,
+and every step of the search.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...files import atomic_write
+from ...optional import require
+from ..calibration import calibration_set
+from ..exporters.base import ExportContext
+from ..tasks import ExportUnit
+from .onnx_qdq import OnnxInt8
+from .search import LayerSensitivity, fallback, rank
+
+
+def _session(path: Path) -> Any:
+    ort = require("onnxruntime", "int8 quantization")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _outputs(path: Path, name: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    session = _session(path)
+    return [session.run(None, {name: x})[0] for x in inputs]
+
+
+def agreement_drop(unit: ExportUnit, reference: list[np.ndarray], run: Any) -> Any:
+    """Points of the unit's agreement metric (top-1 / pixel argmax / embedding cosine) a candidate loses against
+    the float model on the calibration inputs."""
+    name = unit.output_names[0]
+
+    def measure(path: Path) -> float:
+        ref = {name: np.concatenate(reference)}
+        out = {name: np.concatenate(run(path))}
+        return 100.0 * (1.0 - unit.agreement(ref, out))
+
+    return measure
+
+
+def sensitivity_table(ranking: list[LayerSensitivity], role: str, scheme: str) -> str:
+    lines = [f"# int8 sensitivity of the {role} ({scheme} scheme)", "",
+             "Each layer quantized alone (everything else float), against the float model on the calibration "
+             "images; most damaging first.", "", "| rank | layer | op | min cosine | 1 − cosine | max rel. error |",
+             "|---:|---|---|---:|---:|---:|"]
+    lines += [f"| {i} | `{s.layer}` | {s.op} | {s.cosine:.6f} | {s.loss:.2e} | {s.error:.3e} |"
+              for i, s in enumerate(ranking, 1)]
+    return "\n".join(lines) + "\n"
+
+
+def quantize_unit(unit: ExportUnit, ctx: ExportContext, path: Path) -> list[str]:
+    """Replace the fp32 ONNX at ``path`` by its Q/DQ int8 form; returns the artifact notes."""
+    settings, options = ctx.profile.quant, ctx.int8
+    calib = calibration_set(ctx.calib, ctx.card, ctx.spec.input_size, settings.min_images)
+    inputs = [x.numpy() for x in calib.inputs]
+    input_name = unit.input_names[0]
+    record: dict[str, Any] = {"scheme": settings.scheme, "calibration": {"method": settings.calibration,
+                                                                        "images": calib.source}}
+    quiet = logging.getLogger()
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # onnxruntime.quantization's advice to pre-process goes to the root logger
+    try:
+        with tempfile.TemporaryDirectory(prefix="evit-int8-") as tmp:
+            work = Path(tmp)
+            quantizer = OnnxInt8(path, work, inputs, input_name, settings.scheme, settings.calibration)
+            reference = _outputs(path, input_name, inputs)
+
+            def run(candidate: Path) -> list[np.ndarray]:
+                return _outputs(candidate, input_name, inputs)
+
+            ranking = None
+            if options.sensitivity or options.max_drop is not None:
+                with ctx.step(f"int8 sensitivity of the {unit.role}: {len(quantizer.candidates())} layers, one at "
+                              "a time"):
+                    ranking = rank(quantizer, run, reference, work)
+                name = f"sensitivity-{unit.role}"
+                atomic_write(ctx.workdir / f"{name}.json", json.dumps(
+                    [{"layer": s.layer, "op": s.op, "min_cosine": s.cosine, "max_rel_error": s.error}
+                     for s in ranking], indent=2) + "\n")
+                atomic_write(ctx.workdir / f"{name}.md", sensitivity_table(ranking, unit.role, settings.scheme))
+                record["sensitivity"] = f"{name}.json"
+            if options.max_drop is not None:
+                on_data = options.accuracy_drop is not None and unit.role == "model"
+                what = ("measured with eval on the --eval dataset" if on_data else
+                        f"lost {unit.agreement_name} against the float model on the calibration images")
+                measure = options.accuracy_drop if on_data else agreement_drop(unit, reference, run)
+                with ctx.step(f"int8 fallback of the {unit.role} to --max-drop {options.max_drop:g} ({what})"):
+                    result = fallback(quantizer, ranking, measure, options.max_drop, work / "candidate.onnx", what)
+                by_layer = {s.layer: s for s in ranking}
+                record["fallback"] = {
+                    "max_drop": options.max_drop, "measured": what, "drop": round(result.drop, 4),
+                    "tried": result.tried,
+                    "float_layers": [{"layer": name, "op": by_layer[name].op, "why": f"sensitivity rank {i}: alone "
+                                      f"in int8 it gives cosine {by_layer[name].cosine:.6f}"}
+                                     for i, name in enumerate(result.float_layers, 1)],
+                }
+                built = result.path
+            else:
+                built = quantizer.build(work / "int8.onnx")
+            shutil.copyfile(built, path)
+            record["description"] = quantizer.describe()
+    finally:
+        quiet.setLevel(level)
+    ctx.quantization[unit.role] = record
+    notes = [record["description"], f"calibrated on {calib.source}"]
+    if "fallback" in record:
+        fb = record["fallback"]
+        notes.append(f"accuracy-aware fallback: {len(fb['float_layers'])} layers kept float for a drop of "
+                     f"{fb['drop']:.2f} <= {fb['max_drop']:g} points ({fb['measured']})")
+    return notes
