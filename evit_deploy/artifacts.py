@@ -10,7 +10,8 @@ they are. Everything that opens an export folder — the runtime, the Predictor,
 - artifact paths are relative, normalised and resolve inside the folder (symlinks resolved); nothing outside
   it is ever read;
 - each artifact's sha256 is checked when the folder is opened (``verify=False`` skips it), so a swapped or
-  corrupt file is never run;
+  corrupt file is never run; a format made of two files (OpenVINO IR: ``model.xml`` + its weights ``model.bin``)
+  records the second as a *companion* of the first, with its own sha256, checked with it;
 - :func:`choose_artifact` is the one rule for which artifact of a role runs.
 
 Only the export pipeline and ``build-engine`` write manifests, through :func:`write_manifest` (atomic).
@@ -33,7 +34,7 @@ SCHEMA = 1
 MANIFEST = "export.json"
 TASKS = ("cls", "seg", "sam")
 ROLES = ("model", "encoder", "decoder")
-Precision = Literal["fp32", "fp16", "int8-dynamic", "int8"]
+Precision = Literal["fp32", "fp16", "bf16", "int8-dynamic", "int8"]
 Layout = Literal["NCHW", "NHWC"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 LAYOUTS: tuple[str, ...] = get_args(Layout)
@@ -47,11 +48,19 @@ class ManifestError(EvitError):
 
 @dataclass(frozen=True)
 class FormatInfo:
-    """An artifact format: its file suffixes, whether a runtime backend runs it, whether it needs a GPU."""
+    """An artifact format: its file suffixes, whether a runtime backend runs it, whether it needs a GPU, and the
+    suffixes of the companion files it cannot run without (same stem, beside it: an OpenVINO ``.xml`` needs its
+    ``.bin``)."""
 
     suffixes: tuple[str, ...]
     runnable: bool = True
     gpu: bool = False
+    companions: tuple[str, ...] = ()
+
+    def companion_paths(self, path: str) -> list[str]:
+        """The companion files of the artifact at ``path`` (relative POSIX paths)."""
+        stem = path[: -len(PurePosixPath(path).suffix)] if PurePosixPath(path).suffix else path
+        return [stem + suffix for suffix in self.companions]
 
 
 FORMATS: dict[str, FormatInfo] = {
@@ -60,6 +69,7 @@ FORMATS: dict[str, FormatInfo] = {
     "tflite": FormatInfo((".tflite",)),
     "trt-engine": FormatInfo((".engine", ".plan"), gpu=True),
     "torch-compiled": FormatInfo((".pt2",), gpu=True),
+    "openvino": FormatInfo((".xml",), companions=(".bin",)),  # OpenVINO IR: the graph; the weights are the .bin
     "trt-bundle": FormatInfo((".sh",), runnable=False),  # build_engine.sh of a Jetson bundle: built on the device
 }
 
@@ -94,18 +104,31 @@ class ArtifactEntry:
     outputs: list[TensorSpec]
     sha256: str = ""
     notes: list[str] = field(default_factory=list)
+    companions: dict[str, str] = field(default_factory=dict)  # files the artifact needs beside it → sha256
+
+    def __post_init__(self) -> None:
+        if not self.companions and self.format in FORMATS:
+            self.companions = dict.fromkeys(FORMATS[self.format].companion_paths(self.path), "")
 
     @property
     def runnable(self) -> bool:
         return FORMATS[self.format].runnable
 
+    @property
+    def paths(self) -> list[str]:
+        """The artifact's file and its companions."""
+        return [self.path, *self.companions]
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": self.format, "role": self.role, "path": self.path, "sha256": self.sha256,
             "precision": self.precision, "layout": self.layout,
             "inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs],
             "notes": self.notes,
         }
+        if self.companions:
+            out["companions"] = dict(self.companions)
+        return out
 
 
 @dataclass
@@ -267,11 +290,20 @@ def _artifact(reader: _Reader, data: Any, i: int) -> ArtifactEntry:
     if sha and not _SHA_RE.fullmatch(sha):
         raise reader.fail(f"'{at}.sha256'", "is not a sha256 hex digest")
     notes = reader.get(data, "notes", list, at, [])
+    companions = reader.get(data, "companions", dict, at, {})
+    wanted = FORMATS[fmt].companion_paths(path)
+    if sorted(companions) != sorted(wanted):
+        raise reader.fail(f"'{at}.companions'", f"must list exactly {', '.join(wanted) or 'nothing'} (the files "
+                          f"{path} needs beside it), not {', '.join(companions) or 'nothing'}")
+    for name, digest in companions.items():
+        if not isinstance(digest, str) or (digest and not _SHA_RE.fullmatch(digest)):
+            raise reader.fail(f"'{at}.companions.{name}'", "is not a sha256 hex digest")
     return ArtifactEntry(
         format=fmt, role=reader.choice(data, "role", ROLES, at), path=path,
         precision=reader.choice(data, "precision", PRECISIONS, at),
         layout=reader.choice(data, "layout", LAYOUTS, at), inputs=reader.tensors(data, "inputs", at),
         outputs=reader.tensors(data, "outputs", at), sha256=sha, notes=[str(n) for n in notes],
+        companions=dict(companions),
     )
 
 
@@ -359,17 +391,27 @@ def read_manifest(folder: str | Path, verify: bool = True) -> Manifest:
 
 
 def verify_artifact(folder: Path, entry: ArtifactEntry) -> Path:
-    """The confined path of ``entry``, refused when missing, not a regular file, or its sha256 differs."""
+    """The confined path of ``entry``, refused when it or one of its companions (an OpenVINO ``.bin``) is missing,
+    not a regular file, or differs from its recorded sha256."""
     path = confined(folder, entry.path)
-    if not path.is_file():
-        raise ManifestError(f"artifact missing: {folder / entry.path} (listed in {MANIFEST})")
-    if not entry.sha256:
-        raise ManifestError(f"{folder / MANIFEST} records no sha256 for {entry.path}: its integrity cannot be "
-                            "checked; export again")
-    if sha256_file(path) != entry.sha256:
-        raise ManifestError(f"artifact {folder / entry.path} was modified or is corrupt (its sha256 differs from "
-                            f"{MANIFEST}); refusing to run it; export again")
+    for relative, digest in [(entry.path, entry.sha256), *entry.companions.items()]:
+        what = "artifact" if relative == entry.path else f"the companion of {entry.path}"
+        file = confined(folder, relative)
+        if not file.is_file():
+            raise ManifestError(f"{what} missing: {folder / relative} (listed in {MANIFEST})")
+        if not digest:
+            raise ManifestError(f"{folder / MANIFEST} records no sha256 for {relative}: its integrity cannot be "
+                                "checked; export again")
+        if sha256_file(file) != digest:
+            raise ManifestError(f"{what} {folder / relative} was modified, swapped or is corrupt (its sha256 differs "
+                                f"from {MANIFEST}); refusing to run it; export again")
     return path
+
+
+def seal(folder: Path, entry: ArtifactEntry) -> None:
+    """Record the sha256 of ``entry``'s file and of its companions (the exporter wrote them into ``folder``)."""
+    entry.sha256 = sha256_file(folder / entry.path)
+    entry.companions = {name: sha256_file(folder / name) for name in entry.companions}
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> Path:

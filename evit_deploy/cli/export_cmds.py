@@ -10,6 +10,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from ..artifacts import FORMATS
 from ..errors import EvitError
 from .output import RichSteps
 
@@ -23,8 +24,9 @@ def _report_table(reports, folder: Path | None = None) -> Table:  # noqa: ANN001
         worst_rel = max(m["max_rel"] for m in r.outputs.values())
         worst_cos = min(m["min_cosine"] for m in r.outputs.values())
         size = ""
-        if folder is not None and (folder / r.artifact).is_file():
-            size = f"{(folder / r.artifact).stat().st_size / 2**20:.1f} MiB"
+        files = [folder / p for p in [r.artifact, *FORMATS[r.format].companion_paths(r.artifact)]] if folder else []
+        if files and all(f.is_file() for f in files):
+            size = f"{sum(f.stat().st_size for f in files) / 2**20:.1f} MiB"
         agreement = f"{r.agreement:.4f}" if r.agreement is not None else "-"
         result = "[green]pass[/]" if r.passed else "[red]FAIL[/]: " + "; ".join(r.failures)
         table.add_row(r.artifact, r.precision, size, f"{worst_rel:.2e}", f"{worst_cos:.6f}", agreement, result)

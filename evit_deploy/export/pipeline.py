@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..artifacts import BatchInfo, Manifest, RuntimeInfo, owns_folder, read_manifest, write_manifest, written_files
+from ..artifacts import (
+    BatchInfo,
+    Manifest,
+    RuntimeInfo,
+    owns_folder,
+    read_manifest,
+    seal,
+    write_manifest,
+    written_files,
+)
 from ..errors import EvitError
 from ..files import commit_staged, sha256_file, staged_dir, writing
 from ..zoo import create_model, get_card
@@ -53,7 +62,7 @@ class ExportResult:
 def versions() -> dict[str, str]:
     found = {"evit-deploy": __version__, "python": platform.python_version()}
     for dist in ("torch", "onnx", "onnxruntime", "onnxsim", "onnxscript", "numpy", "litert-torch", "ai-edge-litert",
-                 "ai-edge-quantizer", "tensorrt"):
+                 "ai-edge-quantizer", "tensorrt", "openvino", "nncf"):
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -167,6 +176,9 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
                             int8=Int8Options(request.sensitivity, request.max_drop, request.accuracy_drop))
         for unit in units:
             export_unit(unit, ctx)
+        if resolved.precision_note:
+            for artifact in ctx.artifacts:
+                artifact.notes.append(resolved.precision_note)
         with step("PyTorch reference outputs"):
             references = {u.role: torch_outputs(u) for u in units}
         reports = validate_units(units, ctx.artifacts, tmp, profile, step, references)
@@ -184,7 +196,7 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
             )
         with step(f"write {output}"):
             for artifact in ctx.artifacts:
-                artifact.sha256 = sha256_file(tmp / artifact.path)
+                seal(tmp, artifact)
             manifest = Manifest(
                 model=card.name, task=card.task, target=profile.name, input_size=spec.input_size,
                 precision=precision, batch=BatchInfo(spec.batch, spec.dynamic_batch,

@@ -21,6 +21,9 @@ from .._paths import data_dir
 from ..artifacts import PRECISIONS, Layout, Precision  # defined once, with the manifest
 from ..errors import EvitError
 
+AUTO = "auto"  # --precision auto: the profile's ``auto`` list, first precision this machine can run
+PrecisionChoice = Literal[Precision, "auto"]  # what a profile offers and a request may ask for
+
 
 class ProfileError(EvitError):
     """A profile that cannot be found, parsed or understood."""
@@ -43,6 +46,9 @@ class ValidationSettings:
         default_factory=lambda: {
             "fp32": Tolerance(),
             "fp16": Tolerance(max_rel=1e-2, min_cosine=0.999, min_agreement=0.98),
+            # bf16 keeps fp32's range but 8 significant bits (unit roundoff 2^-9, 4x fp16's): fp16's cosine and
+            # agreement, a max relative error scaled like the roundoff (B1 r224: 2.4e-2 here, cosine 0.9995)
+            "bf16": Tolerance(max_rel=5e-2, min_cosine=0.999, min_agreement=0.98),
             "int8-dynamic": Tolerance(max_rel=0.25, min_cosine=0.95, min_agreement=0.5),
             "int8": Tolerance(max_rel=0.35, min_cosine=0.9, min_agreement=0.5),
         }
@@ -90,6 +96,24 @@ class QuantSettings:
 
 
 @dataclass
+class OpenVinoSettings:
+    """OpenVINO IR (cpu-openvino): how the runtime compiles it. The exporter writes these into the IR (its
+    ``rt_info``) and ``export.json``; the runtime pins them and records what the compiled model really runs.
+
+    ``inference_precision``: OpenVINO's ``INFERENCE_PRECISION_HINT`` per export precision. Pinned always: left
+    unset, the CPU plugin runs bf16 on CPUs with AVX512_BF16/AMX whatever the IR holds. ``performance_hint``:
+    ``LATENCY`` (one stream, all threads on one request) or ``THROUGHPUT`` (several streams for parallel
+    requests); ``streams``: 0 = what the hint chooses. Threads and the device come from ``runtime`` (``threads``,
+    ``providers: [CPU]``).
+    """
+
+    inference_precision: dict[str, Literal["f32", "bf16", "f16"]] = field(
+        default_factory=lambda: {"fp32": "f32", "bf16": "bf16", "int8": "f32"})
+    performance_hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
+    streams: int = 0
+
+
+@dataclass
 class TrtSettings:
     """TensorRT engine building (cloud-gpu-trt, jetson-orin-trt)."""
 
@@ -117,7 +141,8 @@ class ExportProfile:
     description: str = ""
     devices: list[str] = field(default_factory=list)
     formats: list[str] = field(default_factory=lambda: ["onnx"])
-    precisions: list[Precision] = field(default_factory=lambda: ["fp32"])  # the first is the default
+    precisions: list[PrecisionChoice] = field(default_factory=lambda: ["fp32"])  # the first is the default
+    auto: list[Precision] = field(default_factory=list)  # --precision auto: the first of these this machine runs
     layout: Layout = "NCHW"
     batch: BatchSettings = field(default_factory=BatchSettings)
     dynamic_hw: bool = False  # segmentation: symbolic input height/width (ADE20K's protocol sizes every image)
@@ -127,6 +152,7 @@ class ExportProfile:
     trt: TrtSettings = field(default_factory=TrtSettings)
     quant: QuantSettings = field(default_factory=QuantSettings)
     compiled: CompiledSettings = field(default_factory=CompiledSettings)
+    openvino: OpenVinoSettings = field(default_factory=OpenVinoSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
     source: str = ""
@@ -255,6 +281,11 @@ def _check(profile: ExportProfile) -> ExportProfile:
     where = f"profile {profile.name}"
     if not profile.precisions:
         raise ProfileError(f"{where}: precisions is empty; known: {', '.join(PRECISIONS)}")
+    if AUTO in profile.precisions and not profile.auto:
+        raise ProfileError(f"{where}: precisions offers auto but 'auto' (the precisions it picks from) is empty")
+    stray = [p for p in profile.auto if p not in profile.precisions]
+    if stray:
+        raise ProfileError(f"{where}: auto picks {stray[0]}, which precisions does not offer")
     b = profile.batch
     if not (1 <= b.min <= b.opt <= b.max) or b.size < 1:
         raise ProfileError(f"{where}: batch needs 1 <= min <= opt <= max and size >= 1")

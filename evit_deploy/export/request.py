@@ -15,8 +15,9 @@ from ..artifacts import FORMATS, owns_folder
 from ..errors import CheckpointError, EvitError
 from ..files import check_output_dir, not_ours_error
 from ..limits import LIMITS
+from ..runtime.cpu import precision_problem
 from ..zoo.cards import ModelCard, get_card
-from .profiles import ExportProfile, load_profile
+from .profiles import AUTO, ExportProfile, load_profile
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Resolved:
     input_size: tuple[int, int]
     batch: int
     output: Path
+    precision_note: str = ""  # how --precision auto chose
 
 
 def check_input_size(card: ModelCard, size: tuple[int, int]) -> None:
@@ -81,12 +83,31 @@ def resolve_batch(profile: ExportProfile, batch: int | None) -> int:
     return batch
 
 
-def resolve_precision(profile: ExportProfile, precision: str | None) -> str:
+def resolve_precision(profile: ExportProfile, precision: str | None) -> tuple[str, str]:
+    """(the precision to export, a note on how ``auto`` chose it or ""). A precision this machine's CPU cannot
+    run (bf16 without AVX512_BF16/AMX) is refused: it could not be validated, nor run here; ``auto`` skips it."""
     chosen = precision or profile.precisions[0]
     if chosen not in profile.precisions:
         raise EvitError(f"target {profile.name} does not offer precision '{chosen}' "
                         f"(it offers: {', '.join(profile.precisions)})")
-    return chosen
+    if chosen == AUTO:
+        passed = []
+        for candidate in profile.auto:
+            problem = precision_problem(candidate)
+            if problem is None:
+                why = f"; skipped {', '.join(passed)}" if passed else ""
+                return candidate, f"--precision auto chose {candidate}: the first of {', '.join(profile.auto)} " \
+                                  f"this machine runs{why}"
+            passed.append(f"{candidate} ({problem})")
+        raise EvitError(f"target {profile.name}: --precision auto found none of {', '.join(profile.auto)} that this "
+                        f"machine runs: {'; '.join(passed)}")
+    problem = precision_problem(chosen)
+    if problem:
+        fallback = " (or --precision auto, which picks what this machine runs)" if AUTO in profile.precisions else ""
+        others = [p for p in profile.precisions if p not in (chosen, AUTO)]
+        raise EvitError(f"cannot export {chosen} for {profile.name} here: {problem}; export {' or '.join(others)}"
+                        f"{fallback}")
+    return chosen, ""
 
 
 def check_output(output: Path, force: bool) -> None:
@@ -103,7 +124,7 @@ def preflight(request: ExportRequest) -> Resolved:
     unknown = [f for f in profile.formats if f not in FORMATS]
     if unknown:
         raise EvitError(f"target {profile.name}: unknown artifact format '{unknown[0]}' (known: {', '.join(FORMATS)})")
-    precision = resolve_precision(profile, request.precision)
+    precision, precision_note = resolve_precision(profile, request.precision)
     if (request.sensitivity or request.max_drop is not None and request.accuracy_drop is None) and precision != "int8":
         raise EvitError(f"--sensitivity and the int8 fallback apply to --precision int8, not {precision}")
     if request.max_drop is not None and request.max_drop < 0:
@@ -118,4 +139,4 @@ def preflight(request: ExportRequest) -> Resolved:
                         else f"--calib folder not found: {request.calib}")
     output = Path(request.output or Path("exports") / f"{card.name}-{profile.name}")
     check_output(output, request.force)
-    return Resolved(card, profile, precision, size, batch, output)
+    return Resolved(card, profile, precision, size, batch, output, precision_note)

@@ -78,7 +78,8 @@ class ArtifactReport:
     agreement: float | None
     tolerance: Tolerance
     failures: list[str]
-    runtime: dict[str, Any] | None = None  # the backend that ran it, e.g. the providers ONNX Runtime really used
+    runtime: dict[str, Any] | None = None  # the backend that ran it and its facts (Backend.facts): the providers
+    # ONNX Runtime really used, the precision OpenVINO compiled for
 
     @property
     def passed(self) -> bool:
@@ -128,7 +129,7 @@ def validate_artifact(
         samples=[label for label, _ in unit.validation_inputs], outputs=outputs,
         agreement_name=unit.agreement_name, agreement=agreement, tolerance=tol,
         failures=gate(outputs, agreement, tol),
-        runtime={"backend": backend.name, "providers": getattr(backend, "providers", None)},
+        runtime={"backend": backend.name, **backend.facts},
     )
 
 

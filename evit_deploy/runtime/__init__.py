@@ -1,9 +1,10 @@
 """Runtime backends: ``load(path)`` opens an artifact file (or an export folder) for inference.
 
-Backends register by artifact suffix (``.onnx``/``.ort`` → ONNX Runtime, ``.tflite`` → LiteRT, ``.engine`` →
-TensorRT, ``.pt2`` → the packaged PyTorch engine). An export folder is opened through its manifest
-(:mod:`evit_deploy.artifacts`): the artifact is confined to the folder, its sha256 is checked, its inputs must be
-those the manifest records, and the manifest's runtime settings (threads, providers) apply.
+Backends register by artifact suffix (``.onnx``/``.ort`` → ONNX Runtime, ``.tflite`` → LiteRT, ``.xml`` (+ its
+``.bin``) → OpenVINO, ``.engine`` → TensorRT, ``.pt2`` → the packaged PyTorch engine). An export folder is opened
+through its manifest (:mod:`evit_deploy.artifacts`): the artifact is confined to the folder, its sha256 is checked
+(with its companions'), its inputs must be those the manifest records, and the manifest's runtime settings
+(threads, providers) apply.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from ..errors import EvitError
 from .base import BACKENDS, Backend, TensorSpec, register_backend
 
 _BACKEND_MODULES = ("evit_deploy.runtime.onnxruntime_backend", "evit_deploy.runtime.litert_backend",
-                    "evit_deploy.runtime.compiled_backend", "evit_deploy.runtime.tensorrt_backend")
+                    "evit_deploy.runtime.openvino_backend", "evit_deploy.runtime.compiled_backend",
+                    "evit_deploy.runtime.tensorrt_backend")
 
 
 def ensure_registered() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,13 @@ class Backend(ABC):
     @property
     def outputs(self) -> list[TensorSpec]:
         return self._outputs
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """What really runs, as the runtime reports it (validation and benchmark reports record it): e.g. the
+        providers ONNX Runtime uses, the precision OpenVINO compiled for."""
+        providers = getattr(self, "providers", None)
+        return {"providers": list(providers)} if providers else {}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run on named inputs, return named outputs. The feeds are checked against :attr:`inputs` once, here

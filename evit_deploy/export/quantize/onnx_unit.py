@@ -23,7 +23,7 @@ from ..calibration import calibration_set
 from ..exporters.base import ExportContext
 from ..tasks import ExportUnit
 from .onnx_qdq import OnnxInt8
-from .search import LayerSensitivity, fallback, rank
+from .search import LayerQuantizer, LayerSensitivity, Run, fallback, rank
 
 
 def _session(path: Path) -> Any:
@@ -63,7 +63,7 @@ def sensitivity_table(ranking: list[LayerSensitivity], role: str, scheme: str) -
 
 def quantize_unit(unit: ExportUnit, ctx: ExportContext, path: Path) -> list[str]:
     """Replace the fp32 ONNX at ``path`` by its Q/DQ int8 form; returns the artifact notes."""
-    settings, options = ctx.profile.quant, ctx.int8
+    settings = ctx.profile.quant
     calib = calibration_set(ctx.calib, ctx.card, ctx.spec.input_size, settings.min_images)
     inputs = [x.numpy() for x in calib.inputs]
     input_name = unit.input_names[0]
@@ -81,41 +81,52 @@ def quantize_unit(unit: ExportUnit, ctx: ExportContext, path: Path) -> list[str]
             def run(candidate: Path) -> list[np.ndarray]:
                 return _outputs(candidate, input_name, inputs)
 
-            ranking = None
-            if options.sensitivity or options.max_drop is not None:
-                with ctx.step(f"int8 sensitivity of the {unit.role}: {len(quantizer.candidates())} layers, one at "
-                              "a time"):
-                    ranking = rank(quantizer, run, reference, work)
-                name = f"sensitivity-{unit.role}"
-                atomic_write(ctx.workdir / f"{name}.json", json.dumps(
-                    [{"layer": s.layer, "op": s.op, "min_cosine": s.cosine, "max_rel_error": s.error}
-                     for s in ranking], indent=2) + "\n")
-                atomic_write(ctx.workdir / f"{name}.md", sensitivity_table(ranking, unit.role, settings.scheme))
-                record["sensitivity"] = f"{name}.json"
-            if options.max_drop is not None:
-                on_data = options.accuracy_drop is not None and unit.role == "model"
-                what = ("measured with eval on the --eval dataset" if on_data else
-                        f"lost {unit.agreement_name} against the float model on the calibration images")
-                measure = options.accuracy_drop if on_data else agreement_drop(unit, reference, run)
-                with ctx.step(f"int8 fallback of the {unit.role} to --max-drop {options.max_drop:g} ({what})"):
-                    result = fallback(quantizer, ranking, measure, options.max_drop, work / "candidate.onnx", what)
-                by_layer = {s.layer: s for s in ranking}
-                record["fallback"] = {
-                    "max_drop": options.max_drop, "measured": what, "drop": round(result.drop, 4),
-                    "tried": result.tried,
-                    "float_layers": [{"layer": name, "op": by_layer[name].op, "why": f"sensitivity rank {i}: alone "
-                                      f"in int8 it gives cosine {by_layer[name].cosine:.6f}"}
-                                     for i, name in enumerate(result.float_layers, 1)],
-                }
-                built = result.path
-            else:
-                built = quantizer.build(work / "int8.onnx")
+            built = search_and_build(unit, ctx, quantizer, run, reference, work, record, ".onnx")
             shutil.copyfile(built, path)
             record["description"] = quantizer.describe()
     finally:
         quiet.setLevel(level)
     ctx.quantization[unit.role] = record
-    notes = [record["description"], f"calibrated on {calib.source}"]
+    return int8_notes(record, calib.source)
+
+
+def search_and_build(unit: ExportUnit, ctx: ExportContext, quantizer: LayerQuantizer, run: Run,
+                     reference: list[np.ndarray], work: Path, record: dict[str, Any], suffix: str) -> Path:
+    """What every int8 exporter does around its quantizer: with ``--sensitivity`` (or a fallback) the per-layer
+    table beside the artifacts; with ``--max-drop`` the accuracy-aware fallback; else everything quantized.
+    Fills ``record`` (``export.json`` ``quantization``); returns the built model (``suffix``: its file type)."""
+    options, scheme = ctx.int8, record.get("scheme", "")
+    ranking = None
+    if options.sensitivity or options.max_drop is not None:
+        with ctx.step(f"int8 sensitivity of the {unit.role}: {len(quantizer.candidates())} layers, one at a time"):
+            ranking = rank(quantizer, run, reference, work)
+        name = f"sensitivity-{unit.role}"
+        atomic_write(ctx.workdir / f"{name}.json", json.dumps(
+            [{"layer": s.layer, "op": s.op, "min_cosine": s.cosine, "max_rel_error": s.error}
+             for s in ranking], indent=2) + "\n")
+        atomic_write(ctx.workdir / f"{name}.md", sensitivity_table(ranking, unit.role, scheme))
+        record["sensitivity"] = f"{name}.json"
+    if options.max_drop is None:
+        return quantizer.build(work / f"int8{suffix}")
+    on_data = options.accuracy_drop is not None and unit.role == "model"
+    what = ("measured with eval on the --eval dataset" if on_data else
+            f"lost {unit.agreement_name} against the float model on the calibration images")
+    measure = options.accuracy_drop if on_data else agreement_drop(unit, reference, run)
+    with ctx.step(f"int8 fallback of the {unit.role} to --max-drop {options.max_drop:g} ({what})"):
+        result = fallback(quantizer, ranking, measure, options.max_drop, work / f"candidate{suffix}", what)
+    by_layer = {s.layer: s for s in ranking}
+    record["fallback"] = {
+        "max_drop": options.max_drop, "measured": what, "drop": round(result.drop, 4), "tried": result.tried,
+        "float_layers": [{"layer": name, "op": by_layer[name].op, "why": f"sensitivity rank {i}: alone in int8 it "
+                          f"gives cosine {by_layer[name].cosine:.6f}"}
+                         for i, name in enumerate(result.float_layers, 1)],
+    }
+    return result.path
+
+
+def int8_notes(record: dict[str, Any], source: str) -> list[str]:
+    """The artifact notes of an int8 unit (its ``quantization`` record)."""
+    notes = [record["description"], f"calibrated on {source}"]
     if "fallback" in record:
         fb = record["fallback"]
         notes.append(f"accuracy-aware fallback: {len(fb['float_layers'])} layers kept float for a drop of "
