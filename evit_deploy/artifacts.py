@@ -403,7 +403,7 @@ def verify_artifact(folder: Path, entry: ArtifactEntry) -> Path:
             raise ManifestError(f"{folder / MANIFEST} records no sha256 for {relative}: its integrity cannot be "
                                 "checked; export again")
         if sha256_file(file) != digest:
-            raise ManifestError(f"{what} {folder / relative} was modified, swapped or is corrupt (its sha256 differs "
+            raise ManifestError(f"{what} {folder / relative} was swapped, modified or is corrupt (its sha256 differs "
                                 f"from {MANIFEST}); refusing to run it; export again")
     return path
 

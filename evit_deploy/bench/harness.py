@@ -1,10 +1,12 @@
-"""Benchmark an export folder (or export first): PyTorch eager and every artifact, interleaved, one report."""
+"""Benchmark an export folder (or export first): PyTorch (eager, and torch.compile on request) and every artifact,
+interleaved, one report."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import platform
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -16,7 +18,7 @@ import torch
 
 from .. import runtime
 from ..artifacts import FORMATS, check_name, read_manifest
-from ..errors import EvitError
+from ..errors import EvitError, one_line
 from ..export.pipeline import ExportRequest, run_export, versions
 from ..zoo import RandomWeightsWarning, create_model, get_card
 from .measure import Contender, interleaved, peak_rss_mb, summarize
@@ -24,6 +26,7 @@ from .reference import hardware_rows, model_facts
 
 MAX_PYTORCH_BATCH = 64  # the largest batch PyTorch is benchmarked at beside a static-batch export
 BENCH_ROLES = ("model", "encoder")  # the SAM decoder is light and prompt-dependent: not benchmarked here
+BASELINES = ("eager", "compile")  # PyTorch rows: eager (every ratio is against it), torch.compile (inductor)
 ProgressFactory = Callable[[str, int], contextlib.AbstractContextManager[Callable[[], None]]]
 
 
@@ -38,6 +41,29 @@ class BenchSettings:
     runs: int = 30
     warmup: int = 5
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    baselines: list[str] = field(default_factory=lambda: ["eager"])  # of BASELINES; eager is always one
+
+
+def parse_baselines(text: str) -> list[str]:
+    """``eager,compile`` → ["eager", "compile"]; eager is the reference every ratio is against, so it is required."""
+    names = list(dict.fromkeys(b.strip() for b in text.split(",") if b.strip()))
+    unknown = [b for b in names if b not in BASELINES]
+    if unknown or "eager" not in names:
+        problem = f"'{unknown[0]}' is not one" if unknown else "eager (the reference of every ratio) is missing"
+        raise EvitError(f"--baselines takes {', '.join(BASELINES)} (comma-separated, eager included); {problem}")
+    return names
+
+
+def compiled_baseline(module: torch.nn.Module, call_with: Callable[[torch.nn.Module], object]
+                      ) -> tuple[Callable[[], object], float]:
+    """``torch.compile`` (inductor, static shapes) of ``module`` and its compile time in seconds: the first call,
+    which compiles, is timed here and never again (raises on a compile failure, e.g. no C++ compiler)."""
+    compiled = torch.compile(module, backend="inductor", dynamic=False)
+    with torch.inference_mode():
+        start = time.perf_counter()
+        call_with(compiled)
+        seconds = time.perf_counter() - start
+    return (lambda: call_with(compiled)), seconds
 
 
 def cpu_model() -> str:
@@ -106,9 +132,24 @@ def bench_export(folder: str | Path, settings: BenchSettings, weights: str | Non
         x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(batch))
         x_np = x.numpy()
         feeds = {}
-        torch_call = (lambda x=x: baseline(x.cuda()).cpu()) if on_gpu else (lambda x=x: baseline(x))
-        contenders = [Contender("pytorch", torch_call)]
+        def call_with(module: torch.nn.Module, x: torch.Tensor = x) -> object:
+            return module(x.cuda()).cpu() if on_gpu else module(x)
+
+        contenders = [Contender("pytorch", lambda: call_with(baseline))]
         meta = {"pytorch": {"backend": "pytorch", "format": "pytorch-eager", "artifact": None, "precision": "fp32"}}
+        if "compile" in settings.baselines:
+            try:
+                with progress(f"batch {batch}: torch.compile (inductor), not timed", 1) as tick:
+                    compiled_call, compile_s = compiled_baseline(baseline, call_with)
+                    tick()
+            except Exception as exc:  # noqa: BLE001 - inductor needs a C++ compiler; the other rows still run
+                skipped.append(f"pytorch-compile at batch {batch}: torch.compile failed ({one_line(exc, 160)})")
+            else:
+                contenders.append(Contender("pytorch-compile", compiled_call))
+                meta["pytorch-compile"] = {"backend": "pytorch", "format": "pytorch-compile", "artifact": None,
+                                           "precision": "fp32", "compile_s": round(compile_s, 2),
+                                           "runtime": {"compiler": "torch.compile(backend='inductor', dynamic=False)",
+                                                       "compile_s": round(compile_s, 2)}}
         for a, backend in backends:
             if not _batch_ok(backend, batch):
                 skipped.append(f"{a.path} at batch {batch}: static batch {backend.inputs[0].shape[0]}")
@@ -116,7 +157,8 @@ def bench_export(folder: str | Path, settings: BenchSettings, weights: str | Non
             key = a.path
             feeds[key] = {backend.inputs[0].name: x_np}
             contenders.append(Contender(key, lambda b=backend, f=feeds[key]: b.run(f)))
-            meta[key] = {"backend": backend.name, "format": a.format, "artifact": a.path, "precision": a.precision}
+            meta[key] = {"backend": backend.name, "format": a.format, "artifact": a.path, "precision": a.precision,
+                         "runtime": backend.facts}
         with torch.inference_mode(), progress(f"batch {batch}: {len(contenders)} backends", settings.runs) as tick:
             interleaved(contenders, settings.runs, settings.warmup, tick)
         base = None
@@ -142,7 +184,9 @@ def bench_export(folder: str | Path, settings: BenchSettings, weights: str | Non
         "input_size": [h, w],
         "measured": "image encoder only" if card.task == "sam" else "whole model",
         "machine": machine_facts(settings.threads) | ({"gpu": torch.cuda.get_device_name()} if on_gpu else {}),
-        "settings": asdict(settings) | {"order": "interleaved rounds: one call per backend per round",
+        "settings": asdict(settings) | {"order": "interleaved rounds: one call per backend per round"
+                                                  + ("; torch.compile timed after its compilation (compile_s)"
+                                                     if "compile" in settings.baselines else ""),
                                          "input": "random normal tensor (latency does not depend on values)",
                                          "weights": weights and Path(weights).name or "random"},
         "versions": versions(),

@@ -20,6 +20,21 @@ from .reference import family_prefix, hardware_rows, published
 ACCURACY_KEYS = (("top1", "ImageNet top-1 (%)"), ("miou", "mIoU (%)"), ("coco_map", "COCO mAP"))
 
 
+def is_baseline(row: dict[str, Any]) -> bool:
+    """The PyTorch eager row, which every ratio is against."""
+    return row["format"] == "pytorch-eager"
+
+
+def precision_label(row: dict[str, Any]) -> str:
+    """The row's precision, and what the runtime reported it really runs when that differs (int8: its float
+    parts)."""
+    precision = row["precision"]
+    ran = (row.get("runtime") or {}).get("inference_precision")
+    if not ran or ran == precision:
+        return precision
+    return f"{precision} (float parts {ran})" if precision.startswith("int8") else f"{precision} (runs {ran})"
+
+
 def _fmt(v: float) -> str:
     return f"{v:.2f}" if v < 100 else f"{v:.1f}"
 
@@ -39,11 +54,20 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for r in report["results"]:
         lat = r["latency_ms"]
-        ratio = f"{r['ratio_to_pytorch']:.2f}x time" if r["artifact"] else "baseline"
+        ratio = "baseline" if is_baseline(r) else f"{r['ratio_to_pytorch']:.2f}x time"
         lines.append(
-            f"| {r['backend']} | {r['format']} | {r['precision']} | {r['batch']} | {_fmt(lat['median'])} | "
+            f"| {r['backend']} | {r['format']} | {precision_label(r)} | {r['batch']} | {_fmt(lat['median'])} | "
             f"{_fmt(lat['p90'])} | {_fmt(lat['p99'])} | {_fmt(lat['std'])} | {r['throughput_img_s']:.1f} | {ratio} |"
         )
+    compiled = [r for r in report["results"] if r.get("compile_s") is not None]
+    if compiled:
+        lines += ["", "torch.compile (inductor) rows are timed after compiling; compile time, not in the latency: "
+                  + ", ".join(f"batch {r['batch']} {r['compile_s']:.1f} s" for r in compiled) + "."]
+    ran = [f"{r['artifact']}: {r['runtime']['inference_precision']}" for r in report["results"]
+           if (r.get("runtime") or {}).get("inference_precision")]
+    if ran:
+        lines += ["", "Inference precision the runtime reported for its compiled model (float parts of int8): "
+                  + ", ".join(dict.fromkeys(ran)) + "."]
     if report["skipped"]:
         lines += ["", "Not measured: " + "; ".join(report["skipped"]) + "."]
     ref = report["reference"]["hardware"]

@@ -21,6 +21,9 @@ from .output import RichSteps, progress_bar, reference_table, results_table
 @click.option("--runs", default=30, show_default=True, type=click.IntRange(min=1), help="Timed rounds per batch.")
 @click.option("--warmup", default=5, show_default=True, type=click.IntRange(min=0), help="Warm-up calls each.")
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for every backend (default: all cores).")
+@click.option("--baselines", default="eager", show_default=True,
+              help="PyTorch rows, comma-separated: eager (the reference of every ratio), compile (torch.compile with "
+                   "inductor, timed after compiling; its compile time is reported apart).")
 @click.option("--output", "-o", type=click.Path(file_okay=False), help="Report folder (default: ./bench/<name>/).")
 @click.option("--ema", is_flag=True, help="Load the checkpoint's EMA weights (state_dict_ema / model_ema).")
 @click.option("--eval", "eval_from", type=click.Path(exists=True),
@@ -29,9 +32,11 @@ from .output import RichSteps, progress_bar, reference_table, results_table
 @click.option("--eval-limit", type=click.IntRange(min=1), help="With --eval DATASET: the first N images only.")
 @click.option("--list-reference", is_flag=True, help="Show the published figures the reports compare against.")
 def bench(model_or_export: str | None, target: str, weights: str | None, imgsz: tuple[int, ...], batches: str,
-          runs: int, warmup: int, threads: int | None, output: str | None, ema: bool, eval_from: str | None,
+          runs: int, warmup: int, threads: int | None, baselines: str, output: str | None, ema: bool,
+          eval_from: str | None,
           eval_limit: int | None, list_reference: bool) -> None:
-    """Measure MODEL (exported for --target first) or an EXPORT_DIR: PyTorch eager and every artifact.
+    """Measure MODEL (exported for --target first) or an EXPORT_DIR: PyTorch eager (and torch.compile with
+    --baselines eager,compile) and every artifact.
 
     Backends run interleaved (one call each per round) with the same threads, input and batch; the report
     (report.json, report.md, report.html) carries the paper's figures for the model, each with its device.
@@ -54,9 +59,9 @@ def bench(model_or_export: str | None, target: str, weights: str | None, imgsz: 
 
         preflight(ExportRequest(model_or_export, target, weights, imgsz or None, ema=ema))
 
-    from ..bench.harness import BenchSettings, bench_export, bench_model, parse_batches
+    from ..bench.harness import BenchSettings, bench_export, bench_model, parse_baselines, parse_batches
 
-    settings = BenchSettings(parse_batches(batches), runs, warmup)
+    settings = BenchSettings(parse_batches(batches), runs, warmup, baselines=parse_baselines(baselines))
     check_report_folder(folder)  # before minutes of measuring
     if threads:
         settings.threads = threads

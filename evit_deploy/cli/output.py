@@ -56,12 +56,14 @@ def reference_table() -> Table:
 
 
 def results_table(report: dict) -> Table:
+    from ..bench.report import is_baseline, precision_label
+
     table = Table(title=f"{report['model']}: {report['machine']['label']}", caption="vs PyTorch: time ratio")
     for col in ("backend", "format", "precision", "batch", "median ms", "p90 ms", "std ms", "img/s", "vs PyTorch"):
         table.add_column(col, justify="left" if col in ("backend", "format", "precision") else "right")
     for r in report["results"]:
         lat = r["latency_ms"]
-        ratio = f"{r['ratio_to_pytorch']:.2f}x" if r["artifact"] else "baseline"
-        table.add_row(r["backend"], r["format"], r["precision"], str(r["batch"]), f"{lat['median']:.2f}",
+        ratio = "baseline" if is_baseline(r) else f"{r['ratio_to_pytorch']:.2f}x"
+        table.add_row(r["backend"], r["format"], precision_label(r), str(r["batch"]), f"{lat['median']:.2f}",
                       f"{lat['p90']:.2f}", f"{lat['std']:.2f}", f"{r['throughput_img_s']:.1f}", ratio)
     return table
