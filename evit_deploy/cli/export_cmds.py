@@ -41,7 +41,9 @@ def _report_table(reports, folder: Path | None = None) -> Table:  # noqa: ANN001
 @click.option("--imgsz", type=click.IntRange(min=1), multiple=True,
               help="Input size: --imgsz H [W] (square if one value); default: the profile's, else the model card's.")
 @click.option("--batch", type=click.IntRange(min=1), help="Batch of the exported graph (default: the profile's).")
-@click.option("--precision", "-p", help="One of the profile's precisions (default: its first).")
+@click.option("--precision", "-p", help="One of the profile's precisions (default: its first); auto: the first of "
+                                       "the profile's auto list this machine's CPU runs (cpu-openvino: bf16, else "
+                                       "fp32).")
 @click.option("--output", "-o", type=click.Path(file_okay=False),
               help="Output folder (default: ./exports/<model>-<target>/).")
 @click.option("--calib", type=click.Path(), help="Folder of calibration images for int8 (default: sample photos).")
