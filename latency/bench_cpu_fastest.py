@@ -43,7 +43,7 @@ EXPORTS = {"ort-fp32": ("cpu-ort", "fp32"), "openvino-fp32": ("cpu-openvino", "f
            "openvino-bf16": ("cpu-openvino", "bf16"), "openvino-int8": ("cpu-openvino", "int8"),
            "litert-fp32": ("mobile-cpu-tflite", "fp32")}
 VARIANTS = {"ort-fp32-static": "batch axis fixed to 1 at load",
-            "ort-fp32-spin": "worker threads spin up to 200 us between operators"}
+            "ort-fp32-spin": "worker threads spin between operators, stopped when each run ends"}
 ORT_VARIANTS = tuple(VARIANTS)
 ROWS = ("pytorch-eager", "pytorch-compile", *EXPORTS, *ORT_VARIANTS)
 ISSUE_FLOOR = {"efficientvit-b1-r224": 5.4}  # ms, the issue's fp32 floor for 2 cores of this machine class
@@ -80,14 +80,15 @@ def export(name: str, size: tuple[int, int], target: str, precision: str, workdi
 
 def ort_variant(path: Path, threads: int, variant: str) -> Callable[[np.ndarray], object]:
     """A raw ONNX Runtime session: ``static`` fixes the batch axis to 1 at load; ``spin`` lets the worker threads
-    spin between operators for at most 200 us instead of sleeping (the runtime's shared_cpu setting: no spinning)."""
+    spin between operators instead of sleeping, and stops them when a run ends (``session.force_spinning_stop``),
+    so the next contender is not slowed (the runtime's shared_cpu setting: no spinning)."""
     ort = require("onnxruntime", "the ONNX Runtime variants")
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if variant == "spin" else "0")
     if variant == "spin":
-        options.add_session_config_entry("session.intra_op.spin_duration_us", "200")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     if variant == "static":
         options.add_free_dimension_override_by_name("batch", 1)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -193,7 +194,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [""] + [f"- {v}" for v in verdicts(case)] + [""]
     lines += ["Rows: `ort-fp32` is the cpu-ort artifact as the runtime runs it in benchmarks (no spinning threads); "
               "`ort-fp32-static` the same model with its batch axis fixed at load, `ort-fp32-spin` with worker threads "
-              "spinning up to 200 us between operators. `openvino-*` are cpu-openvino artifacts, the inference "
+              "spinning between operators and stopped after each run. `openvino-*` are cpu-openvino artifacts, the inference "
               "precision pinned and read back from the compiled model (`runs as`; int8: its float parts). Errors are "
               "against PyTorch fp32 on the validation photos (random weights unless --weights-dir)."]
     return "\n".join(lines) + "\n"

@@ -6,8 +6,9 @@ inference precision is always pinned: to what the exporter wrote into the IR (``
 compiled model really runs (precision, hint, streams, threads, and how many of its kernels run in each precision)
 is read back from it: :attr:`OpenVinoBackend.facts`.
 
-Shapes: a dynamic batch (or size) is compiled once per input shape on first use and kept (static shapes ran B1 r224
-bs1 in 0.7x the time of the dynamic model here); the load compiles batch 1.
+Shapes: a dynamic batch is compiled once per batch size on first use and kept (static shapes ran B1 r224 bs1 in
+0.7-0.85x the time of the dynamic model here); the load compiles batch 1. Dynamic heights and widths run the
+dynamic model.
 """
 
 from __future__ import annotations
@@ -101,9 +102,12 @@ class OpenVinoBackend(Backend):
         self._compiled: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._local = threading.local()
-        first = tuple(tuple(1 if not isinstance(d, int) and i == 0 else d for i, d in enumerate(s.shape))
+        # Only a dynamic batch is compiled per shape; dynamic sizes (dynamic_hw) run the dynamic model, as
+        # every image may have its own size.
+        self._per_shape = all(isinstance(d, int) for s in self._inputs for d in s.shape[1:])
+        first = tuple(tuple(1 if i == 0 and not isinstance(d, int) else d for i, d in enumerate(s.shape))
                       for s in self._inputs)
-        self.compiled = self._compile(first if all(isinstance(d, int) for s in first for d in s) else None)
+        self.compiled = self._compile(first if self._per_shape else None)
         ran = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         if self.device == "CPU" and ran != wanted:
             raise EvitError(f"{self.path}: OpenVINO compiled it for {ran}, not the pinned {wanted}; refusing to run "
@@ -134,7 +138,7 @@ class OpenVinoBackend(Backend):
                 self._compiled.popitem(last=False)
             return compiled
 
-    def _request(self, shapes: tuple) -> Any:
+    def _request(self, shapes: tuple | None) -> Any:
         """This thread's infer request for ``shapes`` (requests are not shared between threads)."""
         requests = getattr(self._local, "requests", None)
         if requests is None:
@@ -147,7 +151,7 @@ class OpenVinoBackend(Backend):
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         typed = {s.name: np.ascontiguousarray(feeds[s.name], dtype=s.dtype) for s in self._inputs}
-        request = self._request(tuple(typed[s.name].shape for s in self._inputs))
+        request = self._request(tuple(typed[s.name].shape for s in self._inputs) if self._per_shape else None)
         request.infer(typed)
         return {spec.name: request.get_output_tensor(i).data.copy() for i, spec in enumerate(self._outputs)}
 
