@@ -183,10 +183,22 @@ def test_auto_and_a_precision_this_cpu_cannot_run(monkeypatch, ov_export, capsys
         resolve_precision(profile, "bf16")
     assert run_cli(["export", B0, "-t", "cpu-openvino", "-p", "bf16", "-o", "never"]) == 2
     assert "cannot export bf16" in capsys.readouterr().err
+
+@pytest.mark.skipif(NO_BF16 is not None, reason=f"exporting bf16 needs AVX512_BF16/AMX: {NO_BF16}")
+def test_a_bf16_artifact_on_a_cpu_without_bf16(monkeypatch, ov_export, tmp_path):
     monkeypatch.setattr("evit_deploy.runtime.openvino_backend.bf16_supported", lambda core, device: False)
-    if NO_BF16 is None:
-        with pytest.raises(EvitError, match="OpenVINO cannot run bf16 on this CPU"):
-            runtime.load(ov_export("bf16"))
+    folder = ov_export("bf16")
+    with pytest.raises(EvitError, match="OpenVINO cannot run bf16 on this CPU.*--precision fp32"):
+        runtime.load(folder)  # asked for bf16 explicitly: refused
+    xml = (folder / "model.xml").read_text()
+    assert '<PRECISION_CHOICE value="bf16" />' in xml
+    loose = tmp_path / "auto"  # the same IR as --precision auto writes it (the choice is in its rt_info)
+    loose.mkdir()
+    (loose / "model.xml").write_text(xml.replace('PRECISION_CHOICE value="bf16"', 'PRECISION_CHOICE value="auto"'))
+    shutil.copyfile(folder / "model.bin", loose / "model.bin")
+    with pytest.warns(RuntimeWarning, match="no native bf16: runs f32"):
+        backend = runtime.load(loose / "model.xml")
+    assert backend.facts["inference_precision"] == "fp32" and "precision_fallback" in backend.facts
 
 
 def test_openvino_missing_is_one_line(monkeypatch, ov_export, capsys):

@@ -173,7 +173,8 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
             units = export_units(model, card, spec)
         ctx = ExportContext(tmp, card, profile, precision, spec, step=step,
                             calib=Path(request.calib) if request.calib else None,
-                            int8=Int8Options(request.sensitivity, request.max_drop, request.accuracy_drop))
+                            int8=Int8Options(request.sensitivity, request.max_drop, request.accuracy_drop),
+                            auto_precision=bool(resolved.precision_note))
         for unit in units:
             export_unit(unit, ctx)
         if resolved.precision_note:

@@ -14,6 +14,7 @@ dynamic model.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from .base import Backend, TensorSpec, register_backend
 
 RT_INFO_KEY = "evit_deploy"  # the IR's rt_info section the exporter writes the runtime settings into
 SETTINGS = ("INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "NUM_STREAMS")
+CHOICE = "PRECISION_CHOICE"  # "auto" when --precision auto chose the precision: the runtime may choose again
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 MAX_SHAPES = 4  # compiled input shapes kept per backend (each holds its own copy of the weights)
 PRECISION_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
@@ -35,7 +37,7 @@ PRECISION_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 def ir_settings(model: Any) -> dict[str, str]:
     """The runtime settings an evit-deploy exporter wrote into the IR (empty for a foreign IR)."""
     found = {}
-    for key in SETTINGS:
+    for key in (*SETTINGS, CHOICE):
         if model.has_rt_info([RT_INFO_KEY, key]):
             found[key] = str(model.get_rt_info([RT_INFO_KEY, key]).astype(str))
     return found
@@ -85,6 +87,8 @@ class OpenVinoBackend(Backend):
         self.device = _device(providers)
         self.providers = [self.device]
         recorded = ir_settings(self.model)
+        self.auto = recorded.pop(CHOICE, "") == "auto"
+        self.fallback = ""
         self.config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"} | recorded
         if self.config.get("NUM_STREAMS") in ("0", 0):
             del self.config["NUM_STREAMS"]
@@ -95,8 +99,12 @@ class OpenVinoBackend(Backend):
             self.config["ENABLE_CPU_PINNING"] = False
         wanted = self.config["INFERENCE_PRECISION_HINT"]
         if wanted == "bf16" and self.device == "CPU" and not bf16_supported(self.core, self.device):
-            raise EvitError(f"{self.path} is a bf16 artifact, but OpenVINO cannot run bf16 on this CPU (no "
-                            "AVX512_BF16/AMX); export it again with --precision fp32, or --precision auto")
+            if not self.auto:
+                raise EvitError(f"{self.path} is a bf16 artifact, but OpenVINO cannot run bf16 on this CPU (no "
+                                "AVX512_BF16/AMX); export it again with --precision fp32, or --precision auto")
+            wanted = self.config["INFERENCE_PRECISION_HINT"] = "f32"  # more exact than the bf16 it was validated in
+            self.fallback = "bf16 chosen by --precision auto at export; this CPU has no native bf16: runs f32"
+            warnings.warn(f"{self.path.name}: {self.fallback}", RuntimeWarning, stacklevel=2)
         self._inputs = [self._spec(p) for p in self.model.inputs]
         self._outputs = [self._spec(p) for p in self.model.outputs]
         self._compiled: OrderedDict[tuple, Any] = OrderedDict()
@@ -171,6 +179,7 @@ class OpenVinoBackend(Backend):
             "streams": int(c.get_property("NUM_STREAMS")),
             "threads": int(c.get_property("INFERENCE_NUM_THREADS")),
             "settings_from": self.config_source,
+            **({"precision_fallback": self.fallback} if self.fallback else {}),
             "kernels_by_precision": dict(sorted(kernels.items())),
             "openvino": require("openvino", "OpenVINO facts").__version__.split("-")[0],
         }

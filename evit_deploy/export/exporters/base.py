@@ -59,6 +59,7 @@ class ExportContext:
     skipped: list[str] = field(default_factory=list)  # steps not run on this host, with the reason
     int8: Int8Options = field(default_factory=Int8Options)
     quantization: dict[str, Any] = field(default_factory=dict)  # per role: how int8 was made (export.json)
+    auto_precision: bool = False  # the precision was chosen by --precision auto (a runtime may choose again)
 
     @property
     def model_name(self) -> str:

@@ -76,7 +76,8 @@ class OpenVinoExporter(Exporter):
                     model, int8_notes = quantize_openvino_unit(unit, ctx, model, onnx_path, work)
                 notes += int8_notes
             runtime = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": settings.performance_hint,
-                       "NUM_STREAMS": str(settings.streams)}
+                       "NUM_STREAMS": str(settings.streams), "PRECISION_CHOICE": "auto" if ctx.auto_precision
+                       else precision}
             for key, value in runtime.items():
                 model.set_rt_info(value, [RT_INFO_KEY, key])
             ov.save_model(model, str(path), compress_to_fp16=False)
