@@ -215,10 +215,21 @@ def test_openvino_missing_is_one_line(monkeypatch, ov_export, capsys):
     assert "[openvino] extra" in capsys.readouterr().err
 
 
-def test_predictor_and_bench_take_it_with_the_compile_baseline(ov_export, capsys):
+def test_predictor_eval_and_bench_take_it_with_the_compile_baseline(ov_export, cls_export, tmp_path, capsys):
+    from evit_deploy.eval import EvalSettings, evaluate
+
     folder = ov_export("fp32")
     result = Predictor.from_export(folder)(sample_photo("chelsea"))
     assert len(result.labels) == 5
+    flat = tmp_path / "imagenet"  # two photos labelled with PyTorch's top-1
+    flat.mkdir()
+    top = _pytorch(cls_export[1], _photo_batch()).argmax(1)
+    for name in ("chelsea", "coffee"):
+        Image.fromarray(sample_photo(name)).save(flat / f"{name}.JPEG", quality=95)
+    (tmp_path / "labels.txt").write_text(f"chelsea.JPEG,{top[0]}\ncoffee.JPEG,{top[1]}\n")
+    report = evaluate(folder, EvalSettings(str(flat), "imagenet", str(tmp_path / "labels.txt"), str(cls_export[1])))
+    pytorch, ours = report["results"]
+    assert ours["metrics"]["top1"] == pytorch["metrics"]["top1"] and ours["agreement_with_pytorch"] == 1.0
     tiny = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=8), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                                torch.nn.Linear(8, 1000)).eval()  # compiles in seconds
     report = bench_export(folder, BenchSettings(runs=2, warmup=1, threads=2, baselines=["eager", "compile"]),
