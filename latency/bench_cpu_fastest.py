@@ -176,8 +176,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"## {case['model']} ({'x'.join(map(str, case['input_size']))})", "",
                   f"{case['macs'] / 1e9:.2f} GMAC: fp32 floor {floor['fp32']:.2f} ms, bf16 floor {floor['bf16']:.2f} ms"
                   f" (MACs x 2 / the rate above){issue}.", "",
-                  "| row | precision | runs as | median ms | p90 ms | / eager | / compile | / fp32 floor | validated "
-                  "| max rel err | size MiB |", "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+                  "| row | precision | runs as | median ms | min ms | p90 ms | / eager | / compile | / fp32 floor "
+                  "| validated | max rel err | size MiB |", "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
         for key, r in case["rows"].items():
             lat, rt = r["latency_ms"], r.get("runtime", {})
             ran = rt.get("inference_precision", "")
@@ -185,7 +185,8 @@ def markdown(report: dict[str, Any]) -> str:
             size = f"{r['size_bytes'] / 2**20:.1f}" if "size_bytes" in r else "-"
             err = f"{r['max_rel_vs_pytorch']:.1e}" if "max_rel_vs_pytorch" in r else "-"
             valid = {True: "yes", False: "NO"}.get(r.get("validated"), "-")
-            lines.append(f"| {key} | {r['precision']} | {ran or '-'} | {lat['median']:.2f} | {lat['p90']:.2f} | "
+            lines.append(f"| {key} | {r['precision']} | {ran or '-'} | {lat['median']:.2f} | {lat['min']:.2f} | "
+                         f"{lat['p90']:.2f} | "
                          f"{r['vs_eager']:.2f} | {compile_ratio} | {r['vs_fp32_floor']:.2f} | {valid} | {err} "
                          f"| {size} |")
         if "pytorch-compile" in case["rows"]:
@@ -193,10 +194,11 @@ def markdown(report: dict[str, Any]) -> str:
                           f"{case['rows']['pytorch-compile']['compile_s']:.1f} s."]
         lines += [""] + [f"- {v}" for v in verdicts(case)] + [""]
     lines += ["Rows: `ort-fp32` is the cpu-ort artifact as the runtime runs it in benchmarks (no spinning threads); "
-              "`ort-fp32-static` the same model with its batch axis fixed at load, `ort-fp32-spin` with worker threads "
-              "spinning between operators and stopped after each run. `openvino-*` are cpu-openvino artifacts, the inference "
-              "precision pinned and read back from the compiled model (`runs as`; int8: its float parts). Errors are "
-              "against PyTorch fp32 on the validation photos (random weights unless --weights-dir)."]
+              "`ort-fp32-static` the same model with its batch axis fixed at load, `ort-fp32-spin` with worker "
+              "threads spinning between operators and stopped after each run. `openvino-*` are cpu-openvino "
+              "artifacts, the inference precision pinned and read back from the compiled model (`runs as`; int8: its "
+              "float parts). Errors are against PyTorch fp32 on the validation photos (random weights unless "
+              "--weights-dir)."]
     return "\n".join(lines) + "\n"
 
 

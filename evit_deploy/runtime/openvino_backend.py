@@ -7,7 +7,7 @@ compiled model really runs (precision, hint, streams, threads, and how many of i
 is read back from it: :attr:`OpenVinoBackend.facts`.
 
 Shapes: a dynamic batch is compiled once per batch size on first use and kept (static shapes ran B1 r224 bs1 in
-0.7-0.85x the time of the dynamic model here); the load compiles batch 1. Dynamic heights and widths run the
+0.7-0.9x the time of the dynamic model here); the load compiles batch 1. Dynamic heights and widths run the
 dynamic model.
 """
 
