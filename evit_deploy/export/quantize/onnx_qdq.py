@@ -98,6 +98,9 @@ def drop_input_qdq(model: Any, nodes: set[str]) -> int:
 class OnnxInt8:
     """Quantizes one fp32 ONNX graph to a Q/DQ int8 ONNX; chosen layers can be left float (``float_layers``)."""
 
+    probe = "alone"  # quantizing a single layer is cheap here: the calibration ranges are cached
+    suffix = ".onnx"
+
     def __init__(self, fp32_path: Path, workdir: Path, inputs: list[np.ndarray], input_name: str, scheme: str,
                  method: str = "minmax") -> None:
         if scheme not in SCHEMES:
@@ -115,6 +118,7 @@ class OnnxInt8:
         self.layers = [(n.name, n.op_type) for n in model.graph.node
                        if n.op_type in HEAVY_OPS and n.name and n.name not in self.islands]
         self.cache = workdir / "int8-calibration.json"
+        self.scheme_name = f"Q/DQ ONNX, {scheme} scheme"
 
     def candidates(self) -> list[tuple[str, str]]:
         """(node name, op type) of the layers a ranking or a fallback chooses among."""
