@@ -361,6 +361,8 @@ def test_benchmark_model_logs_new_old_and_all_same():
                                                                                       "overall_mb": 138.809}
     same = parse_benchmark_log(BENCHMARK_LOG_ALL_SAME, "same.log")
     assert same.count == 3 and same.latency_ms["mean"] == same.latency_ms["min"] == 8.0 and same.latency_ms["std"] == 0
+    only = parse_benchmark_log("Inference timings" + BENCHMARK_LOG_OLD.split("Inference timings")[1], "x")
+    assert only.latency_ms["mean"] == 249.684 and only.count is None and only.latency_ms["min"] is None
 
 
 def test_benchmark_model_log_errors():
@@ -443,7 +445,7 @@ def test_bench_import_android_results_report_device_paper_row_layers_and_correct
 def test_bench_import_trtexec_times_alone_and_with_profile_and_outputs(jetson_bundle, tmp_path):
     lat = [1.61, 1.52, 1.55, 1.71, 1.5, 1.58, 1.49, 1.53]
     times = tmp_path / "trace.json"
-    times.write_text(trtexec_times(lat, "trt8", warmup_records=3))
+    times.write_text(trtexec_times(lat, "trt10"))
     out = tmp_path / "r1"
     assert run_cli(["bench", "import", str(times), "-b", str(jetson_bundle), "--device-name", "Jetson AGX Orin 64GB",
                     "-o", str(out)]) == 0
@@ -451,15 +453,21 @@ def test_bench_import_trtexec_times_alone_and_with_profile_and_outputs(jetson_bu
     (row,) = report["results"]
     assert row["device"] == "Jetson AGX Orin 64GB" and row["statistic"] == "median" and row["runs"] == len(lat)
     assert row["latency_ms"]["median"] == float(np.median(lat)) and row["format"] == "trt-engine"
+    assert row["latency_ms"]["mean"] == pytest.approx(sum(lat) / len(lat), rel=1e-15)
     assert {r["device"]: r["value"] for r in report["reference"]["hardware"]} == {"jetson-nano": 24.8,
                                                                                   "jetson-agx-orin": 1.48}
     assert report["correctness"] == [] and "not checked" in (out / "report.md").read_text()
+    # a single file of unknown provenance: every record counts, as written (its warm-up cannot be told apart)
+    times.write_text(trtexec_times(lat, "trt8", warmup_records=3))
+    assert run_cli(["bench", "import", str(times), "-b", str(jetson_bundle), "-o", str(out)]) == 0
+    (row,) = json.loads((out / "report.json").read_text())["results"]
+    assert row["runs"] == len(lat) + 3 and row["latency_ms"]["median"] == float(np.median([9.0] * 3 + lat))
 
     # the whole results folder: per-layer profile and the engine's outputs (printed with 6 digits) pass the gate
     doc = read_bundle(jetson_bundle).doc
     results = tmp_path / "results"
     (results / "golden").mkdir(parents=True)
-    shutil.copy(times, results / "times.json")
+    shutil.copy(times, results / "times.json")  # run.sh's output (its BUNDLE_ID): the warm-up records are dropped
     (results / "profile.json").write_text(trtexec_profile([("/stem/conv/Conv + Relu", 0.21), ("MatMul_12", 0.4)]))
     (results / "BUNDLE_ID").write_text(doc["bundle_id"] + "\n")
     onnx_sha = doc["files"]["export/model.onnx"]
@@ -469,6 +477,8 @@ def test_bench_import_trtexec_times_alone_and_with_profile_and_outputs(jetson_bu
         (results / g["device_output"]).write_text(trtexec_output("logits", ref))
     assert run_cli(["bench", "import", str(results), "-b", str(jetson_bundle), "-o", str(tmp_path / "r2")]) == 0
     report = json.loads((tmp_path / "r2" / "report.json").read_text())
+    assert report["results"][0]["runs"] == len(lat) and report["results"][0]["latency_ms"]["median"] == float(
+        np.median(lat))
     assert report["layers"]["iterations"] == 100 and report["layers"]["top"][0]["name"] == "MatMul_12"
     (c,) = report["correctness"]
     assert c["passed"] and c["precision"] == "fp16" and c["tolerance"]["max_rel"] == 1e-2

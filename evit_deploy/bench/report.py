@@ -118,7 +118,7 @@ def imported_markdown(report: dict[str, Any]) -> str:
         lat = r["latency_ms"]
         ips = f"{r['throughput_img_s']:.1f}" if r.get("throughput_img_s") else "-"
         lines.append(f"| {r['device']} | {r['backend']} | {r['format']} | {r['precision']} | {r['batch']} | "
-                     f"{r['runs']} | {_fmt(lat['median'])} | {_fmt(lat['mean'])} | {_fmt(lat['p90'])} | "
+                     f"{r['runs'] or '-'} | {_fmt(lat['median'])} | {_fmt(lat['mean'])} | {_fmt(lat['p90'])} | "
                      f"{_fmt(lat['p99'])} | {_fmt(lat['min'])} | {_fmt(lat['max'])} | {_fmt(lat['std'])} | {ips} |")
     for r in report["results"]:
         lines += ["", f"`{r['backend']}` reports the {r['statistic']} (\"-\": a figure it does not report; none is "

@@ -26,7 +26,8 @@ The formats, from the tools' sources:
   per iteration: ``startComputeMs``, ``endComputeMs``, ``computeMs``, ``latencyMs`` (= H2D + compute + D2H), and
   ``h2dMs``/``d2hMs`` with ``startEnqMs``... (TensorRT 8+) or ``inMs``/``outMs`` (TensorRT 7, tracer.py);
   ``endToEndMs`` up to TensorRT 8. Before TensorRT 10 the list includes the warm-up iterations; trtexec's own
-  summary drops records whose ``startComputeMs`` is before the warm-up time, and so does this parser.
+  summary drops records whose ``startComputeMs`` is before the warm-up time, and so does this parser when it is
+  given that time.
 - ``trtexec --exportProfile`` (``Profiler::exportJSONProfile``): ``[{"count": N}, {"name", "timeMs",
   "averageMs", ["medianMs",] "percentage"}, ...]``.
 - ``trtexec --exportOutput`` (``exportJSONOutput``): ``[{"name": "logits", "dimensions": "1x1000", "values":
@@ -73,7 +74,7 @@ class Timing:
 
     tool: str
     source: str
-    count: int
+    count: int | None  # None: the tool's output does not say
     latency_ms: dict[str, float | None]
     statistic: str
     details: dict[str, Any] = field(default_factory=dict)
@@ -149,22 +150,22 @@ def parse_benchmark_log(text: str, source: str) -> Timing:
         raise _error(source, f"holds {len(ends)} benchmark_model runs; import one run at a time")
     end = ends[0]
     stats = [m for m in _STAT.finditer(text, 0, end.start()) if "Timings (microseconds)" not in m.group(0)]
-    if not stats:
-        raise _error(source, "has no 'count=... avg=...' statistics line before its 'Inference timings' line")
-    timed = _stat(stats[-1].group(1), source)
+    timed = _stat(stats[-1].group(1), source) if stats else None
     warm = _stat(stats[-2].group(1), source) if len(stats) > 1 else None
     if new:
         init, first, warm_avg, inference = (Decimal(g) for g in end.groups())
     else:
         warm_avg, init, inference = (Decimal(g) for g in end.groups())
         first = warm["first"] if warm else None
-    if abs(inference - timed["avg"]) > Decimal("1e-5") * max(abs(inference), Decimal(1)):  # both print one double
+    if timed is not None and abs(inference - timed["avg"]) > Decimal("1e-5") * max(abs(inference), Decimal(1)):
         raise _error(source, f"is inconsistent: 'Inference (avg)' {inference} differs from the timed runs' avg "
                              f"{timed['avg']}")
-    latency = {"median": None, "mean": _ms(str(timed["avg"]), 1000), "p90": None, "p99": None,
-               "min": _ms(str(timed["min"]), 1000), "max": _ms(str(timed["max"]), 1000),
-               "std": _ms(str(timed["std"]), 1000)}
-    details = {"unit": "us", "timed_runs": {k: str(v) for k, v in timed.items()},
+    # Without the timed runs' statistics line only the average is known: the rest stays empty.
+    latency = {"median": None, "mean": _ms(str(inference), 1000), "p90": None, "p99": None,
+               "min": _ms(str(timed["min"]), 1000) if timed else None,
+               "max": _ms(str(timed["max"]), 1000) if timed else None,
+               "std": _ms(str(timed["std"]), 1000) if timed else None}
+    details = {"unit": "us", "timed_runs": {k: str(v) for k, v in timed.items()} if timed else None,
                "warmup_runs": {k: str(v) for k, v in warm.items()} if warm else None,
                "init_us": str(init), "first_inference_us": str(first) if first is not None else None,
                "warmup_avg_us": str(warm_avg), "inference_avg_us": str(inference)}
@@ -172,7 +173,8 @@ def parse_benchmark_log(text: str, source: str) -> Timing:
     facts = {key: m.group(1) for key, rx in _PARAMS.items() if (m := rx.search(text))}
     if "threads" in facts:
         facts["threads"] = int(facts["threads"])
-    return Timing("benchmark_model", source, int(timed["count"]), latency, "mean", details, memory, facts)
+    return Timing("benchmark_model", source, int(timed["count"]) if timed else None, latency, "mean", details,
+                  memory, facts)
 
 
 # --------------------------------------------------------------------------------------------- op profiling
@@ -291,8 +293,11 @@ def parse_trtexec_times(doc: Any, source: str, warmup_ms: float | None = None) -
     lat = series["latencyMs"]
     stats = {k: v for k, v in summarize(lat, 1).items() if k != "throughput_img_s"}
     stats["mean"] = math.fsum(lat) / len(lat)
+    rule = (f"records starting before the {warmup_ms} ms warm-up dropped (trtexec's own rule)" if warmup_ms is not None
+            else "every record counted (warm-up unknown for a file not written by the bundle's run.sh)")
     details = {"key_set": "h2dMs/d2hMs (TensorRT 8+)" if new_keys else "inMs/outMs (TensorRT 7)",
                "records": len(doc), "warmup_records_dropped": len(doc) - len(records), "warmup_ms": warmup_ms,
+               "warmup_rule": rule,
                "latency": "latencyMs = H2D + GPU compute + D2H per iteration (data transfer included)"}
     for key, values in series.items():
         details[key] = {"mean": math.fsum(values) / len(values), "median": float(np.median(values)),
