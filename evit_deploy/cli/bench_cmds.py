@@ -1,4 +1,5 @@
-"""``evit-deploy bench``: latency of PyTorch eager and exported artifacts, reported beside the paper."""
+"""``evit-deploy bench``: latency of PyTorch eager and exported artifacts, reported beside the paper; ``bench
+import``: the same report from what a phone or a Jetson measured with a device bundle."""
 
 from __future__ import annotations
 
@@ -8,10 +9,46 @@ import click
 from rich.console import Console
 
 from ..errors import EvitError
+from .device_cmds import DEFAULTS, device_options, settings_from
 from .output import RichSteps, progress_bar, reference_table, results_table
 
 
-@click.command()
+class DefaultGroup(click.Group):
+    """A group whose first argument, unless it names a subcommand, goes to the default subcommand with every
+    argument: ``bench MODEL ...`` is ``bench measure MODEL ...``; ``bench import ...`` is the import."""
+
+    default = "measure"
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                            list[str]]:
+        if args and args[0] in self.commands:
+            return super().resolve_command(ctx, args)
+        return self.default, self.commands[self.default], args
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "MODEL_OR_EXPORT [OPTIONS]")
+        formatter.write_usage(ctx.command_path, "import RESULTS --bundle BUNDLE [OPTIONS]")
+
+
+@click.group(cls=DefaultGroup, invoke_without_command=True, no_args_is_help=False,
+             context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.pass_context
+def bench(ctx: click.Context) -> None:
+    """Benchmark here, or import what a device measured.
+
+    \b
+    evit-deploy bench MODEL_OR_EXPORT [OPTIONS]   measure PyTorch eager and every artifact on this machine
+                                                  (--adb SERIAL: on an attached Android phone instead)
+    evit-deploy bench import RESULTS --bundle B   report a phone's or Jetson's own measurements (device bundle)
+
+    The options of each: evit-deploy bench MODEL --help, evit-deploy bench import --help.
+    """
+    if ctx.invoked_subcommand is None:
+        raise EvitError("give a MODEL or an EXPORT_DIR to benchmark (or --list-reference), or "
+                        "`bench import RESULTS --bundle BUNDLE`")
+
+
+@bench.command("measure")
 @click.argument("model_or_export", required=False)
 @click.option("--target", "-t", default="cpu-ort", show_default=True, help="Export profile (when given a MODEL).")
 @click.option("--weights", "-w", type=click.Path(dir_okay=False), help="Official checkpoint (.pt/.safetensors).")
@@ -28,9 +65,19 @@ from .output import RichSteps, progress_bar, reference_table, results_table
                    "the eval.json of an earlier evaluation of this export.")
 @click.option("--eval-limit", type=click.IntRange(min=1), help="With --eval DATASET: the first N images only.")
 @click.option("--list-reference", is_flag=True, help="Show the published figures the reports compare against.")
-def bench(model_or_export: str | None, target: str, weights: str | None, imgsz: tuple[int, ...], batches: str,
-          runs: int, warmup: int, threads: int | None, output: str | None, ema: bool, eval_from: str | None,
-          eval_limit: int | None, list_reference: bool) -> None:
+@click.option("--adb", "adb_serial", metavar="SERIAL",
+              help="Measure EXPORT_DIR on this attached Android phone instead: device bundle, adb push, run, pull, "
+                   "import (--runs/--warmup/--threads apply there).")
+@click.option("--device-name", help="With --adb: the phone's name on every row (e.g. \"Pixel 8 (Tensor G3)\").")
+@click.option("--tool-binary", type=click.Path(dir_okay=False),
+              help="With --adb: host path of the device tool to push (android_aarch64_benchmark_model; "
+                   "onnxruntime_perf_test for .ort exports); default: already on the phone.")
+@device_options
+def measure(model_or_export: str | None, target: str, weights: str | None, imgsz: tuple[int, ...], batches: str,
+            runs: int, warmup: int, threads: int | None, output: str | None, ema: bool, eval_from: str | None,
+            eval_limit: int | None, list_reference: bool, adb_serial: str | None, device_name: str | None,
+            tool_binary: str | None, taskset: str | None, op_profiling: bool, no_xnnpack: bool,
+            device_dir: str) -> None:
     """Measure MODEL (exported for --target first) or an EXPORT_DIR: PyTorch eager and every artifact.
 
     Backends run interleaved (one call each per round) with the same threads, input and batch; the report
@@ -47,6 +94,13 @@ def bench(model_or_export: str | None, target: str, weights: str | None, imgsz: 
     if len(imgsz) > 2:
         raise click.BadParameter("give at most two values (H and W)", param_hint="--imgsz")
     is_export = Path(model_or_export).is_dir()
+    if adb_serial:
+        if not is_export:
+            raise EvitError("--adb measures an export folder: export for mobile-cpu-tflite or mobile-cpu-ort first")
+        _adb(model_or_export, adb_serial, device_name, output, weights, tool_binary,
+             settings_from(threads or DEFAULTS.threads, runs, warmup, DEFAULTS.warmup_ms, taskset, op_profiling,
+                           no_xnnpack, device_dir))
+        return
     name = Path(model_or_export).name if is_export else f"{model_or_export}-{Path(target).stem}"
     folder = Path(output or Path("bench") / name)
     if not is_export:
@@ -69,6 +123,57 @@ def bench(model_or_export: str | None, target: str, weights: str | None, imgsz: 
         report["accuracy"] = _measured_accuracy(Path(eval_from), report, weights, ema, eval_limit)
     write_reports(report, folder)
     console.print(results_table(report))
+    if report["skipped"]:
+        console.print("not measured: " + "; ".join(report["skipped"]))
+    console.print(f"reports: {folder}/report.md, report.json, report.html")
+
+
+def _adb(export: str, serial: str, device_name: str | None, output: str | None, weights: str | None,
+         tool_binary: str | None, settings) -> None:  # noqa: ANN001 - DeviceSettings
+    from ..bench.report import check_report_folder, write_reports
+    from ..device.adb import adb_bench
+    from ..device.importer import report_name
+
+    if output:
+        check_report_folder(Path(output))
+    report = adb_bench(export, serial, device_name, settings, weights, tool_binary, RichSteps())
+    folder = Path(output or Path("bench") / report_name(report))
+    _show(report, write_reports(report, folder))
+
+
+@bench.command("import")
+@click.argument("results", type=click.Path(exists=True))
+@click.option("--bundle", "-b", "bundle_dir", required=True, type=click.Path(file_okay=False, exists=True),
+              help="The device bundle the results were produced with (evit-deploy device-bundle).")
+@click.option("--device-name", help="The device, on every row (e.g. \"Galaxy S23 (Snapdragon 8 Gen 2)\").")
+@click.option("--output", "-o", type=click.Path(file_okay=False),
+              help="Report folder (default: ./bench/<model>-<device name>/).")
+def import_command(results: str, bundle_dir: str, device_name: str | None, output: str | None) -> None:
+    """Report what a phone or Jetson measured with a device bundle: RESULTS is the bundle's results/ folder or
+    one file (a benchmark_model log or op-profile CSV, an onnxruntime_perf_test log, a trtexec --exportTimes,
+    --exportProfile or --exportOutput JSON).
+
+    Writes report.json/.md/.html like `bench`: every row labelled with the device, beside the paper's figure for
+    that device class (Snapdragon 8Gen1 for phones, Jetson Nano / AGX Orin for Jetsons), the slowest layers when
+    profiled, and the device outputs checked against PyTorch with the export's tolerance. Results of another
+    bundle or model, or files that are not the tool's output, are refused.
+    """
+    from ..bench.report import check_report_folder, write_reports
+    from ..device.importer import import_results, report_name
+
+    if output:
+        check_report_folder(Path(output))
+    report = import_results(results, bundle_dir, device_name)
+    folder = Path(output or Path("bench") / report_name(report))
+    _show(report, write_reports(report, folder))
+
+
+def _show(report: dict, folder: Path) -> None:
+    console = Console()
+    console.print(results_table(report))
+    for c in report["correctness"]:
+        verdict = "[green]pass[/]" if c["passed"] else "[red]FAIL[/]: " + "; ".join(c["failures"])
+        console.print(f"correctness on {c['device']} ({len(c['samples'])} golden inputs): {verdict}")
     if report["skipped"]:
         console.print("not measured: " + "; ".join(report["skipped"]))
     console.print(f"reports: {folder}/report.md, report.json, report.html")

@@ -39,29 +39,41 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[], None]]:
 
 
 def reference_table() -> Table:
-    from ..bench.reference import published
+    from ..bench.reference import hardware_rows, published
 
     doc = published()
-    table = Table(title="published EfficientViT hardware figures (TensorRT fp16, data transfer included)",
+    table = Table(title="published EfficientViT hardware figures (engine, precision and batch per row)",
                   caption=doc["source"])
-    for col in ("model", "device", "batch", "figure", "accuracy"):
+    for col in ("model", "device", "engine", "batch", "figure", "accuracy"):
         table.add_column(col, no_wrap=col in ("model", "device"))
     facts = {m["model"]: m for m in doc["models"]}
-    for r in doc["hardware"]:
+    for r in hardware_rows():
         m = facts[r["model"]]
         acc = next((f"{k} {m[k]}" for k in ("top1", "miou", "coco_map") if k in m), "-")
         figure = f"{r['value']} ms" if r["metric"] == "latency_ms" else f"{r['value']} img/s"
-        table.add_row(r["model"], doc["devices"][r["device"]], str(r["batch"] or "not stated"), figure, acc)
+        table.add_row(r["model"], r["device_name"], f"{r['engine']} {r['precision']}", str(r["batch"] or "not stated"),
+                      figure, acc)
     return table
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def results_table(report: dict) -> Table:
-    table = Table(title=f"{report['model']}: {report['machine']['label']}", caption="vs PyTorch: time ratio")
-    for col in ("backend", "format", "precision", "batch", "median ms", "p90 ms", "std ms", "img/s", "vs PyTorch"):
+    imported = bool(report.get("imported"))
+    table = Table(title=f"{report['model']}: {report['machine']['label']}",
+                  caption="measured on the device, imported" if imported else "vs PyTorch: time ratio")
+    for col in ("backend", "format", "precision", "batch", "median ms", "mean ms", "p90 ms", "std ms", "img/s",
+                "vs PyTorch"):
         table.add_column(col, justify="left" if col in ("backend", "format", "precision") else "right")
     for r in report["results"]:
         lat = r["latency_ms"]
-        ratio = f"{r['ratio_to_pytorch']:.2f}x" if r["artifact"] else "baseline"
-        table.add_row(r["backend"], r["format"], r["precision"], str(r["batch"]), f"{lat['median']:.2f}",
-                      f"{lat['p90']:.2f}", f"{lat['std']:.2f}", f"{r['throughput_img_s']:.1f}", ratio)
+        if imported:
+            ratio = "n/a (no PyTorch on the device)"
+        else:
+            ratio = f"{r['ratio_to_pytorch']:.2f}x" if r["artifact"] else "baseline"
+        ips = f"{r['throughput_img_s']:.1f}" if r.get("throughput_img_s") else "-"
+        table.add_row(r["backend"], r["format"], r["precision"], str(r["batch"]), _ms(lat.get("median")),
+                      _ms(lat.get("mean")), _ms(lat.get("p90")), _ms(lat.get("std")), ips, ratio)
     return table

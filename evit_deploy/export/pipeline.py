@@ -221,6 +221,14 @@ def validate_export(folder: str | Path, weights: str | None = None,
     """Re-run the validation gate of an existing export folder against PyTorch (artifacts hash-checked first)."""
     folder = Path(folder)
     manifest = read_manifest(folder, verify=True)
+    profile, units = reference_units(folder, manifest, weights, step)
+    return manifest, validate_units(units, manifest.artifacts, folder, profile, step)
+
+
+def reference_units(folder: Path, manifest: Manifest, weights: str | None = None,
+                    step: StepReporter = silent_step) -> tuple[ExportProfile, list[ExportUnit]]:
+    """The export's profile and units as its validation built them (same weights, transforms, validation inputs),
+    for re-validating it or for golden inputs and PyTorch reference outputs (``device-bundle``)."""
     card = get_card(manifest.model)
     profile = profile_from_dict(manifest.profile)
     recorded = manifest.weights
@@ -234,4 +242,4 @@ def validate_export(folder: str | Path, weights: str | None = None,
         model = create_model(card.name, weights, ema=bool(recorded.get("ema")))
         apply_transforms(model, profile.transforms, manifest.precision)
         units = export_units(model, card, spec)
-    return manifest, validate_units(units, manifest.artifacts, folder, profile, step)
+    return profile, units

@@ -102,8 +102,22 @@ def _mask_agreement(ref: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> f
     return float(np.mean((ref["masks"] > 0) == (out["masks"] > 0)))
 
 
-def _image_unit(role: str, module: nn.Module, output: str, card: ModelCard, spec: ExportSpec,
-                agreement_name: str, agreement: Agreement) -> ExportUnit:
+# The agreement metric of each graph the tasks export, by (task, role): validation, `validate` and the device
+# results of `bench import` all gate with these.
+AGREEMENTS: dict[tuple[str, str], tuple[str, Agreement]] = {
+    ("cls", "model"): ("top-1 agreement", _argmax_agreement(1)),
+    ("seg", "model"): ("per-pixel argmax agreement", _argmax_agreement(1)),
+    ("sam", "encoder"): ("min embedding cosine", _min_cosine),
+    ("sam", "decoder"): ("mask sign agreement", _mask_agreement),
+}
+
+
+def task_agreement(task: str, role: str) -> tuple[str, Agreement | None]:
+    """(name, function) of the agreement metric for ``role`` of a ``task`` export (("", None) when none)."""
+    return AGREEMENTS.get((task, role), ("", None))
+
+
+def _image_unit(role: str, module: nn.Module, output: str, card: ModelCard, spec: ExportSpec) -> ExportUnit:
     input_name = "input_image" if card.task == "sam" else "input"
     dynamic: dict[str, dict[int, str]] = {input_name: {}, output: {}}
     if spec.dynamic_batch:
@@ -112,6 +126,7 @@ def _image_unit(role: str, module: nn.Module, output: str, card: ModelCard, spec
         dynamic[input_name] |= {2: "height", 3: "width"}
         dynamic[output] |= {2: "out_height", 3: "out_width"}
     dynamic = {name: axes for name, axes in dynamic.items() if axes}
+    agreement_name, agreement = task_agreement(card.task, role)
     samples = _image_samples(card, spec)
     if spec.dynamic_hw:  # the same photos at a second size, so the gate runs the graph at two sizes
         samples += _image_samples(card, dataclasses.replace(spec, input_size=spec.second_size, noise=0))
@@ -129,11 +144,11 @@ def _image_unit(role: str, module: nn.Module, output: str, card: ModelCard, spec
 
 
 def cls_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[ExportUnit]:
-    return [_image_unit("model", model, "logits", card, spec, "top-1 agreement", _argmax_agreement(1))]
+    return [_image_unit("model", model, "logits", card, spec)]
 
 
 def seg_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[ExportUnit]:
-    return [_image_unit("model", model, "logits", card, spec, "per-pixel argmax agreement", _argmax_agreement(1))]
+    return [_image_unit("model", model, "logits", card, spec)]
 
 
 def sam_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[ExportUnit]:
@@ -145,11 +160,10 @@ def sam_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[Expor
         decoder_example_inputs,
     )
 
-    encoder = _image_unit(
-        "encoder", model.image_encoder, "image_embeddings", card, spec, "min embedding cosine", _min_cosine
-    )
+    encoder = _image_unit("encoder", model.image_encoder, "image_embeddings", card, spec)
     with torch.inference_mode():
         embedding = model.image_encoder(encoder.validation_inputs[0][1][0][:1])
+    decoder_agreement = task_agreement("sam", "decoder")
     gen = torch.Generator().manual_seed(99)
     prompts = []
     for n_prompts, n_points in ((1, 1), (2, 3)):
@@ -164,8 +178,8 @@ def sam_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[Expor
         example_inputs=decoder_example_inputs(2, 2),  # size-1 axes would be frozen by torch.export
         dynamic_axes=DECODER_DYNAMIC_AXES,
         validation_inputs=prompts,
-        agreement_name="mask sign agreement",
-        agreement=_mask_agreement,
+        agreement_name=decoder_agreement[0],
+        agreement=decoder_agreement[1],
         reduced_precision=False,  # small, prompt-dependent and precision-sensitive: kept fp32 on every target
     )
     return [encoder, decoder]
