@@ -16,6 +16,7 @@ EXTRAS = {  # importable module → the extra that installs it
     "litert_torch": "tflite", "ai_edge_litert": "tflite", "ai_edge_quantizer": "tflite",
     "fastapi": "serve", "uvicorn": "serve", "prometheus_client": "serve", "multipart": "serve",
     "cv2": "eval", "pycocotools": "eval", "cityscapesscripts": "eval",
+    "ray": "ray",
 }
 
 
