@@ -187,5 +187,5 @@ def test_bad_int8_input_is_one_line_and_writes_nothing(tmp_path, calib, capsys):
         Image.new("RGB", (64, 64)).save(tmp_path / "two" / f"{name}.png")
     assert "needs at least 4" in fails([*base, "--calib", str(tmp_path / "two")])
     assert "does not offer precision 'int8'" in fails(["export", B0, "-t", "cloud-gpu-compiled", "-p", "int8"])
-    assert "apply to --precision int8" in fails(["export", B0, "--sensitivity", "-o", str(tmp_path / "x")])
+    assert "applies to --precision int8" in fails(["export", B0, "--sensitivity", "-o", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()

@@ -104,8 +104,8 @@ def preflight(request: ExportRequest) -> Resolved:
     if unknown:
         raise EvitError(f"target {profile.name}: unknown artifact format '{unknown[0]}' (known: {', '.join(FORMATS)})")
     precision = resolve_precision(profile, request.precision)
-    if (request.sensitivity or request.max_drop is not None and request.accuracy_drop is None) and precision != "int8":
-        raise EvitError(f"--sensitivity and the int8 fallback apply to --precision int8, not {precision}")
+    if request.sensitivity and precision != "int8":
+        raise EvitError(f"--sensitivity applies to --precision int8, not {precision}")
     if request.max_drop is not None and request.max_drop < 0:
         raise EvitError(f"--max-drop must be >= 0, got {request.max_drop}")
     size = resolve_size(card, profile, request.imgsz, request.allow_large_input)
