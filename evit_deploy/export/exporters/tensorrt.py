@@ -32,7 +32,7 @@ def _plan_unit(ctx: ExportContext, unit: ExportUnit) -> tuple[EnginePlan, Artifa
         from ..calibration import calibration_set
 
         with ctx.step(f"calibration inputs for the {role} ({ctx.calib or 'bundled sample photos'})"):
-            calib = calibration_set(ctx.calib, ctx.card, ctx.spec.input_size)
+            calib = calibration_set(ctx.calib, ctx.subject, ctx.spec.input_size)
             write_calibration(ctx.workdir, plan, [x.numpy() for x in calib.inputs], calib.source)
     plans = read_plans(ctx.workdir)
     plans[role] = plan

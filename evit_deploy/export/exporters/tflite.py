@@ -181,7 +181,7 @@ class TfliteExporter(Exporter):
         calib = None
         if ctx.precision == "int8":
             with ctx.step(f"read calibration images ({ctx.calib or 'bundled sample photos'})"):
-                calib = calibration_set(ctx.calib, ctx.card, ctx.spec.input_size)
+                calib = calibration_set(ctx.calib, ctx.subject, ctx.spec.input_size)
         elif ctx.calib is not None:
             warnings.warn(f"--calib is only used for int8; ignored for {ctx.precision}", stacklevel=2)
 
