@@ -245,6 +245,7 @@ def _report(plan: Plan, profile: ExportProfile, bench: BenchSettings, settings: 
             "count_error": error or None,
             "mismatch": text or None,
             "weights": export.manifest.weights if export else None,
+            "export_skipped": export.manifest.skipped if export else [],
         }
     sizes = {tuple(e.input_size) for e in plan.entries}
     measured_what = sorted({item.measured for item in items}) or ["whole model"]
@@ -273,6 +274,6 @@ def _report(plan: Plan, profile: ExportProfile, bench: BenchSettings, settings: 
         "claims_not_reached": unreached_claims(plan.table, measured, unmeasurable()),
         "count_mismatches": mismatches,
         "not_measured": not_measured,
-        "skipped": skipped + budget.skipped,
+        "skipped": skipped + budget.skipped + [f"{e.name}: {line}" for e, _, r in done for line in r.manifest.skipped],
         "budget": budget.to_dict(),
     }
