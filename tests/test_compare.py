@@ -95,6 +95,8 @@ def test_unknown_names_and_missing_packages_are_one_line_errors(capsys):
         (["bench", "efficientvit-b1-r224", "--models", "convnext-t"], "--models chooses models of a --paper-table"),
         (["bench", "--compare", "segformer-b1"], "--compare needs a MODEL"),
         (["bench", "--paper-table", "kitti"], "Invalid value for '--paper-table'"),
+        (["bench", "--paper-table", "sam", "--weights", "x.pt"], "uses random weights for every model"),
+        (["bench", "--paper-table", "cityscapes", "--imgsz", "100"], "multiples of 32"),
     ):
         assert run_cli(args) == 2, args
         err = capsys.readouterr().err.strip()

@@ -136,6 +136,9 @@ def _compare(model: str | None, target: str, weights: str | None, imgsz: tuple[i
     if paper_table and (model or compare_with):
         raise EvitError("--paper-table measures a whole table: give no MODEL and no --compare (use --models to "
                         "choose models of the table)")
+    if paper_table and (weights or ema):
+        raise EvitError("--weights/--ema load MODEL's checkpoint; a --paper-table run uses random weights for every "
+                        "model (latency does not depend on weights)")
     if table_models and not paper_table:
         raise EvitError("--models chooses models of a --paper-table; with a MODEL use --compare")
     if not (paper_table or compare_with):
@@ -143,6 +146,8 @@ def _compare(model: str | None, target: str, weights: str | None, imgsz: tuple[i
     profile = load_profile(target)
     if paper_table:
         plan = plan_table(paper_table, _split(table_models), (imgsz[0], imgsz[-1]) if imgsz else None)
+        if imgsz:  # one size for every model: refuse a size none of them takes before any work
+            preflight(ExportRequest(next(iter(plan.table.efficientvit)), target, imgsz=imgsz))
         folder = Path(output or Path("bench") / f"paper-{paper_table}-{profile.name}")
     else:
         if not model:
