@@ -10,6 +10,7 @@ import html
 import io
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,8 @@ def imported_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _png(fig) -> str:  # noqa: ANN001 - matplotlib Figure
+def png(fig) -> str:  # noqa: ANN001 - matplotlib Figure
+    """A matplotlib figure as a base64 PNG (for an <img> data URL)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode()
@@ -196,7 +198,7 @@ def plots(report: dict[str, Any]) -> dict[str, str]:
             else "bar median, whiskers min..p90")
     ax.set_xlabel(f"latency, ms: {what} ({report['machine']['label']})")
     ax.invert_yaxis()
-    out["latency"] = _png(fig)
+    out["latency"] = png(fig)
     plt.close(fig)
 
     facts = report["reference"]["model"] or {}
@@ -232,7 +234,7 @@ def plots(report: dict[str, Any]) -> dict[str, str]:
         ax.set_xlabel("latency, ms (log; each point on its own device)")
         ax.set_ylabel(key[1] + (" (ours: measured; paper: published)" if measured else " (published)"))
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-        out["accuracy_vs_latency"] = _png(fig)
+        out["accuracy_vs_latency"] = png(fig)
         plt.close(fig)
     return out
 
@@ -275,13 +277,20 @@ def check_report_folder(folder: Path) -> None:
         tempfile.TemporaryFile(dir=existing_parent).close()
 
 
-def write_reports(report: dict[str, Any], folder: str | Path) -> Path:
-    """Write report.json, report.md and report.html into ``folder`` (created if needed). Report files already
-    there are replaced only when they are a previous report of ours; anything else is refused."""
+def render(report: dict[str, Any]) -> dict[str, str]:
+    """{file name: text}: report.md and report.html of an export's benchmark."""
+    md = markdown(report)
+    return {"report.md": md, "report.html": html_page(report, md)}
+
+
+def write_reports(report: dict[str, Any], folder: str | Path,
+                  renderer: Callable[[dict[str, Any]], dict[str, str]] = render) -> Path:
+    """Write report.json, and report.md and report.html as ``renderer`` draws them (a comparison run has its own),
+    into ``folder`` (created if needed). Report files already there are replaced only when they are a previous
+    report of ours; anything else is refused."""
     folder = Path(folder)
     check_report_folder(folder)
-    md = markdown(report)
-    files = {"report.json": json.dumps(report, indent=2) + "\n", "report.md": md, "report.html": html_page(report, md)}
+    files = {"report.json": json.dumps(report, indent=2) + "\n", **renderer(report)}
     with writing(f"write the benchmark report to {folder}"):
         for name, text in files.items():  # each file appears whole or not at all
             atomic_write(folder / name, text)

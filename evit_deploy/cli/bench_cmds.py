@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import EvitError
 from .device_cmds import DEFAULTS, device_options, settings_from
-from .output import RichSteps, progress_bar, reference_table, results_table
+from .output import RichSteps, comparison_table, progress_bar, reference_table, results_table
 
 
 class DefaultGroup(click.Group):
@@ -44,7 +45,7 @@ def bench(ctx: click.Context) -> None:
     The options of each: evit-deploy bench MODEL --help, evit-deploy bench import --help.
     """
     if ctx.invoked_subcommand is None:
-        raise EvitError("give a MODEL or an EXPORT_DIR to benchmark (or --list-reference), or "
+        raise EvitError("give a MODEL or an EXPORT_DIR to benchmark (or --list-reference, --paper-table), or "
                         "`bench import RESULTS --bundle BUNDLE`")
 
 
@@ -65,6 +66,17 @@ def bench(ctx: click.Context) -> None:
                    "the eval.json of an earlier evaluation of this export.")
 @click.option("--eval-limit", type=click.IntRange(min=1), help="With --eval DATASET: the first N images only.")
 @click.option("--list-reference", is_flag=True, help="Show the published figures the reports compare against.")
+@click.option("--compare", "compare_with", metavar="NAMES",
+              help="Competitors measured beside MODEL in the same run, comma-separated (segformer-b1,sam-vit-h; "
+                   "see --list-comparisons): each exported for --target, validated and timed interleaved with MODEL.")
+@click.option("--paper-table", type=click.Choice(["cityscapes", "ade20k", "imagenet", "sam"]),
+              help="Measure a comparison table of the paper: its EfficientViT models and competitors (no MODEL).")
+@click.option("--models", "table_models", metavar="NAMES",
+              help="With --paper-table: only these models of the table, comma-separated.")
+@click.option("--budget-s", type=click.FloatRange(min=0, min_open=True),
+              help="With --compare/--paper-table: a time budget in seconds; models estimated to exceed it are "
+                   "skipped (and named).")
+@click.option("--list-comparisons", is_flag=True, help="Show the paper's tables, claims and competitors.")
 @click.option("--adb", "adb_serial", metavar="SERIAL",
               help="Measure EXPORT_DIR on this attached Android phone instead: device bundle, adb push, run, pull, "
                    "import (--runs/--warmup/--threads apply there).")
@@ -75,13 +87,18 @@ def bench(ctx: click.Context) -> None:
 @device_options
 def measure(model_or_export: str | None, target: str, weights: str | None, imgsz: tuple[int, ...], batches: str,
             runs: int, warmup: int, threads: int | None, output: str | None, ema: bool, eval_from: str | None,
-            eval_limit: int | None, list_reference: bool, adb_serial: str | None, device_name: str | None,
-            tool_binary: str | None, taskset: str | None, op_profiling: bool, no_xnnpack: bool,
-            device_dir: str) -> None:
+            eval_limit: int | None, list_reference: bool, compare_with: str | None, paper_table: str | None,
+            table_models: str | None, budget_s: float | None, list_comparisons: bool, adb_serial: str | None,
+            device_name: str | None, tool_binary: str | None, taskset: str | None, op_profiling: bool,
+            no_xnnpack: bool, device_dir: str) -> None:
     """Measure MODEL (exported for --target first) or an EXPORT_DIR: PyTorch eager and every artifact.
 
     Backends run interleaved (one call each per round) with the same threads, input and batch; the report
     (report.json, report.md, report.html) carries the paper's figures for the model, each with its device.
+
+    With --compare or --paper-table, the paper's competitors are exported for the same target, validated against
+    their own PyTorch modules and timed in the same rounds; the report puts the paper's ratios (with their devices)
+    beside the ratios measured here, and counted params/MACs beside the paper's.
     """
     from ..bench.report import check_report_folder, write_reports
 
@@ -89,10 +106,21 @@ def measure(model_or_export: str | None, target: str, weights: str | None, imgsz
     if list_reference:
         console.print(reference_table())
         return
-    if not model_or_export:
-        raise EvitError("give a MODEL or an EXPORT_DIR to benchmark (or --list-reference)")
+    if list_comparisons:
+        from .output import comparisons_table
+
+        console.print(comparisons_table())
+        return
     if len(imgsz) > 2:
         raise click.BadParameter("give at most two values (H and W)", param_hint="--imgsz")
+    if compare_with or paper_table or table_models or budget_s:
+        if adb_serial:
+            raise EvitError("--adb measures one export on a phone; --compare/--paper-table run here")
+        _compare(model_or_export, target, weights, imgsz, batches, runs, warmup, threads, output, ema, eval_from,
+                 compare_with, paper_table, table_models, budget_s)
+        return
+    if not model_or_export:
+        raise EvitError("give a MODEL or an EXPORT_DIR to benchmark (or --list-reference, --paper-table)")
     is_export = Path(model_or_export).is_dir()
     if adb_serial:
         if not is_export:
@@ -115,7 +143,11 @@ def measure(model_or_export: str | None, target: str, weights: str | None, imgsz
     if threads:
         settings.threads = threads
     if is_export:
-        report = bench_export(model_or_export, settings, weights, progress_bar)
+        from ..artifacts import read_manifest
+        from ..compare.subjects import export_subject
+
+        subject = export_subject(read_manifest(model_or_export, verify=False).model, weights)  # a competitor's?
+        report = bench_export(model_or_export, settings, weights, progress_bar, subject=subject)
     else:
         report = bench_model(model_or_export, target, settings, weights, imgsz or None, step=RichSteps(),
                              progress=progress_bar, ema=ema)
@@ -190,3 +222,75 @@ def _measured_accuracy(source: Path, report: dict, weights: str | None, ema: boo
     else:
         evaluation = evaluate(report["export"], EvalSettings(str(source), weights=weights, ema=ema, limit=limit))
     return bench_accuracy(evaluation)
+
+
+def _split(text: str | None) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+def _compare(model: str | None, target: str, weights: str | None, imgsz: tuple[int, ...], batches: str, runs: int,
+             warmup: int, threads: int | None, output: str | None, ema: bool, eval_from: str | None,
+             compare_with: str | None, paper_table: str | None, table_models: str | None,
+             budget_s: float | None) -> None:
+    """``bench MODEL --compare ...`` and ``bench --paper-table ...``: checked before any work, then run."""
+    from ..bench.report import check_report_folder, write_reports
+    from ..compare.plan import plan_compare, plan_table
+    from ..export.profiles import load_profile
+    from ..export.request import ExportRequest, preflight
+
+    if eval_from is not None:
+        raise EvitError("--eval measures one export's accuracy; it does not combine with --compare/--paper-table")
+    if paper_table and (model or compare_with):
+        raise EvitError("--paper-table measures a whole table: give no MODEL and no --compare (use --models to "
+                        "choose models of the table)")
+    if paper_table and (weights or ema):
+        raise EvitError("--weights/--ema load MODEL's checkpoint; a --paper-table run uses random weights for every "
+                        "model (latency does not depend on weights)")
+    if table_models and not paper_table:
+        raise EvitError("--models chooses models of a --paper-table; with a MODEL use --compare")
+    if not (paper_table or compare_with):
+        raise EvitError("--budget-s limits a --compare or --paper-table run")
+    profile = load_profile(target)
+    if paper_table:
+        plan = plan_table(paper_table, _split(table_models), (imgsz[0], imgsz[-1]) if imgsz else None)
+        if imgsz:  # one size for every model: refuse a size none of them takes before any work
+            preflight(ExportRequest(next(iter(plan.table.efficientvit)), target, imgsz=imgsz))
+        folder = Path(output or Path("bench") / f"paper-{paper_table}-{profile.name}")
+    else:
+        if not model:
+            raise EvitError("--compare needs a MODEL (the EfficientViT model the competitors are measured beside)")
+        if Path(model).is_dir():
+            raise EvitError("--compare takes a MODEL name, not an export folder: every model is exported for --target")
+        names = _split(compare_with)
+        if not names:
+            raise EvitError("--compare needs competitor names, comma-separated (see --list-comparisons)")
+        resolved = preflight(ExportRequest(model, target, weights, imgsz or None, ema=ema))
+        plan = plan_compare(model, names, resolved.input_size)
+        folder = Path(output or Path("bench") / f"{model}-{profile.name}-compare")
+    check_report_folder(folder)  # before minutes of measuring
+
+    from ..bench.harness import BenchSettings, parse_batches
+    from ..compare.report import render
+    from ..compare.run import CompareSettings, run_comparison
+
+    settings = BenchSettings(parse_batches(batches), runs, warmup)
+    if threads:
+        settings.threads = threads
+    err = Console(stderr=True)
+    report = run_comparison(plan, CompareSettings(target, weights, ema, budget_s=budget_s), settings,
+                            RichSteps(), progress_bar,
+                            warn=lambda message: err.print(f"[yellow]warning[/]: {escape(message)}", soft_wrap=True))
+    write_reports(report, folder, render)
+    console = Console()
+    console.print(comparison_table(report))
+    for claim in report["claims"]:
+        console.print(f"{claim['baseline']} vs {claim['ours']}: {claim['text']}", markup=False, soft_wrap=True)
+    for line in report["count_mismatches"]:
+        console.print(line, style="yellow", markup=False, soft_wrap=True)
+    for line in [f"{n['model']}: not measured" for n in report["not_measured"]] + report["skipped"]:
+        console.print(line, markup=False, soft_wrap=True)
+    console.print(f"reports: {folder}/report.md, report.json, report.html", markup=False)
+    if not any(r["role"] == "comparison" for r in report["results"]):
+        names = [n["model"] for n in report["not_measured"]] + [s.split(":")[0] for s in report["budget"]["skipped"]]
+        raise EvitError(f"no competitor was measured: {', '.join(names) or 'none was asked for'} (the reasons are "
+                        f"above and in {folder}/report.md)")

@@ -77,3 +77,44 @@ def results_table(report: dict) -> Table:
         table.add_row(r["backend"], r["format"], r["precision"], str(r["batch"]), _ms(lat.get("median")),
                       _ms(lat.get("mean")), _ms(lat.get("p90")), _ms(lat.get("std")), ips, ratio)
     return table
+
+
+def comparison_table(report: dict) -> Table:
+    """The rows of a comparison run: every model's backends, measured in the same rounds."""
+    table = Table(title=f"{report['paper']['title']}: {report['machine_label']}",
+                  caption="same input, batch and threads, interleaved rounds")
+    for col in ("model", "role", "backend", "format", "precision", "batch", "median ms", "p90 ms", "img/s"):
+        table.add_column(col, justify="left" if col in ("model", "role", "backend", "format", "precision") else "right")
+    for r in report["results"]:
+        lat = r["latency_ms"]
+        table.add_row(r["model"], r["role"], r["backend"], r["format"], r["precision"], str(r["batch"]),
+                      f"{lat['median']:.2f}", f"{lat['p90']:.2f}", f"{r['throughput_img_s']:.1f}")
+    return table
+
+
+def comparisons_table() -> Table:
+    """The paper's tables and competitors, and whether each can be measured here (packages found, not imported)."""
+    from ..compare.cards import competitors, paper_tables
+    from ..compare.plan import missing_package
+    from ..optional import EXTRAS
+
+    table = Table(title="the paper's comparisons (evit-deploy bench MODEL --compare NAME, or --paper-table TABLE)")
+    for col in ("table", "model", "paper row", "paper figures", "measurable here"):
+        table.add_column(col, no_wrap=col in ("table", "model"))
+    for t in paper_tables().values():
+        for name, row in t.efficientvit.items():
+            figures = ", ".join(f"{t.columns[d].device_name} {v:g}" for d, v in row.figures.items())
+            table.add_row(t.name, name, row.paper_name, figures, "yes (EfficientViT, this package)")
+        for card in competitors().values():
+            row = card.rows.get(t.name)
+            if row is None:
+                continue
+            figures = ", ".join(f"{t.columns[d].device_name} {v:g}" for d, v in row.figures.items()) or "-"
+            missing = missing_package(card) if card.measurable else None
+            status = ("not measured: " + card.unavailable if not card.measurable else
+                      f"needs pip install 'evit-deploy[{EXTRAS.get(missing, missing)}]'" if missing else
+                      f"yes ({card.builder})")
+            table.add_row(t.name, card.name, f"{row.paper_name} ({row.source})", figures, status)
+        for claim in t.claims.values():
+            table.add_row(t.name, f"claim {claim.ratio:g}×", claim.text, f"{claim.baseline} vs {claim.ours}", "")
+    return table

@@ -1,8 +1,9 @@
 """What the user asked an export for, checked before any heavy work (no torch import: bad input fails at once).
 
-:func:`preflight` resolves the model card, the profile, the precision, the input size, the batch and the output
-folder, and refuses what can never work (unknown names, sizes over the limits, a batch over the profile's
-maximum, an output folder that is not ours, a missing checkpoint or calibration folder) with one line.
+:func:`preflight` resolves the subject (a zoo card, or a subject the caller gives), the profile, the precision,
+the input size, the batch and the output folder, and refuses what can never work (unknown names, sizes over the
+limits, a batch over the profile's maximum, an output folder that is not ours, a missing checkpoint or calibration
+folder) with one line.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from ..files import check_output_dir, not_ours_error
 from ..limits import LIMITS
 from ..zoo.cards import ModelCard, get_card
 from .profiles import ExportProfile, load_profile
+from .sizes import check_input_size
+from .subjects import ExportSubject, zoo_subject
 
 
 @dataclass
@@ -41,7 +44,7 @@ class ExportRequest:
 class Resolved:
     """A checked request: everything the pipeline needs to start."""
 
-    card: ModelCard
+    subject: ExportSubject
     profile: ExportProfile
     precision: str
     input_size: tuple[int, int]
@@ -49,15 +52,7 @@ class Resolved:
     output: Path
 
 
-def check_input_size(card: ModelCard, size: tuple[int, int]) -> None:
-    h, w = size
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise EvitError(f"input size {h}x{w} does not suit {card.name}: height and width must be multiples of 32")
-    if card.task == "sam" and h != w:
-        raise EvitError(f"input size {h}x{w} does not suit {card.name}: the SAM image encoder takes a square input")
-
-
-def resolve_size(card: ModelCard, profile: ExportProfile, imgsz: tuple[int, ...] | None,
+def resolve_size(card: ModelCard | ExportSubject, profile: ExportProfile, imgsz: tuple[int, ...] | None,
                  allow_large_input: bool = False) -> tuple[int, int]:
     size = (imgsz[0], imgsz[-1]) if imgsz else tuple(profile.input_size.get(card.task) or card.input_size)
     h, w = int(size[0]), int(size[1])
@@ -96,9 +91,10 @@ def check_output(output: Path, force: bool) -> None:
         raise not_ours_error(output, "export folder")
 
 
-def preflight(request: ExportRequest) -> Resolved:
-    """Check ``request`` without building anything; raises a one-line EvitError."""
-    card = get_card(request.model)
+def preflight(request: ExportRequest, subject: ExportSubject | None = None) -> Resolved:
+    """Check ``request`` without building anything; raises a one-line EvitError. ``subject``: what to export
+    when it is not the zoo card named ``request.model`` (a competitor of the paper)."""
+    subject = subject or zoo_subject(get_card(request.model), request.weights, request.ema)
     profile = load_profile(request.target)
     unknown = [f for f in profile.formats if f not in FORMATS]
     if unknown:
@@ -108,7 +104,7 @@ def preflight(request: ExportRequest) -> Resolved:
         raise EvitError(f"--sensitivity applies to --precision int8, not {precision}")
     if request.max_drop is not None and request.max_drop < 0:
         raise EvitError(f"--max-drop must be >= 0, got {request.max_drop}")
-    size = resolve_size(card, profile, request.imgsz, request.allow_large_input)
+    size = resolve_size(subject, profile, request.imgsz, request.allow_large_input)
     batch = resolve_batch(profile, request.batch)
     if request.weights is not None and not Path(request.weights).is_file():
         raise CheckpointError(f"checkpoint not found: {request.weights}")
@@ -116,6 +112,6 @@ def preflight(request: ExportRequest) -> Resolved:
         exists = Path(request.calib).exists()
         raise EvitError(f"--calib must be a folder of images, but {request.calib} is a file" if exists
                         else f"--calib folder not found: {request.calib}")
-    output = Path(request.output or Path("exports") / f"{card.name}-{profile.name}")
+    output = Path(request.output or Path("exports") / f"{subject.name}-{profile.name}")
     check_output(output, request.force)
-    return Resolved(card, profile, precision, size, batch, output)
+    return Resolved(subject, profile, precision, size, batch, output)

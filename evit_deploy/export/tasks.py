@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from ..metrics import row_cosines
-from ..processing import preprocess
+from ..processing import InputFacts, preprocess
 from ..samples import sample_photo
 from ..zoo.cards import ModelCard
-from .request import check_input_size
+from .sizes import check_input_size
 
 Inputs = tuple[torch.Tensor, ...]
 Agreement = Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], float]
@@ -69,7 +69,7 @@ def _batches(samples: list[tuple[str, torch.Tensor]], batch: int) -> list[tuple[
     return out
 
 
-def _image_samples(card: ModelCard, spec: ExportSpec) -> list[tuple[str, torch.Tensor]]:
+def _image_samples(card: InputFacts, spec: ExportSpec) -> list[tuple[str, torch.Tensor]]:
     h, w = spec.input_size
     suffix = f"@{h}x{w}" if spec.dynamic_hw else ""
     samples = []
@@ -117,8 +117,10 @@ def task_agreement(task: str, role: str) -> tuple[str, Agreement | None]:
     return AGREEMENTS.get((task, role), ("", None))
 
 
-def _image_unit(role: str, module: nn.Module, output: str, card: ModelCard, spec: ExportSpec) -> ExportUnit:
-    input_name = "input_image" if card.task == "sam" else "input"
+def image_unit(role: str, module: nn.Module, facts: InputFacts, spec: ExportSpec, input_name: str, output: str,
+               agreement_name: str, agreement: Agreement) -> ExportUnit:
+    """A single-input image graph (``[B,3,H,W]`` → one tensor) with its own I/O names, validated on the profile's
+    photos (pre-processed by ``facts``' ``preprocess`` block) and noise. Zoo models and competitors alike."""
     dynamic: dict[str, dict[int, str]] = {input_name: {}, output: {}}
     if spec.dynamic_batch:
         dynamic = {input_name: {0: "batch"}, output: {0: "batch"}}
@@ -126,10 +128,9 @@ def _image_unit(role: str, module: nn.Module, output: str, card: ModelCard, spec
         dynamic[input_name] |= {2: "height", 3: "width"}
         dynamic[output] |= {2: "out_height", 3: "out_width"}
     dynamic = {name: axes for name, axes in dynamic.items() if axes}
-    agreement_name, agreement = task_agreement(card.task, role)
-    samples = _image_samples(card, spec)
+    samples = _image_samples(facts, spec)
     if spec.dynamic_hw:  # the same photos at a second size, so the gate runs the graph at two sizes
-        samples += _image_samples(card, dataclasses.replace(spec, input_size=spec.second_size, noise=0))
+        samples += _image_samples(facts, dataclasses.replace(spec, input_size=spec.second_size, noise=0))
     return ExportUnit(
         role=role,
         module=module,
@@ -141,6 +142,11 @@ def _image_unit(role: str, module: nn.Module, output: str, card: ModelCard, spec
         agreement_name=agreement_name,
         agreement=agreement,
     )
+
+
+def _image_unit(role: str, module: nn.Module, output: str, card: ModelCard, spec: ExportSpec) -> ExportUnit:
+    return image_unit(role, module, card, spec, "input_image" if card.task == "sam" else "input", output,
+                      *AGREEMENTS[(card.task, role)])
 
 
 def cls_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[ExportUnit]:

@@ -196,7 +196,7 @@ class TfliteExporter(Exporter):
         calib = None
         if ctx.precision == "int8":
             with ctx.step(f"read calibration images ({ctx.calib or 'bundled sample photos'})"):
-                calib = calibration_set(ctx.calib, ctx.card, ctx.spec.input_size, ctx.profile.quant.min_images)
+                calib = calibration_set(ctx.calib, ctx.subject, ctx.spec.input_size, ctx.profile.quant.min_images)
         elif ctx.calib is not None:
             warnings.warn(f"--calib is only used for int8; ignored for {ctx.precision}", stacklevel=2)
 

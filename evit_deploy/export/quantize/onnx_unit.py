@@ -70,7 +70,7 @@ def sensitivity_table(ranking: list[LayerSensitivity], role: str, probe: str) ->
 def quantize_unit(unit: ExportUnit, ctx: ExportContext, path: Path) -> list[str]:
     """Replace the fp32 ONNX at ``path`` by its Q/DQ int8 form; returns the artifact notes."""
     settings = ctx.profile.quant
-    calib = calibration_set(ctx.calib, ctx.card, ctx.spec.input_size, settings.min_images)
+    calib = calibration_set(ctx.calib, ctx.subject, ctx.spec.input_size, settings.min_images)
     inputs = [x.numpy() for x in calib.inputs]
     input_name = unit.input_names[0]
     with tempfile.TemporaryDirectory(prefix="evit-int8-") as tmp, _quiet_root_logger():
