@@ -62,12 +62,13 @@ def upright_rgb(img: Image.Image, upright: bool = True) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def open_image(source: str | os.PathLike | bytes, max_pixels: int | None = None, upright: bool = True) -> Image.Image:
+def open_image(source: str | os.PathLike | bytes, max_pixels: int | None = None, upright: bool = True,
+               name: str | None = None) -> Image.Image:
     """A file path or encoded bytes → RGB image (upright unless ``upright=False``), checking the pixel count
-    before decoding."""
+    before decoding. Errors name ``name``, else the path, else "payload"."""
     limit = max_pixels or LIMITS.max_image_pixels
-    what = "payload" if isinstance(source, bytes) else str(source)
-    if isinstance(source, bytes) and not source:
+    what = name or ("payload" if isinstance(source, bytes) else str(source))
+    if isinstance(source, bytes) and not source and name is None:
         raise ImageError("empty image payload")
     try:
         with warnings.catch_warnings():

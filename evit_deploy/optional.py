@@ -17,17 +17,24 @@ EXTRAS = {  # importable module → the extra that installs it
     "fastapi": "serve", "uvicorn": "serve", "prometheus_client": "serve", "multipart": "serve",
     "cv2": "eval", "pycocotools": "eval", "cityscapesscripts": "eval",
     "openvino": "openvino", "nncf": "openvino",
+    "ray": "ray",
+    "transformers": "compare", "segment_anything": "compare",
+    "timm": "compare-timm", "fastervit": "compare-timm",
 }
 
 
 def require(module: str, purpose: str) -> ModuleType:
-    """``import module``, or a :class:`MissingDependency` saying that ``purpose`` needs it and how to install it."""
+    """``import module``, or a :class:`MissingDependency` saying that ``purpose`` needs it and how to install it
+    (also when it is installed but fails to import, e.g. a torchvision built for another torch)."""
+    top = module.split(".")[0]
+    extra = EXTRAS.get(top)
+    needs = f"the [{extra}] extra" if extra else top
+    hint = f"pip install 'evit-deploy[{extra}]'" if extra else f"pip install {top}"
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        top = module.split(".")[0]
-        extra = EXTRAS.get(top)
-        needs = f"the [{extra}] extra" if extra else top
-        hint = f"pip install 'evit-deploy[{extra}]'" if extra else f"pip install {top}"
         raise MissingDependency(f"{purpose} needs {needs} ({top} is not installed: {one_line(exc, 120)}): {hint}"
                                 ) from None
+    except Exception as exc:  # installed but broken: any error raised by its import code
+        raise MissingDependency(f"{purpose} needs {needs}; {top} is installed but cannot be imported "
+                                f"({type(exc).__name__}: {one_line(exc, 120)})") from None

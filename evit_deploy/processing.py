@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .images import ImageLike, load_rgb
-from .zoo.cards import ModelCard, Preprocess
+from .zoo.cards import Preprocess
+
+
+class InputFacts(Protocol):
+    """What pre-processing needs of a model: its default input size and its ``preprocess`` block. A zoo
+    :class:`~evit_deploy.zoo.cards.ModelCard` has them, and so does an export subject (a competitor of the paper)."""
+
+    @property
+    def input_size(self) -> tuple[int, int]: ...
+
+    @property
+    def preprocess(self) -> Preprocess: ...
+
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -77,7 +90,7 @@ RESIZE_RULES: dict[str, ResizeRule] = {
 }
 
 
-def preprocess(image: ImageLike, card: ModelCard, size: tuple[int, int] | None = None) -> torch.Tensor:
+def preprocess(image: ImageLike, card: InputFacts, size: tuple[int, int] | None = None) -> torch.Tensor:
     """``image`` as the normalised ``[1,3,H,W]`` float32 input of ``card``'s model at ``size`` (H, W; default the
     card's), following the card's ``preprocess`` block. A shorter-side crop needs a square input: non-square
     classification exports get a plain resize, as their validation does."""

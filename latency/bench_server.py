@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import io
 import tempfile
+import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -41,25 +43,33 @@ def batch_stats(url: str) -> dict[str, float]:
 
 
 def bench_config(folder: Path, label: str, max_batch: int, max_wait_ms: float, args: argparse.Namespace,
-                 photos: dict[str, bytes], expected: dict[str, list[int]]) -> dict:
+                 photos: dict[str, bytes], expected: dict[str, list[int]], extra: Sequence[str] = (),
+                 threads: int | None = None, batch_metrics: bool = True) -> dict:
+    """One server (``evit-deploy serve FOLDER ... *extra``) under the load of ``args``: its summary, the answers
+    that differ from ``expected`` and, with ``batch_metrics`` (one registry: not so with several Ray replicas),
+    the model runs and mean batch from /metrics. ``threads``: runtime threads (default ``args.threads``)."""
     names = list(photos)
     warmup = [raw_payload(names[i % len(names)], photos[names[i % len(names)]], "image/jpeg")
               for i in range(args.warmup)]
     timed = [raw_payload(names[i % len(names)], photos[names[i % len(names)]], "image/jpeg")
              for i in range(args.requests)]
-    with ServerProcess(folder, max_batch=max_batch, max_wait_ms=max_wait_ms, threads=args.threads) as server:
+    started = time.perf_counter()
+    with ServerProcess(folder, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                       threads=args.threads if threads is None else threads, extra=extra) as server:
+        ready_s = time.perf_counter() - started
         if warmup:
             run_load(server.url, warmup, args.concurrency)
-        before = batch_stats(server.url)
+        before = batch_stats(server.url) if batch_metrics else {}
         result = run_load(server.url, timed, args.concurrency)
-        after = batch_stats(server.url)
+        after = batch_stats(server.url) if batch_metrics else {}
     wrong = sum(1 for r in result.responses
                 if r.status == 200 and [t["index"] for t in r.body["top_k"]] != expected[r.label])
     batches = after.get("evit_batch_size_count", 0) - before.get("evit_batch_size_count", 0)
     images = after.get("evit_batch_size_sum", 0) - before.get("evit_batch_size_sum", 0)
-    mean_batch = round(images / batches, 2) if batches else 0.0
+    mean_batch = (round(images / batches, 2) if batches else 0.0) if batch_metrics else None
     return {"config": label, "max_batch": max_batch, "max_wait_ms": max_wait_ms, **result.summary(),
-            "wrong_outputs": wrong, "model_runs": int(batches), "mean_batch": mean_batch}
+            "wrong_outputs": wrong, "model_runs": int(batches) if batch_metrics else None, "mean_batch": mean_batch,
+            "ready_s": round(ready_s, 1)}
 
 
 def main() -> None:

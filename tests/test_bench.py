@@ -35,13 +35,15 @@ def test_bench_export_measures_every_backend_per_batch(b1_export, tmp_path):
     assert report["machine"]["threads"] == 2 and report["machine"]["cpu"]
     assert {"torch", "onnxruntime"} <= set(report["versions"])
     devices = {r["device"] for r in report["reference"]["hardware"]}
-    assert devices == {"jetson-nano", "jetson-agx-orin"} and report["reference"]["model"]["top1"] == 79.39
+    assert devices == {"jetson-nano", "jetson-agx-orin", "snapdragon-8gen1"}
+    assert report["reference"]["model"]["top1"] == 79.39
 
     folder = write_reports(report, tmp_path / "rep")
     saved = json.loads((folder / "report.json").read_text())
     assert saved["results"][0]["backend"] == "pytorch"
     md = (folder / "report.md").read_text()
     assert "| onnxruntime | onnx | fp32 | 2 |" in md and "NVIDIA Jetson AGX Orin" in md and "1.48 ms" in md
+    assert "| Qualcomm Snapdragon 8Gen1 (CPU) | TensorFlow-Lite | fp32 | 1 | 19 ms | n/a (CPU) |" in md
     page = (folder / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2  # latency plot + accuracy-vs-latency plot
 
@@ -63,6 +65,11 @@ def test_reference_data():
     assert a100["engine"] == "TensorRT" and a100["precision"] == "fp16" and a100["data_transfer_included"]
     assert model_facts("efficientvit-sam-xl1")["coco_map"] == 47.8
     assert family_prefix("efficientvit-b2-r256") == "efficientvit-b"
+    phone = hardware_rows("efficientvit-b2-r256", device_class="phone")  # the paper's mobile row: TFLite fp32 bs1
+    assert [(r["device"], r["value"], r["engine"], r["precision"], r["batch"]) for r in phone] == [
+        ("snapdragon-8gen1", 72, "TensorFlow-Lite", "fp32", 1)]
+    assert {r["device"] for r in hardware_rows("efficientvit-b2-r256", device_class="jetson")} == {
+        "jetson-nano", "jetson-agx-orin"}
     assert family_prefix("efficientvit-seg-l2-cityscapes") == "efficientvit-seg-"
 
 

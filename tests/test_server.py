@@ -292,11 +292,15 @@ def test_batcher_refuses_when_the_queue_is_full():
 
 def test_serve_option_defaults_are_the_serve_settings_defaults():
     from evit_deploy.cli.predict_cmds import serve
+    from evit_deploy.cluster.settings import RaySettings
     from evit_deploy.limits import LIMITS
     from evit_deploy.serve import ServeSettings
 
-    defaults = {p.name: p.default for p in serve.params if p.name != "export_dir"}
+    engine_options = {"engine", "replicas", "min_replicas", "max_replicas", "target_ongoing_requests", "address"}
+    defaults = {p.name: p.default for p in serve.params if p.name not in {"export_dir", *engine_options}}
     assert ServeSettings(**defaults) == ServeSettings()
+    ray_defaults = {p.name: p.default for p in serve.params if p.name in engine_options - {"engine"}}
+    assert RaySettings(**{**ray_defaults, "replicas": int(ray_defaults["replicas"])}) == RaySettings()
     assert (ServeSettings().max_bytes, ServeSettings().max_pixels) == (LIMITS.max_request_bytes,
                                                                        LIMITS.max_image_pixels)
 

@@ -242,7 +242,7 @@ def test_jetson_int8_bundle_builds_the_qdq_onnx_as_written(jetson_int8):
     zero_points = [numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("zero_point")]
     assert zero_points and all((z == 0).all() and z.dtype == np.int8 for z in zero_points if z.dtype != np.int32)
     quant = manifest["quantization"]["model"]
-    assert quant["scheme"] == "tensorrt" and "4 images from" in quant["calibration"]["images"]
+    assert quant["scheme"] == "Q/DQ ONNX, tensorrt scheme" and "4 images from" in quant["calibration"]["images"]
     assert not (folder / "calibration").exists()  # no calibrator, no calibration data on the device
     plan = read_plans(folder)["model"]
     args = trtexec_args(plan)

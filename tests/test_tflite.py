@@ -67,7 +67,7 @@ def ckpt(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def calib_dir(tmp_path_factory) -> Path:
-    return write_photos(tmp_path_factory.mktemp("calib"), ("rocket", "chelsea", "coffee"))
+    return write_photos(tmp_path_factory.mktemp("calib"), ("rocket", "chelsea", "coffee", "astronaut"))
 
 
 @pytest.fixture(scope="module")
@@ -163,12 +163,14 @@ def test_int8_is_small_integer_and_keeps_the_division_float(b0_export, calib_dir
     (artifact,) = int8.manifest.to_dict()["artifacts"]
     assert artifact["inputs"][0]["dtype"] == "int8" and artifact["outputs"][0]["dtype"] == "int8"
     notes = " ".join(artifact["notes"])
-    assert f"calibrated on 3 images from {calib_dir}" in notes and "static_wi8_ai8" in notes
+    assert f"calibrated on 4 images from {calib_dir}" in notes and "static_wi8_ai8" in notes
     assert "scale" in notes and "zero_point" in notes
     it = interpreter(int8.folder / "model.tflite")
     divisions = op_inputs(it, "DIV")
     assert divisions and all(t["dtype"] == np.float32 for inputs in divisions for t in inputs)
     assert op_inputs(it, "CONV_2D")[0][0]["dtype"] == np.int8  # the convolutions are integer
+    matmuls = op_inputs(it, "BATCH_MATMUL")  # the attention core stays float
+    assert matmuls and all(t["dtype"] == np.float32 for inputs in matmuls for t in inputs)
     backend = runtime.load(int8.folder)  # float32 in and out, (de)quantized by the backend
     assert backend.inputs[0].dtype == "float32" and backend.io_quantization["input"]["dtype"] == "int8"
 
@@ -247,6 +249,7 @@ def test_bad_calib_folder_is_a_one_line_error_and_writes_nothing(tmp_path, case)
         (calib / "notes.txt").write_text("hello")
         (calib / "data.csv").write_text("1,2")
     elif case == "corrupt-image":
+        write_photos(calib, ("rocket", "chelsea", "coffee", "astronaut"), 64)
         (calib / "broken.png").write_bytes(b"\x89PNG not really")
     elif case == "a-file":
         calib.rmdir()

@@ -92,7 +92,7 @@ def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...],
         open_dataset(eval_data)  # a layout mistake fails before the export's minutes of work
         eval_settings = EvalSettings(eval_data, weights=weights, ema=ema, limit=eval_limit)
         gate = accuracy_gate(eval_settings, max_drop, steps)
-        if resolved.precision == "int8" and max_drop is not None and resolved.card.task in ("cls", "seg"):
+        if resolved.precision == "int8" and max_drop is not None and resolved.subject.task in ("cls", "seg"):
             from ..eval.runner import candidate_drop
 
             request.accuracy_drop = candidate_drop(model, resolved.input_size, eval_settings)
@@ -118,9 +118,12 @@ def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...],
 @click.option("--weights", "-w", type=click.Path(dir_okay=False), help="The checkpoint the export was made from.")
 def validate(export_dir: str, weights: str | None) -> None:
     """Re-run the validation gate of an existing export against PyTorch (exit 1 when it fails)."""
+    from ..artifacts import read_manifest
+    from ..compare.subjects import export_subject
     from ..export.pipeline import validate_export
 
-    manifest, reports = validate_export(export_dir, weights, RichSteps())
+    subject = export_subject(read_manifest(export_dir, verify=False).model, weights)  # a competitor's export?
+    manifest, reports = validate_export(export_dir, weights, RichSteps(), subject)
     Console().print(_report_table(reports, Path(export_dir)))
     failed = [r for r in reports if not r.passed]
     if failed:

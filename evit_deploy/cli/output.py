@@ -39,31 +39,86 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[], None]]:
 
 
 def reference_table() -> Table:
-    from ..bench.reference import published
+    from ..bench.reference import hardware_rows, published
 
     doc = published()
-    table = Table(title="published EfficientViT hardware figures (TensorRT fp16, data transfer included)",
+    table = Table(title="published EfficientViT hardware figures (engine, precision and batch per row)",
                   caption=doc["source"])
-    for col in ("model", "device", "batch", "figure", "accuracy"):
+    for col in ("model", "device", "engine", "batch", "figure", "accuracy"):
         table.add_column(col, no_wrap=col in ("model", "device"))
     facts = {m["model"]: m for m in doc["models"]}
-    for r in doc["hardware"]:
+    for r in hardware_rows():
         m = facts[r["model"]]
         acc = next((f"{k} {m[k]}" for k in ("top1", "miou", "coco_map") if k in m), "-")
         figure = f"{r['value']} ms" if r["metric"] == "latency_ms" else f"{r['value']} img/s"
-        table.add_row(r["model"], doc["devices"][r["device"]], str(r["batch"] or "not stated"), figure, acc)
+        table.add_row(r["model"], r["device_name"], f"{r['engine']} {r['precision']}", str(r["batch"] or "not stated"),
+                      figure, acc)
     return table
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def results_table(report: dict) -> Table:
     from ..bench.report import is_baseline, precision_label
 
-    table = Table(title=f"{report['model']}: {report['machine']['label']}", caption="vs PyTorch: time ratio")
-    for col in ("backend", "format", "precision", "batch", "median ms", "p90 ms", "std ms", "img/s", "vs PyTorch"):
+    imported = bool(report.get("imported"))
+    table = Table(title=f"{report['model']}: {report['machine']['label']}",
+                  caption="measured on the device, imported" if imported else "vs PyTorch: time ratio")
+    for col in ("backend", "format", "precision", "batch", "median ms", "mean ms", "p90 ms", "std ms", "img/s",
+                "vs PyTorch"):
         table.add_column(col, justify="left" if col in ("backend", "format", "precision") else "right")
     for r in report["results"]:
         lat = r["latency_ms"]
-        ratio = "baseline" if is_baseline(r) else f"{r['ratio_to_pytorch']:.2f}x"
-        table.add_row(r["backend"], r["format"], precision_label(r), str(r["batch"]), f"{lat['median']:.2f}",
-                      f"{lat['p90']:.2f}", f"{lat['std']:.2f}", f"{r['throughput_img_s']:.1f}", ratio)
+        if imported:
+            ratio = "n/a (no PyTorch on the device)"
+        else:
+            ratio = "baseline" if is_baseline(r) else f"{r['ratio_to_pytorch']:.2f}x"
+        ips = f"{r['throughput_img_s']:.1f}" if r.get("throughput_img_s") else "-"
+        table.add_row(r["backend"], r["format"], precision_label(r), str(r["batch"]), _ms(lat.get("median")),
+                      _ms(lat.get("mean")), _ms(lat.get("p90")), _ms(lat.get("std")), ips, ratio)
+    return table
+
+
+def comparison_table(report: dict) -> Table:
+    """The rows of a comparison run: every model's backends, measured in the same rounds."""
+    from ..bench.report import precision_label
+
+    table = Table(title=f"{report['paper']['title']}: {report['machine_label']}",
+                  caption="same input, batch and threads, interleaved rounds")
+    for col in ("model", "role", "backend", "format", "precision", "batch", "median ms", "p90 ms", "img/s"):
+        table.add_column(col, justify="left" if col in ("model", "role", "backend", "format", "precision") else "right")
+    for r in report["results"]:
+        lat = r["latency_ms"]
+        table.add_row(r["model"], r["role"], r["backend"], r["format"], precision_label(r), str(r["batch"]),
+                      f"{lat['median']:.2f}", f"{lat['p90']:.2f}", f"{r['throughput_img_s']:.1f}")
+    return table
+
+
+def comparisons_table() -> Table:
+    """The paper's tables and competitors, and whether each can be measured here (packages found, not imported)."""
+    from ..compare.cards import competitors, paper_tables
+    from ..compare.plan import missing_package
+    from ..optional import EXTRAS
+
+    table = Table(title="the paper's comparisons (evit-deploy bench MODEL --compare NAME, or --paper-table TABLE)")
+    for col in ("table", "model", "paper row", "paper figures", "measurable here"):
+        table.add_column(col, no_wrap=col in ("table", "model"))
+    for t in paper_tables().values():
+        for name, row in t.efficientvit.items():
+            figures = ", ".join(f"{t.columns[d].device_name} {v:g}" for d, v in row.figures.items())
+            table.add_row(t.name, name, row.paper_name, figures, "yes (EfficientViT, this package)")
+        for card in competitors().values():
+            row = card.rows.get(t.name)
+            if row is None:
+                continue
+            figures = ", ".join(f"{t.columns[d].device_name} {v:g}" for d, v in row.figures.items()) or "-"
+            missing = missing_package(card) if card.measurable else None
+            status = ("not measured: " + card.unavailable if not card.measurable else
+                      f"needs pip install 'evit-deploy[{EXTRAS.get(missing, missing)}]'" if missing else
+                      f"yes ({card.builder})")
+            table.add_row(t.name, card.name, f"{row.paper_name} ({row.source})", figures, status)
+        for claim in t.claims.values():
+            table.add_row(t.name, f"claim {claim.ratio:g}×", claim.text, f"{claim.baseline} vs {claim.ours}", "")
     return table

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
+from ..cluster.settings import RAY_DEFAULTS, RaySettings
 from ..errors import EvitError
-from ..files import atomic_write, writing
-from ..images import IMAGE_SUFFIXES, ImageError, is_image_file
+from ..files import writing
+from ..images import ImageError
 from ..limits import LIMITS
 from ..serve.settings import LOG_LEVELS, SERVE_DEFAULTS, ServeSettings
 
-INDEX = "predictions.json"
-OUTPUT_SUFFIXES = (".json", ".png", ".labels.png")  # per image: result, overlay, segmentation label map
+if TYPE_CHECKING:
+    from ..predict.jobs import OutputFolder
 
 
 def _numbers(text: str, what: str, counts: tuple[int, ...]) -> list[float]:
@@ -42,65 +42,67 @@ def parse_points(values: tuple[str, ...]) -> tuple[list[list[float]], list[int]]
     return points, labels
 
 
-def collect_images(paths: tuple[str, ...]) -> list[Path]:
-    """Files as given; folders expand to the image files directly inside them (sorted)."""
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(f for f in p.iterdir() if is_image_file(f) and f.is_file())
-        elif p.is_file():
-            found.append(p)
-        else:
-            raise EvitError(f"image not found: {p}")
-    if not found:
-        raise EvitError("no images to predict on (folders are searched for " + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
-    return found
+ENGINES = ("local", "ray")
+REPLICAS_HELP = "--engine ray: Serve replicas, a number or 'auto' (autoscaling between --min/--max-replicas)."
 
 
-def _previous_outputs(out: Path) -> set[str]:
-    """Files a previous ``predict`` wrote into ``out`` (from its predictions.json), which may be overwritten."""
-    try:
-        records = json.loads((out / INDEX).read_text())
-    except (OSError, ValueError):
-        return set()
-    if not isinstance(records, list):
-        return set()
-    names = {INDEX}
-    for r in records:
-        if isinstance(r, dict):
-            names |= {v for k in ("result_file", "overlay", "label_map") if isinstance(v := r.get(k), str)}
-    return names
-
-
-def check_outputs(out: Path, stems: list[str]) -> None:
-    """Refuse to overwrite files in ``out`` that a previous ``predict`` did not write (e.g. the input photos)."""
-    if not out.is_dir():
+def _engine_only(ctx: click.Context, engine: str, names: tuple[str, ...]) -> None:
+    """Refuse options of the Ray engine without ``--engine ray`` (one line)."""
+    if engine == "ray":
         return
-    ours = _previous_outputs(out)
-    for name in [INDEX, *(f"{stem}{suffix}" for stem in stems for suffix in OUTPUT_SUFFIXES)]:
-        if (out / name).exists() and name not in ours:
-            raise EvitError(f"refusing to overwrite {out / name}: it was not written by evit-deploy predict; "
-                            "choose another --output folder")
+    given = [n for n in names if ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT)]
+    if given:
+        flags = ", ".join("--" + n.replace("_", "-") for n in given)
+        raise click.UsageError(f"{flags} {'needs' if len(given) == 1 else 'need'} --engine ray")
 
 
-def _unique_stems(paths: list[Path]) -> list[str]:
-    seen: dict[str, int] = {}
-    stems = []
-    for p in paths:
-        n = seen.get(p.stem, 0) + 1
-        seen[p.stem] = n
-        stems.append(p.stem if n == 1 else f"{p.stem}-{n}")
-    return stems
+def _replicas(value: str) -> int | None:
+    if value.strip().lower() == "auto":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise click.BadParameter(f"'{value}' is neither a number >= 1 nor 'auto'", param_hint="--replicas")
+    return int(value)
 
 
-def _summary(result: Any) -> str:
-    d = result.to_dict(include_label_map=False)
-    if d["task"] == "cls":
-        return ", ".join(f"{t['label']} ({t['score']:.3f})" for t in d["top_k"][:3])
-    if d["task"] == "seg":
-        return ", ".join(f"{c['label']} {100 * c['fraction']:.1f}%" for c in d["classes"][:3])
-    best = d["masks"][d["best"]]
-    return f"best mask {d['best']}: score {best['score']:.3f}, {best['area']} px"
+def _warn(message: str) -> None:
+    click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
+def _predict_here(predictor: Any, paths: list[str], stems: list[str], out: OutputFolder, options: dict[str, Any],
+                  batch: int, max_pixels: int, strict: bool) -> tuple[dict[int, dict[str, Any]], list[str]]:
+    """The local engine: batches of ``batch`` images through one Predictor in this process; each image written
+    as soon as it is done. Returns the records by input index and the messages of unreadable images."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..images import load_rgb
+    from ..predict.jobs import outputs, render, summary
+
+    records: dict[int, dict[str, Any]] = {}
+    failed: list[str] = []
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=Console(stderr=True), disable=len(paths) < 2)
+    with progress:
+        task = progress.add_task(f"{predictor.model}", total=len(paths))
+        for start in range(0, len(paths), batch):
+            chunk = []
+            for i in range(start, min(start + batch, len(paths))):
+                try:
+                    image = load_rgb(paths[i], max_pixels)
+                    chunk.append((i, image, predictor.prepare(image, **options)))
+                except ImageError as exc:
+                    if strict:
+                        raise
+                    failed.append(str(exc))
+                    _warn(f"skipped: {exc}")
+                    progress.advance(task)
+            for (i, image, item), raw in zip(chunk, predictor.infer([item for _, _, item in chunk])):
+                record, files = outputs(paths[i], stems[i], render(predictor.model, predictor.finish(item, raw), image))
+                out.write(record, files)
+                records[i] = record
+                click.echo(f"{paths[i]}: {summary(record)}")
+                progress.advance(task)
+    return records, failed
 
 
 @click.command()
@@ -118,33 +120,41 @@ def _summary(result: Any) -> str:
 @click.option("--weights", "-w", type=click.Path(dir_okay=False),
               help="Run the PyTorch zoo model EXPORT_DIR names (a model name) with this checkpoint.")
 @click.option("--ema", is_flag=True, help="With --weights: load the checkpoint's EMA weights.")
-@click.option("--threads", type=click.IntRange(min=0), help="Runtime threads (default: the export profile's).")
+@click.option("--threads", type=click.IntRange(min=0),
+              help="Runtime threads (default: the export profile's; --engine ray: per actor, 1 if the profile "
+                   "leaves it to the runtime, and the CPUs each actor reserves).")
 @click.option("--max-pixels", default=LIMITS.max_image_pixels, show_default=True, type=click.IntRange(min=1),
               help="Largest image (width x height) decoded; larger files are skipped as unreadable.")
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
-def predict(export_dir: str, images: tuple[str, ...], output: str, points: tuple[str, ...], box: str | None,
-            single_mask: bool, top_k: int | None, batch: int, weights: str | None, ema: bool, threads: int | None,
-            max_pixels: int, strict: bool) -> None:
-    """Predict on IMAGES (files or folders) with an export folder (or a zoo model name with --weights).
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help="local: this process. ray: a Ray Data job (needs the [ray] extra); resumable.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=RAY_DEFAULTS.concurrency,
+              help="--engine ray: predictor actors (default: 1 up to as many as the cluster's CPUs hold).")
+@click.option("--address", default=RAY_DEFAULTS.address,
+              help="--engine ray: join this Ray cluster (default: start a local one for the job).")
+@click.pass_context
+def predict(ctx: click.Context, export_dir: str, images: tuple[str, ...], output: str, points: tuple[str, ...],
+            box: str | None, single_mask: bool, top_k: int | None, batch: int, weights: str | None, ema: bool,
+            threads: int | None, max_pixels: int, strict: bool, engine: str, concurrency: int | None,
+            address: str | None) -> None:
+    """Predict on IMAGES with an export folder (or a zoo model name with --weights).
 
-    Writes <image>.json per image, overlay PNGs (segmentation colours / SAM masks over the photo), a
-    segmentation label map <image>.labels.png (pixel value = class id) and predictions.json with all results.
-    Unreadable images are skipped with a warning (exit status 2 at the end); --strict stops at the first.
+    IMAGES are files, folders (the images directly inside), quoted glob patterns ('photos/**/*.jpg') or list
+    files (.txt/.lst: one path a line, relative to the list's folder). Writes <image>.json per image, overlay
+    PNGs (segmentation colours / SAM masks over the photo), a segmentation label map <image>.labels.png (pixel
+    value = class id) and predictions.json with all results. Unreadable images are skipped with a warning (exit
+    status 2 at the end); --strict stops at the first.
+
+    --engine ray runs the same prediction as a Ray Data job (one model load per actor; Ray reports the
+    progress), also writes predictions.jsonl (one record a line), reads URIs Ray Data can read (s3://...), and
+    skips images whose outputs are already complete in the output folder (rerun to resume).
     """
-    from PIL import Image
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from ..predict.jobs import OutputFolder, PredictorSpec, collect_images, unique_stems
 
-    from ..images import load_rgb
-    from ..predict import Predictor
-    from ..zoo.cards import all_cards
-
-    if Path(export_dir).exists():
-        predictor = Predictor.from_export(export_dir, threads=threads)
-    elif export_dir in all_cards():
-        predictor = Predictor.from_model(export_dir, weights, ema=ema)
-    else:
-        raise EvitError(f"{export_dir} is neither an export folder/artifact nor a zoo model name")
+    _engine_only(ctx, engine, ("concurrency", "address"))
+    on_ray = engine == "ray"
+    spec = PredictorSpec(export_dir, weights, ema, threads)
+    predictor = None if on_ray else spec.load()  # the Ray engine loads one per actor
     options: dict[str, Any] = {}
     pts, labels = parse_points(points)
     if pts:
@@ -155,57 +165,31 @@ def predict(export_dir: str, images: tuple[str, ...], output: str, points: tuple
         options["multimask"] = False
     if top_k is not None:
         options["top_k"] = top_k
-    paths = collect_images(images)
-    stems = _unique_stems(paths)
-    out = Path(output)
-    check_outputs(out, stems)
+    paths = collect_images(images, uris=on_ray)
+    stems = unique_stems(paths)
+    out = OutputFolder(output)
+    out.check(stems)
 
-    everything, failed = [], []
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=Console(stderr=True), disable=len(paths) < 2)
-    with progress, writing(f"write predictions to {out}"):
-        task = progress.add_task(f"{predictor.model}", total=len(paths))
-        for start in range(0, len(paths), batch):
-            chunk, rgbs, prepared = [], [], []
-            for path, stem in zip(paths[start : start + batch], stems[start : start + batch]):
-                try:
-                    img = load_rgb(path, max_pixels)
-                    item = predictor.prepare(img, **options)
-                except ImageError as exc:
-                    if strict:
-                        raise
-                    failed.append(str(exc))
-                    click.secho(f"warning: skipped: {exc}", fg="yellow", err=True)
-                    progress.advance(task)
-                    continue
-                chunk.append((path, stem))
-                rgbs.append(img)
-                prepared.append(item)
-            if chunk:
-                out.mkdir(parents=True, exist_ok=True)
-            for (path, stem), img, item, raw in zip(chunk, rgbs, prepared, predictor.infer(prepared)):
-                result = predictor.finish(item, raw)
-                record = {"image": str(path), "model": predictor.model,
-                          **result.to_dict(include_label_map=False), "result_file": f"{stem}.json"}
-                if record["task"] == "seg":
-                    Image.fromarray(result.label_map).save(out / f"{stem}.labels.png")
-                    record["label_map"] = f"{stem}.labels.png"
-                overlay = result.overlay(img)
-                if overlay is not None:
-                    overlay.save(out / f"{stem}.png")
-                    record["overlay"] = f"{stem}.png"
-                atomic_write(out / f"{stem}.json", json.dumps(record) + "\n")
-                everything.append(record)
-                click.echo(f"{path}: {_summary(result)}")
-                progress.advance(task)
-        if everything:
-            atomic_write(out / INDEX, json.dumps(everything) + "\n")
-    if not everything:
+    with writing(f"write predictions to {out.path}"):
+        if on_ray:
+            from ..cluster.batch import predict_on_ray
+
+            settings = RaySettings(address=address, concurrency=concurrency)
+            outcome = predict_on_ray(spec, paths, stems, out, options, batch, max_pixels, strict, settings,
+                                     echo=click.echo, warn=_warn)
+            records, failed, resumed = outcome.records, outcome.failed, outcome.resumed
+        else:
+            records, failed = _predict_here(predictor, paths, stems, out, options, batch, max_pixels, strict)
+            resumed = 0
+        if records:
+            out.finish([records[i] for i in sorted(records)], table=on_ray)
+    if not records:
         raise EvitError(f"no image could be read ({failed[0]})")
-    click.echo(f"wrote {len(everything)} result(s) to {out}/", err=True)
+    already = f"; {resumed} more were there from an earlier run" if resumed else ""
+    click.echo(f"wrote {len(records) - resumed} result(s) to {out.path}/{already}", err=True)
     if failed:
         raise EvitError(f"{len(failed)} of {len(paths)} images could not be read (first: {failed[0]}); "
-                        f"the other results are in {out}/")
+                        f"the other results are in {out.path}/")
 
 
 @click.command()
@@ -223,20 +207,47 @@ def predict(export_dir: str, images: tuple[str, ...], output: str, points: tuple
 @click.option("--max-pixels", default=SERVE_DEFAULTS.max_pixels, show_default=True, type=click.IntRange(min=1),
               help="Largest decoded image (width x height) accepted (413 above).")
 @click.option("--threads", default=SERVE_DEFAULTS.threads, type=click.IntRange(min=0),
-              help="Runtime threads (default: the export profile's).")
+              help="Runtime threads (default: the export profile's; --engine ray: also the CPUs of a replica).")
 @click.option("--graceful-timeout", default=SERVE_DEFAULTS.graceful_timeout, show_default=True,
               type=click.IntRange(min=0),
               help="Seconds in-flight requests get to finish on SIGTERM/SIGINT.")
 @click.option("--log-level", default=SERVE_DEFAULTS.log_level, show_default=True, type=click.Choice(LOG_LEVELS))
 @click.option("--access-log", is_flag=True, default=SERVE_DEFAULTS.access_log, help="Log every request.")
-def serve(export_dir: str, **settings: Any) -> None:
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help="local: one process (FastAPI + uvicorn). ray: a Ray Serve application (needs the [ray] extra).")
+@click.option("--replicas", default=str(RAY_DEFAULTS.replicas), show_default=True, metavar="N|auto",
+              help=REPLICAS_HELP)
+@click.option("--min-replicas", default=RAY_DEFAULTS.min_replicas, show_default=True, type=click.IntRange(min=1),
+              help="--replicas auto: fewest replicas.")
+@click.option("--max-replicas", default=RAY_DEFAULTS.max_replicas, show_default=True, type=click.IntRange(min=1),
+              help="--replicas auto: most replicas.")
+@click.option("--target-ongoing-requests", type=click.FloatRange(min=0, min_open=True),
+              default=RAY_DEFAULTS.target_ongoing_requests,
+              help="--replicas auto: ongoing requests per replica to scale towards (default: the batch size).")
+@click.option("--address", default=RAY_DEFAULTS.address,
+              help="--engine ray: join this Ray cluster (default: start a local one, stopped on exit).")
+@click.pass_context
+def serve(ctx: click.Context, export_dir: str, engine: str, replicas: str, min_replicas: int, max_replicas: int,
+          target_ongoing_requests: float | None, address: str | None, **settings: Any) -> None:
     """Serve EXPORT_DIR over HTTP: POST /v1/predict, GET /health, /ready, /metrics, /docs.
 
-    Concurrent requests are batched dynamically; SIGTERM drains in-flight requests before exiting.
+    Concurrent requests are batched dynamically; SIGTERM drains in-flight requests before exiting. With
+    --engine ray the same app runs as a Ray Serve application: replicas (each with --threads CPUs, a GPU
+    for GPU exports), batching with @serve.batch, replicas restarted when they die, autoscaling with
+    --replicas auto.
     """
     from ..optional import require
 
+    _engine_only(ctx, engine, ("replicas", "min_replicas", "max_replicas", "target_ongoing_requests", "address"))
     require("fastapi", "serving")  # one line naming the [serve] extra when it is missing
+    if engine == "ray":
+        require("ray.serve", "serve --engine ray")
+        from ..cluster.serving import serve_on_ray
+
+        ray_settings = RaySettings(address=address, replicas=_replicas(replicas), min_replicas=min_replicas,
+                                   max_replicas=max_replicas, target_ongoing_requests=target_ongoing_requests)
+        serve_on_ray(export_dir, ServeSettings(**settings), ray_settings)
+        return
     from ..serve.runner import serve as run_server
 
     run_server(export_dir, ServeSettings(**settings))

@@ -14,9 +14,8 @@ import torch
 
 from ..errors import EvitError
 from ..images import IMAGE_SUFFIXES, is_image_file, load_rgb
-from ..processing import preprocess
+from ..processing import InputFacts, preprocess
 from ..samples import SAMPLE_PHOTOS, sample_photo
-from ..zoo.cards import ModelCard
 
 MAX_IMAGES = 100  # calibration cost grows linearly; min/max statistics settle well before this
 
@@ -56,7 +55,7 @@ def find_images(folder: Path) -> list[Path]:
     return images[:MAX_IMAGES]
 
 
-def calibration_set(folder: Path | None, card: ModelCard, size: tuple[int, int], min_images: int = 1
+def calibration_set(folder: Path | None, card: InputFacts, size: tuple[int, int], min_images: int = 1
                     ) -> CalibrationSet:
     """Calibration inputs from ``folder`` (``--calib``; at least ``min_images``), or the bundled sample photos with
     a warning."""

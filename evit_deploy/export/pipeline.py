@@ -29,14 +29,15 @@ from ..artifacts import (
 )
 from ..errors import EvitError
 from ..files import commit_staged, sha256_file, staged_dir, writing
-from ..zoo import create_model, get_card
-from ..zoo.cards import ModelCard
+from ..processing import InputFacts
+from ..zoo import get_card
 from .exporters import EXPORTERS, Artifact, ExportContext
 from .exporters.base import Int8Options
 from .profiles import ExportProfile, profile_from_dict
 from .request import ExportRequest, preflight
 from .steps import StepReporter, silent_step
-from .tasks import ExportSpec, ExportUnit, export_units
+from .subjects import ExportSubject, zoo_subject
+from .tasks import ExportSpec, ExportUnit
 from .transforms import apply_transforms, changes_numerics
 from .validate import ArtifactReport, torch_outputs, transform_effect, validate_artifact
 
@@ -117,7 +118,7 @@ def export_unit(unit: ExportUnit, ctx: ExportContext) -> None:
         ctx.artifacts.append(artifact)
 
 
-def preprocessing_note(card: ModelCard) -> dict[str, Any]:
+def preprocessing_note(card: InputFacts) -> dict[str, Any]:
     p = card.preprocess
     return {
         "embedded": False,
@@ -147,9 +148,12 @@ def validate_units(units: list[ExportUnit], artifacts: list[Artifact], folder: P
 Gate = Callable[[Path, Manifest], None]  # raises EvitError to refuse a finished (staged) export
 
 
-def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: Gate | None = None) -> ExportResult:
+def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: Gate | None = None,
+               subject: ExportSubject | None = None) -> ExportResult:
     """Export ``request.model`` for ``request.target``; raises EvitError (nothing written) on any failure.
 
+    ``subject``: what to export when it is not the zoo model ``request.model`` (e.g. a competitor of the paper,
+    :mod:`evit_deploy.compare`); it goes through the same profile, exporters, validation gate and manifest.
     ``gate`` sees the finished export in its staging folder (manifest written) before it is moved into place,
     and refuses it by raising (e.g. the accuracy gate of ``export --eval DIR --max-drop X``).
 
@@ -158,20 +162,20 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
     but what that export wrote; anything else is refused, or moved aside with ``request.force``.
     """
     started = time.perf_counter()
-    resolved = preflight(request)
-    card, profile, precision, output = resolved.card, resolved.profile, resolved.precision, resolved.output
-    check_capabilities(profile, precision, profile.batch.dynamic, card.task)
+    resolved = preflight(request, subject)
+    subject, profile, precision, output = resolved.subject, resolved.profile, resolved.precision, resolved.output
+    check_capabilities(profile, precision, profile.batch.dynamic, subject.task)
     spec = ExportSpec(resolved.input_size, resolved.batch, profile.batch.dynamic, list(profile.validation.photos),
                       profile.validation.noise, profile.dynamic_hw)
 
     with writing(f"write the export {output}"), staged_dir(output, "export folder") as tmp:
-        with step(f"build {card.name}"):
-            original = create_model(card.name, request.weights, ema=request.ema)
+        with step(f"build {subject.name}"):
+            original = subject.build(spec.input_size)
         with step("apply transforms: " + (", ".join(profile.transforms) or "none")):
             model = copy.deepcopy(original)
             transforms = apply_transforms(model, profile.transforms, precision)
-            units = export_units(model, card, spec)
-        ctx = ExportContext(tmp, card, profile, precision, spec, step=step,
+            units = subject.units(model, spec)
+        ctx = ExportContext(tmp, subject, profile, precision, spec, step=step,
                             calib=Path(request.calib) if request.calib else None,
                             int8=Int8Options(request.sensitivity, request.max_drop, request.accuracy_drop),
                             auto_precision=bool(resolved.precision_note))
@@ -187,7 +191,7 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
         if changes_numerics(profile.transforms):
             with step("measure the transforms' effect against the untransformed model"):
                 effect = [transform_effect(u, o, references[u.role])
-                          for u, o in zip(units, export_units(original, card, spec))]
+                          for u, o in zip(units, subject.units(original, spec))]
         failed = [r for r in reports if not r.passed]
         if failed:
             first = failed[0]
@@ -199,14 +203,14 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
             for artifact in ctx.artifacts:
                 seal(tmp, artifact)
             manifest = Manifest(
-                model=card.name, task=card.task, target=profile.name, input_size=spec.input_size,
+                model=subject.name, task=subject.task, target=profile.name, input_size=spec.input_size,
                 precision=precision, batch=BatchInfo(spec.batch, spec.dynamic_batch,
                                                      profile.batch.max if spec.dynamic_batch else spec.batch),
                 runtime=RuntimeInfo(profile.runtime.threads, list(profile.runtime.providers)),
                 artifacts=ctx.artifacts, files=written_files(tmp),
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                weights=_weights_entry(request.weights, card, request.ema), profile=profile.to_dict(),
-                versions=versions(), transforms=transforms, preprocessing=preprocessing_note(card),
+                weights=subject.weights(), profile=profile.to_dict(),
+                versions=versions(), transforms=transforms, preprocessing=preprocessing_note(subject),
                 skipped=ctx.skipped, quantization=ctx.quantization,
                 validation={
                     "passed": True,
@@ -223,18 +227,21 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
     return ExportResult(output, manifest, reports, time.perf_counter() - started, original, aside)
 
 
-def _weights_entry(weights: str | None, card: ModelCard, ema: bool) -> dict[str, Any]:
-    if weights is None:
-        return {"file": None, "random": True, "note": f"random weights; the official file is {card.checkpoint}"}
-    return {"file": Path(weights).name, "sha256": sha256_file(Path(weights)), "random": False, "ema": ema}
-
-
-def validate_export(folder: str | Path, weights: str | None = None,
-                    step: StepReporter = silent_step) -> tuple[Manifest, list[ArtifactReport]]:
-    """Re-run the validation gate of an existing export folder against PyTorch (artifacts hash-checked first)."""
+def validate_export(folder: str | Path, weights: str | None = None, step: StepReporter = silent_step,
+                    subject: ExportSubject | None = None) -> tuple[Manifest, list[ArtifactReport]]:
+    """Re-run the validation gate of an existing export folder against PyTorch (artifacts hash-checked first).
+    ``subject``: what was exported when it is not the zoo model the manifest names (a competitor)."""
     folder = Path(folder)
     manifest = read_manifest(folder, verify=True)
-    card = get_card(manifest.model)
+    profile, units = reference_units(folder, manifest, weights, step, subject)
+    return manifest, validate_units(units, manifest.artifacts, folder, profile, step)
+
+
+def reference_units(folder: Path, manifest: Manifest, weights: str | None = None, step: StepReporter = silent_step,
+                    subject: ExportSubject | None = None) -> tuple[ExportProfile, list[ExportUnit]]:
+    """The export's profile and units as its validation built them (same weights, transforms, validation inputs),
+    for re-validating it or for golden inputs and PyTorch reference outputs (``device-bundle``)."""
+    subject = subject or zoo_subject(get_card(manifest.model), weights, bool(manifest.weights.get("ema")))
     profile = profile_from_dict(manifest.profile)
     recorded = manifest.weights
     if weights is None and recorded.get("file"):
@@ -243,8 +250,8 @@ def validate_export(folder: str | Path, weights: str | None = None,
         raise EvitError(f"{weights} is not the checkpoint this export was made from ({recorded.get('file')})")
     spec = ExportSpec(manifest.input_size, manifest.batch.size, manifest.batch.dynamic,
                       list(profile.validation.photos), profile.validation.noise, profile.dynamic_hw)
-    with step(f"build {card.name}"):
-        model = create_model(card.name, weights, ema=bool(recorded.get("ema")))
+    with step(f"build {subject.name}"):
+        model = subject.build(spec.input_size)
         apply_transforms(model, profile.transforms, manifest.precision)
-        units = export_units(model, card, spec)
-    return manifest, validate_units(units, manifest.artifacts, folder, profile, step)
+        units = subject.units(model, spec)
+    return profile, units

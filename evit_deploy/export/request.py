@@ -1,8 +1,9 @@
 """What the user asked an export for, checked before any heavy work (no torch import: bad input fails at once).
 
-:func:`preflight` resolves the model card, the profile, the precision, the input size, the batch and the output
-folder, and refuses what can never work (unknown names, sizes over the limits, a batch over the profile's
-maximum, an output folder that is not ours, a missing checkpoint or calibration folder) with one line.
+:func:`preflight` resolves the subject (a zoo card, or a subject the caller gives), the profile, the precision,
+the input size, the batch and the output folder, and refuses what can never work (unknown names, sizes over the
+limits, a batch over the profile's maximum, an output folder that is not ours, a missing checkpoint or calibration
+folder) with one line.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from ..limits import LIMITS
 from ..runtime.cpu import precision_problem
 from ..zoo.cards import ModelCard, get_card
 from .profiles import AUTO, ExportProfile, load_profile
+from .sizes import check_input_size
+from .subjects import ExportSubject, zoo_subject
 
 
 @dataclass
@@ -42,7 +45,7 @@ class ExportRequest:
 class Resolved:
     """A checked request: everything the pipeline needs to start."""
 
-    card: ModelCard
+    subject: ExportSubject
     profile: ExportProfile
     precision: str
     input_size: tuple[int, int]
@@ -51,15 +54,7 @@ class Resolved:
     precision_note: str = ""  # how --precision auto chose
 
 
-def check_input_size(card: ModelCard, size: tuple[int, int]) -> None:
-    h, w = size
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise EvitError(f"input size {h}x{w} does not suit {card.name}: height and width must be multiples of 32")
-    if card.task == "sam" and h != w:
-        raise EvitError(f"input size {h}x{w} does not suit {card.name}: the SAM image encoder takes a square input")
-
-
-def resolve_size(card: ModelCard, profile: ExportProfile, imgsz: tuple[int, ...] | None,
+def resolve_size(card: ModelCard | ExportSubject, profile: ExportProfile, imgsz: tuple[int, ...] | None,
                  allow_large_input: bool = False) -> tuple[int, int]:
     size = (imgsz[0], imgsz[-1]) if imgsz else tuple(profile.input_size.get(card.task) or card.input_size)
     h, w = int(size[0]), int(size[1])
@@ -117,19 +112,20 @@ def check_output(output: Path, force: bool) -> None:
         raise not_ours_error(output, "export folder")
 
 
-def preflight(request: ExportRequest) -> Resolved:
-    """Check ``request`` without building anything; raises a one-line EvitError."""
-    card = get_card(request.model)
+def preflight(request: ExportRequest, subject: ExportSubject | None = None) -> Resolved:
+    """Check ``request`` without building anything; raises a one-line EvitError. ``subject``: what to export
+    when it is not the zoo card named ``request.model`` (a competitor of the paper)."""
+    subject = subject or zoo_subject(get_card(request.model), request.weights, request.ema)
     profile = load_profile(request.target)
     unknown = [f for f in profile.formats if f not in FORMATS]
     if unknown:
         raise EvitError(f"target {profile.name}: unknown artifact format '{unknown[0]}' (known: {', '.join(FORMATS)})")
     precision, precision_note = resolve_precision(profile, request.precision)
-    if (request.sensitivity or request.max_drop is not None and request.accuracy_drop is None) and precision != "int8":
-        raise EvitError(f"--sensitivity and the int8 fallback apply to --precision int8, not {precision}")
+    if request.sensitivity and precision != "int8":
+        raise EvitError(f"--sensitivity applies to --precision int8, not {precision}")
     if request.max_drop is not None and request.max_drop < 0:
         raise EvitError(f"--max-drop must be >= 0, got {request.max_drop}")
-    size = resolve_size(card, profile, request.imgsz, request.allow_large_input)
+    size = resolve_size(subject, profile, request.imgsz, request.allow_large_input)
     batch = resolve_batch(profile, request.batch)
     if request.weights is not None and not Path(request.weights).is_file():
         raise CheckpointError(f"checkpoint not found: {request.weights}")
@@ -137,6 +133,6 @@ def preflight(request: ExportRequest) -> Resolved:
         exists = Path(request.calib).exists()
         raise EvitError(f"--calib must be a folder of images, but {request.calib} is a file" if exists
                         else f"--calib folder not found: {request.calib}")
-    output = Path(request.output or Path("exports") / f"{card.name}-{profile.name}")
+    output = Path(request.output or Path("exports") / f"{subject.name}-{profile.name}")
     check_output(output, request.force)
-    return Resolved(card, profile, precision, size, batch, output, precision_note)
+    return Resolved(subject, profile, precision, size, batch, output, precision_note)

@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from ..metrics import row_cosines
-from ..processing import preprocess
+from ..processing import InputFacts, preprocess
 from ..samples import sample_photo
 from ..zoo.cards import ModelCard
-from .request import check_input_size
+from .sizes import check_input_size
 
 Inputs = tuple[torch.Tensor, ...]
 Agreement = Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], float]
@@ -69,7 +69,7 @@ def _batches(samples: list[tuple[str, torch.Tensor]], batch: int) -> list[tuple[
     return out
 
 
-def _image_samples(card: ModelCard, spec: ExportSpec) -> list[tuple[str, torch.Tensor]]:
+def _image_samples(card: InputFacts, spec: ExportSpec) -> list[tuple[str, torch.Tensor]]:
     h, w = spec.input_size
     suffix = f"@{h}x{w}" if spec.dynamic_hw else ""
     samples = []
@@ -102,9 +102,25 @@ def _mask_agreement(ref: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> f
     return float(np.mean((ref["masks"] > 0) == (out["masks"] > 0)))
 
 
-def _image_unit(role: str, module: nn.Module, output: str, card: ModelCard, spec: ExportSpec,
-                agreement_name: str, agreement: Agreement) -> ExportUnit:
-    input_name = "input_image" if card.task == "sam" else "input"
+# The agreement metric of each graph the tasks export, by (task, role): validation, `validate` and the device
+# results of `bench import` all gate with these.
+AGREEMENTS: dict[tuple[str, str], tuple[str, Agreement]] = {
+    ("cls", "model"): ("top-1 agreement", _argmax_agreement(1)),
+    ("seg", "model"): ("per-pixel argmax agreement", _argmax_agreement(1)),
+    ("sam", "encoder"): ("min embedding cosine", _min_cosine),
+    ("sam", "decoder"): ("mask sign agreement", _mask_agreement),
+}
+
+
+def task_agreement(task: str, role: str) -> tuple[str, Agreement | None]:
+    """(name, function) of the agreement metric for ``role`` of a ``task`` export (("", None) when none)."""
+    return AGREEMENTS.get((task, role), ("", None))
+
+
+def image_unit(role: str, module: nn.Module, facts: InputFacts, spec: ExportSpec, input_name: str, output: str,
+               agreement_name: str, agreement: Agreement) -> ExportUnit:
+    """A single-input image graph (``[B,3,H,W]`` → one tensor) with its own I/O names, validated on the profile's
+    photos (pre-processed by ``facts``' ``preprocess`` block) and noise. Zoo models and competitors alike."""
     dynamic: dict[str, dict[int, str]] = {input_name: {}, output: {}}
     if spec.dynamic_batch:
         dynamic = {input_name: {0: "batch"}, output: {0: "batch"}}
@@ -112,9 +128,9 @@ def _image_unit(role: str, module: nn.Module, output: str, card: ModelCard, spec
         dynamic[input_name] |= {2: "height", 3: "width"}
         dynamic[output] |= {2: "out_height", 3: "out_width"}
     dynamic = {name: axes for name, axes in dynamic.items() if axes}
-    samples = _image_samples(card, spec)
+    samples = _image_samples(facts, spec)
     if spec.dynamic_hw:  # the same photos at a second size, so the gate runs the graph at two sizes
-        samples += _image_samples(card, dataclasses.replace(spec, input_size=spec.second_size, noise=0))
+        samples += _image_samples(facts, dataclasses.replace(spec, input_size=spec.second_size, noise=0))
     return ExportUnit(
         role=role,
         module=module,
@@ -128,12 +144,17 @@ def _image_unit(role: str, module: nn.Module, output: str, card: ModelCard, spec
     )
 
 
+def _image_unit(role: str, module: nn.Module, output: str, card: ModelCard, spec: ExportSpec) -> ExportUnit:
+    return image_unit(role, module, card, spec, "input_image" if card.task == "sam" else "input", output,
+                      *AGREEMENTS[(card.task, role)])
+
+
 def cls_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[ExportUnit]:
-    return [_image_unit("model", model, "logits", card, spec, "top-1 agreement", _argmax_agreement(1))]
+    return [_image_unit("model", model, "logits", card, spec)]
 
 
 def seg_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[ExportUnit]:
-    return [_image_unit("model", model, "logits", card, spec, "per-pixel argmax agreement", _argmax_agreement(1))]
+    return [_image_unit("model", model, "logits", card, spec)]
 
 
 def sam_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[ExportUnit]:
@@ -145,11 +166,10 @@ def sam_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[Expor
         decoder_example_inputs,
     )
 
-    encoder = _image_unit(
-        "encoder", model.image_encoder, "image_embeddings", card, spec, "min embedding cosine", _min_cosine
-    )
+    encoder = _image_unit("encoder", model.image_encoder, "image_embeddings", card, spec)
     with torch.inference_mode():
         embedding = model.image_encoder(encoder.validation_inputs[0][1][0][:1])
+    decoder_agreement = task_agreement("sam", "decoder")
     gen = torch.Generator().manual_seed(99)
     prompts = []
     for n_prompts, n_points in ((1, 1), (2, 3)):
@@ -164,8 +184,8 @@ def sam_units(model: nn.Module, card: ModelCard, spec: ExportSpec) -> list[Expor
         example_inputs=decoder_example_inputs(2, 2),  # size-1 axes would be frozen by torch.export
         dynamic_axes=DECODER_DYNAMIC_AXES,
         validation_inputs=prompts,
-        agreement_name="mask sign agreement",
-        agreement=_mask_agreement,
+        agreement_name=decoder_agreement[0],
+        agreement=decoder_agreement[1],
         reduced_precision=False,  # small, prompt-dependent and precision-sensitive: kept fp32 on every target
     )
     return [encoder, decoder]

@@ -14,7 +14,7 @@ from ..artifacts import confined
 from ..metrics import row_cosines
 from .exporters.base import Artifact
 from .profiles import Tolerance
-from .tasks import ExportUnit
+from .tasks import Agreement, ExportUnit
 
 
 def torch_outputs(unit: ExportUnit, module: torch.nn.Module | None = None) -> list[dict[str, np.ndarray]]:
@@ -59,11 +59,17 @@ def compare(refs: list[np.ndarray], outs: list[np.ndarray]) -> dict[str, float]:
 def agreement_of(unit: ExportUnit, refs: list[dict[str, np.ndarray]], outs: list[dict[str, np.ndarray]]
                  ) -> float | None:
     """The unit's agreement metric over every group of equal shapes, weighted by the group's size."""
-    if not unit.agreement:
+    return weighted_agreement(unit.agreement, refs, outs)
+
+
+def weighted_agreement(agreement: Agreement | None, refs: list[dict[str, np.ndarray]],
+                       outs: list[dict[str, np.ndarray]]) -> float | None:
+    """``agreement`` over every group of runs of equal output shapes, weighted by the group's size."""
+    if not agreement:
         return None
     pairs = list(zip(_groups(refs), _groups(outs)))
     weights = [next(iter(r.values())).size for r, _ in pairs]
-    return float(sum(unit.agreement(r, o) * w for (r, o), w in zip(pairs, weights)) / sum(weights))
+    return float(sum(agreement(r, o) * w for (r, o), w in zip(pairs, weights)) / sum(weights))
 
 
 @dataclass

@@ -3,18 +3,20 @@
 Routes: ``POST /v1/predict`` (payloads: see ``payloads``), ``GET /v1/model``, ``/health``, ``/ready``, ``/metrics``,
 ``/docs``. Every payload is checked: the size limit before anything is decoded, then the JSON schema, the image
 decode and pixel count, and the task's options (SAM prompt shapes). Bad payloads get a 4xx JSON error
-``{"error": "...", "status": N}``; the server keeps serving. Concurrent requests are batched (see ``batcher``).
+``{"error": "...", "status": N}``; the server keeps serving. Concurrent requests are batched: by
+:class:`DynamicBatcher` here, or by whatever ``make_batcher`` returns (Ray Serve's ``@serve.batch`` in
+``evit_deploy.cluster.serving``), so every server engine answers with these same routes.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,10 +38,24 @@ log = logging.getLogger("evit_deploy.serve")
 ENDPOINTS = ("/v1/predict", "/v1/model", "/health", "/ready", "/metrics", "/docs", "/openapi.json")
 
 
+class Batcher(Protocol):
+    """Groups concurrent requests into model runs: ``await submit(item)`` → that item's raw output."""
+
+    async def start(self) -> None: ...
+
+    async def submit(self, item: Prepared) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+# (run_batch, max_batch, max_wait_ms, metrics) → a Batcher; run_batch runs the model on a list of prepared items
+BatcherFactory = Callable[[Callable[[list[Prepared]], list[Any]], int, float, Metrics], Batcher]
+
+
 @dataclass
 class ServiceState:
     predictor: Predictor
-    batcher: DynamicBatcher
+    batcher: Batcher
     metrics: Metrics
     settings: ServeSettings
     ready: bool = False
@@ -83,11 +99,13 @@ class _MetricsMiddleware:
 
 
 def create_app(export_dir: str | Path | None = None, settings: ServeSettings | None = None, *,
-               predictor: Predictor | None = None, **overrides: Any) -> FastAPI:
+               predictor: Predictor | None = None, make_batcher: BatcherFactory | None = None,
+               **overrides: Any) -> FastAPI:
     """A FastAPI app serving an export folder (or a ready ``predictor``); the model loads here, at once.
 
     ``settings`` (default :class:`ServeSettings`'s defaults) and keyword ``overrides`` of its fields
     (``max_batch=4``, ``max_pixels=...``) set the batching, the size limits and the runtime threads.
+    ``make_batcher`` (default: a :class:`DynamicBatcher` with ``settings.max_queue``) groups the requests.
     """
     settings = settings_with(settings, **overrides)
     max_batch, max_wait_ms = settings.max_batch, settings.max_wait_ms
@@ -103,8 +121,12 @@ def create_app(export_dir: str | Path | None = None, settings: ServeSettings | N
     def run_batch(items: list[Prepared]) -> list[Any]:
         return predictor.infer(items)
 
-    batcher = DynamicBatcher(run_batch, effective_batch, max_wait_ms, settings.max_queue,
-                             on_batch=metrics.observe_batch, on_queue=metrics.queue_depth.set)
+    def dynamic_batcher(run: Callable[[list[Prepared]], list[Any]], size: int, wait_ms: float,
+                        m: Metrics) -> DynamicBatcher:
+        return DynamicBatcher(run, size, wait_ms, settings.max_queue, on_batch=m.observe_batch,
+                              on_queue=m.queue_depth.set)
+
+    batcher = (make_batcher or dynamic_batcher)(run_batch, effective_batch, max_wait_ms, metrics)
     state = ServiceState(predictor, batcher, metrics, settings)
 
     @asynccontextmanager

@@ -134,16 +134,22 @@ class DynamicBatcher(Generic[T, R]):
                     job.future.set_result(outcome)
 
     def _run(self, items: list[T]) -> list[Any]:
-        """Run one batch; on failure run the items one by one to find the bad one(s)."""
-        started = time.perf_counter()
-        try:
-            results = list(self.run_batch(items))
-            if len(results) != len(items):
-                raise RuntimeError(f"run_batch returned {len(results)} results for {len(items)} items")
-        except Exception as exc:  # noqa: BLE001 - reported per item
-            if len(items) == 1:
-                return [exc]
-            return [self._run([item])[0] for item in items]
-        if self.on_batch is not None:
-            self.on_batch(len(items), time.perf_counter() - started)
-        return results
+        return run_isolated(self.run_batch, items, self.on_batch)
+
+
+def run_isolated(run_batch: Callable[[list[T]], list[R]], items: list[T],
+                 on_batch: Callable[[int, float], None] | None = None) -> list[R | BaseException]:
+    """One model run over ``items``; on failure the items run one by one, so only the bad one(s) fail: one
+    result or exception per item. ``on_batch(size, seconds)`` after each successful run."""
+    started = time.perf_counter()
+    try:
+        results = list(run_batch(items))
+        if len(results) != len(items):
+            raise RuntimeError(f"run_batch returned {len(results)} results for {len(items)} items")
+    except Exception as exc:  # noqa: BLE001 - reported per item
+        if len(items) == 1:
+            return [exc]
+        return [run_isolated(run_batch, [item], on_batch)[0] for item in items]
+    if on_batch is not None:
+        on_batch(len(items), time.perf_counter() - started)
+    return results

@@ -1,4 +1,5 @@
-"""Client-side helpers for tests and benchmarks: start a server process, send a bounded concurrent load."""
+"""Client-side helpers for tests and benchmarks: start a server process (either engine), send a bounded
+concurrent load (optionally retrying requests that failed on the server's side, e.g. while a replica restarts)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-_URL = re.compile(r"serving \S+ \(\w+\) on (http://\S+)")
+_URL = re.compile(r"serving \S+ \(\w+\) on (http://[^\s,]+)")
+RETRY_STATUSES = frozenset({0, 500, 502, 503, 504})  # 0 = no HTTP answer (connection reset, timeout)
 
 
 class ServerProcess:
@@ -135,6 +137,7 @@ class Response:
     body: Any
     latency_ms: float
     finished: float  # time.perf_counter() when the response arrived
+    attempts: int = 1  # > 1: retried after RETRY_STATUSES answers (latency covers every attempt)
 
 
 @dataclass
@@ -147,14 +150,15 @@ class LoadResult:
         lat = np.array(ok or [np.nan])
         return {
             "requests": len(self.responses), "ok": len(ok), "errors": len(self.responses) - len(ok),
-            "wall_s": round(self.wall_s, 3),
+            "retried": sum(1 for r in self.responses if r.attempts > 1), "wall_s": round(self.wall_s, 3),
             "throughput_rps": round(len(ok) / self.wall_s, 2) if self.wall_s else 0.0,
             "latency_ms": {**{f"p{q}": round(float(np.percentile(lat, q)), 2) for q in (50, 90, 99)},
                            "mean": round(float(lat.mean()), 2), "max": round(float(lat.max()), 2)},
         }
 
 
-async def _load(url: str, payloads: Sequence[Payload], concurrency: int, timeout: float) -> LoadResult:
+async def _load(url: str, payloads: Sequence[Payload], concurrency: int, timeout: float, retries: int,
+                on_response: Callable[[Response], None] | None) -> LoadResult:
     import httpx
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -166,14 +170,23 @@ async def _load(url: str, payloads: Sequence[Payload], concurrency: int, timeout
         async def one(p: Payload) -> Response:
             async with sem:
                 t0 = time.perf_counter()
-                try:
-                    r = await client.post("/v1/predict", **p.kwargs)
-                    status = r.status_code
-                    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
-                except httpx.HTTPError as exc:
-                    status, body = 0, f"{type(exc).__name__}: {exc}"
+                for attempt in range(1, retries + 2):
+                    if attempt > 1:
+                        await asyncio.sleep(0.2 * (attempt - 1))
+                    try:
+                        r = await client.post("/v1/predict", **p.kwargs)
+                        status = r.status_code
+                        json_body = r.headers.get("content-type", "").startswith("application/json")
+                        body = r.json() if json_body else r.text
+                    except httpx.HTTPError as exc:
+                        status, body = 0, f"{type(exc).__name__}: {exc}"
+                    if status not in RETRY_STATUSES:
+                        break
                 t1 = time.perf_counter()
-                return Response(p.label, status, body, (t1 - t0) * 1e3, t1)
+                response = Response(p.label, status, body, (t1 - t0) * 1e3, t1, attempt)
+                if on_response is not None:
+                    on_response(response)
+                return response
 
         started = time.perf_counter()
         result.responses = list(await asyncio.gather(*(one(p) for p in payloads)))
@@ -181,6 +194,10 @@ async def _load(url: str, payloads: Sequence[Payload], concurrency: int, timeout
     return result
 
 
-def run_load(url: str, payloads: Sequence[Payload], concurrency: int = 16, timeout: float = 120.0) -> LoadResult:
-    """POST every payload to ``url/v1/predict`` with at most ``concurrency`` in flight; responses in order."""
-    return asyncio.run(_load(url, payloads, concurrency, timeout))
+def run_load(url: str, payloads: Sequence[Payload], concurrency: int = 16, timeout: float = 120.0,
+             retries: int = 0, on_response: Callable[[Response], None] | None = None) -> LoadResult:
+    """POST every payload to ``url/v1/predict`` with at most ``concurrency`` in flight; responses in order.
+
+    ``retries``: send a request again (up to that many times) after an answer in :data:`RETRY_STATUSES`;
+    ``on_response`` is called with each final response as it arrives (e.g. to act mid-load)."""
+    return asyncio.run(_load(url, payloads, concurrency, timeout, retries, on_response))

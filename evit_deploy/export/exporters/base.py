@@ -12,9 +12,9 @@ from typing import Any
 
 from ...artifacts import FORMATS, ArtifactEntry
 from ...files import sha256_file  # noqa: F401  (re-exported for exporters)
-from ...zoo.cards import ModelCard
 from ..profiles import ExportProfile
 from ..steps import StepReporter, silent_step
+from ..subjects import ExportSubject
 from ..tasks import ExportSpec, ExportUnit
 
 Artifact = ArtifactEntry  # what an exporter returns is the manifest entry it records
@@ -49,7 +49,7 @@ class Int8Options:
 @dataclass
 class ExportContext:
     workdir: Path
-    card: ModelCard
+    subject: ExportSubject  # what is exported: its name, task and pre-processing (calibration images)
     profile: ExportProfile
     precision: str
     spec: ExportSpec
@@ -63,7 +63,7 @@ class ExportContext:
 
     @property
     def model_name(self) -> str:
-        return self.card.name
+        return self.subject.name
 
     def unit_precision(self, unit: ExportUnit) -> str:
         """The precision this unit is exported in (graphs marked fp32-only stay fp32)."""

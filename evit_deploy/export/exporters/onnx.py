@@ -54,6 +54,26 @@ def torch_to_onnx(unit: ExportUnit, path: Path, opset: int, exporter: str, modul
                               **kwargs)
 
 
+PROTOBUF_LIMIT = 2**31  # bytes: a larger ONNX model keeps its weights in external data (and onnxsim cannot load it)
+
+
+def gather_external_data(path: Path, written: list[Path]) -> str:
+    """A graph over protobuf's 2 GB limit is written by ``torch.onnx.export`` with its weights in external files
+    (``written``: one per tensor with the TorchScript exporter); gather them into one ``<graph>.data`` file beside
+    the graph, which ONNX Runtime reads."""
+    import onnx
+
+    model = onnx.load(str(path))  # reads the external tensors
+    data = f"{path.name}.data"
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data)
+    for file in written:
+        if file.name != data:
+            file.unlink()
+    size = (path.parent / data).stat().st_size / 2**30
+    return (f"weights ({size:.2f} GiB, over protobuf's 2 GB limit) in the external data file {data} beside the "
+            "graph; only the graph file's sha256 is recorded")
+
+
 def simplify(path: Path) -> str:
     import onnx
     import onnxsim
@@ -88,9 +108,17 @@ class OnnxExporter(Exporter):
             with ctx.step(f"mixed fp16 deployment form ({unit.role})"):
                 module, note = mixed_fp16(unit.module)
                 notes.append(note)
+        before = set(ctx.workdir.iterdir())
         with ctx.step(f"export ONNX ({unit.role}, opset {settings.opset}, {settings.exporter})"):
             torch_to_onnx(unit, path, settings.opset, settings.exporter, module)
-        if settings.simplify:
+        external = sorted(set(ctx.workdir.iterdir()) - before - {path})
+        too_big = sum(f.stat().st_size for f in [path, *external]) >= PROTOBUF_LIMIT
+        if too_big:
+            with ctx.step(f"gather external weights ({unit.role})"):
+                notes.append(gather_external_data(path, external))
+        if settings.simplify and too_big:
+            notes.append("not simplified: onnxsim cannot hold a graph over 2 GB")
+        elif settings.simplify:
             with ctx.step(f"simplify ({unit.role})"):
                 notes.append(simplify(path))
         with ctx.step(f"check ({unit.role})"):

@@ -4,9 +4,9 @@
 - ``fp16``: weight-only float16 (``FLOAT_CASTING``): conv/FC weights stored as fp16, compute in fp32.
 - ``int8-dynamic``: ``dynamic_wi8_afp32``: int8 per-channel weights, activations quantized at run time.
 - ``int8``: ``static_wi8_ai8``: int8 weights and activations calibrated on ``--calib`` images (default: the
-  bundled sample photos). Every DIV and the attention's normaliser clamp (MAXIMUM inside LiteMLA) stay float:
-  an int8 DIV aborts on a divisor that quantizes to its zero point, and an int8 clamp loses the normaliser's
-  small values (B0 with zero-query heads: max relative error 0.70 with only DIV float, 0.11 with both).
+  bundled sample photos) with true min/max; the attention's core (matmuls, normaliser clamp, division) stays
+  float (:mod:`evit_deploy.export.quantize.tflite_int8`); sensitivity and the fallback to ``--max-drop`` as for
+  ONNX.
 
 The artifact keeps PyTorch's NCHW input/output layout (the converter runs convolutions NHWC inside and adds
 the transposes). Signature names are the unit's I/O names (``input`` → ``logits``, ``input_image`` →
@@ -19,6 +19,8 @@ import contextlib
 import io
 import logging
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from collections import Counter
@@ -26,6 +28,7 @@ from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,14 +39,11 @@ from ..tasks import ExportUnit
 from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
 
 SIGNATURE = "serving_default"
-# (scope regex on the op's output tensor name, TFLite op) kept float in full-integer int8.
-INT8_FLOAT_OPS = ((".*", "DIV"), ("LiteMLA", "MAXIMUM"))
 RECIPES = {
     "fp16": "weight-only float16 (FLOAT_CASTING on CONV_2D/DEPTHWISE_CONV_2D/FULLY_CONNECTED weights); "
             "dequantized to float32 when the model is loaded, compute in float32",
     "int8-dynamic": "dynamic_wi8_afp32: int8 symmetric per-channel weights, float32 activations quantized at "
                     "run time, float32 I/O",
-    "int8": "static_wi8_ai8: int8 symmetric per-channel weights, int8 asymmetric per-tensor activations",
 }
 
 
@@ -116,6 +116,26 @@ def convert_fp32(unit: ExportUnit, path: Path) -> None:
                         f"({type(exc).__name__}: {one_line(exc)})") from None
 
 
+def quantize_int8(unit: ExportUnit, ctx: ExportContext, fp32: Path, path: Path, calib: CalibrationSet) -> list[str]:
+    """Full int8 of the float ``fp32`` model into ``path``, with sensitivity / fallback when asked."""
+    from ...runtime.litert_backend import LiteRtBackend
+    from ..quantize.onnx_unit import _quiet_root_logger, search_and_write
+    from ..quantize.tflite_int8 import TfliteInt8
+
+    inputs = [x.numpy() for x in calib.inputs]
+    name, threads = unit.input_names[0], ctx.profile.runtime.threads
+
+    def run(model: Path) -> list[np.ndarray]:
+        backend = LiteRtBackend(model, threads=threads)
+        return [next(iter(backend.run({name: x}).values())) for x in inputs]
+
+    shutil.copyfile(fp32, path)  # the float reference, replaced by the int8 model below
+    with _quiet(), _quiet_root_logger(), tempfile.TemporaryDirectory(prefix="evit-int8-") as tmp:
+        quantizer = TfliteInt8(fp32, inputs, name, threads)
+        return search_and_write(unit, ctx, quantizer, run, path, Path(tmp), calib.source, "minmax (true min/max)",
+                                accuracy_on_data=False)
+
+
 def quantize(src: Path, dst: Path, precision: str, calib: CalibrationSet | None, input_names: tuple[str, ...],
              threads: int) -> None:
     """Apply the ai-edge-quantizer recipe of ``precision`` to the float model ``src``; writes ``dst``."""
@@ -130,11 +150,6 @@ def quantize(src: Path, dst: Path, precision: str, calib: CalibrationSet | None,
                                      algorithm_key=AlgorithmName.FLOAT_CASTING)
         elif precision == "int8-dynamic":
             q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
-        elif precision == "int8":
-            q.load_quantization_recipe(recipe.static_wi8_ai8())
-            for regex, op in INT8_FLOAT_OPS:  # later entries win over the '.*' static config
-                q.update_quantization_recipe(regex=regex, operation_name=TFLOperationName(op),
-                                             algorithm_key=AlgorithmName.NO_QUANTIZE)
         else:
             raise EvitError(f"the tflite exporter has no recipe for precision '{precision}'")
         statistics = None
@@ -181,7 +196,7 @@ class TfliteExporter(Exporter):
         calib = None
         if ctx.precision == "int8":
             with ctx.step(f"read calibration images ({ctx.calib or 'bundled sample photos'})"):
-                calib = calibration_set(ctx.calib, ctx.card, ctx.spec.input_size)
+                calib = calibration_set(ctx.calib, ctx.subject, ctx.spec.input_size, ctx.profile.quant.min_images)
         elif ctx.calib is not None:
             warnings.warn(f"--calib is only used for int8; ignored for {ctx.precision}", stacklevel=2)
 
@@ -192,7 +207,13 @@ class TfliteExporter(Exporter):
             convert_fp32(unit, fp32)
         notes = [f"converted with litert-torch {_version('litert-torch')} in {time.perf_counter() - started:.1f}s "
                  f"(torch.export → TFLite, no TensorFlow); runs on ai-edge-litert {_version('ai-edge-litert')}"]
-        if ctx.precision != "fp32":
+        if ctx.precision == "int8":
+            with ctx.step(f"quantize int8 with ai-edge-quantizer ({unit.role})"):
+                try:
+                    notes += quantize_int8(unit, ctx, fp32, path, calib)
+                finally:
+                    fp32.unlink(missing_ok=True)
+        elif ctx.precision != "fp32":
             with ctx.step(f"quantize {ctx.precision} with ai-edge-quantizer ({unit.role})"):
                 try:
                     quantize(fp32, path, ctx.precision, calib, unit.input_names, ctx.profile.runtime.threads)
@@ -206,9 +227,8 @@ class TfliteExporter(Exporter):
             if not info["float_div"]:
                 raise EvitError(f"int8 quantization of the {unit.role} left a DIV op in int8; it would abort at run "
                                 "time (division by a zero-point divisor)")
-            notes.append(f"calibrated on {calib.source}" if calib else "")
-            notes.append(f"kept float32 inside the int8 graph: {info['ops'].get('DIV', 0)} DIV (the attention's "
-                         f"division) and the MAXIMUM normaliser clamps of the attention (LiteMLA scopes)")
+            notes.append(f"kept float32 inside the int8 graph: {info['ops'].get('DIV', 0)} DIV and the attention "
+                         "core (LiteMLA matmuls, normaliser clamp, reshapes)")
             quant = [f"{name} {q['dtype']} scale {q['scale']:.6g} zero_point {q['zero_point']}"
                      for name, q in info["quantization"].items()]
             if quant:

@@ -39,6 +39,7 @@ class QdqScheme:
     symmetric: bool
     op_types: tuple[str, ...]
     rewrite_hardswish: bool
+    float_islands: bool = True  # keep the attention/norm/resize nodes float (False only to measure why they must)
 
 
 SCHEMES = {
@@ -98,23 +99,28 @@ def drop_input_qdq(model: Any, nodes: set[str]) -> int:
 class OnnxInt8:
     """Quantizes one fp32 ONNX graph to a Q/DQ int8 ONNX; chosen layers can be left float (``float_layers``)."""
 
-    def __init__(self, fp32_path: Path, workdir: Path, inputs: list[np.ndarray], input_name: str, scheme: str,
-                 method: str = "minmax") -> None:
-        if scheme not in SCHEMES:
+    probe = "alone"  # quantizing a single layer is cheap here: the calibration ranges are cached
+    suffix = ".onnx"
+
+    def __init__(self, fp32_path: Path, workdir: Path, inputs: list[np.ndarray], input_name: str,
+                 scheme: str | QdqScheme, method: str = "minmax") -> None:
+        if isinstance(scheme, str) and scheme not in SCHEMES:
             raise EvitError(f"unknown int8 scheme '{scheme}' (known: {', '.join(SCHEMES)})")
         if method not in CALIBRATION_METHODS:
             raise EvitError(f"unknown calibration method '{method}' (known: {', '.join(CALIBRATION_METHODS)})")
         onnx = require("onnx", "int8 quantization")
-        self.scheme, self.method, self.inputs, self.input_name = SCHEMES[scheme], method, inputs, input_name
+        self.scheme = SCHEMES[scheme] if isinstance(scheme, str) else scheme
+        self.method, self.inputs, self.input_name = method, inputs, input_name
         self.workdir = workdir
         model = onnx.load(str(fp32_path))
         self.hardswish = rewrite_hardswish(model) if self.scheme.rewrite_hardswish else 0
         self.base = workdir / "int8-base.onnx"
         onnx.save(model, str(self.base))
-        self.islands = [layer.node for layer in int8_sensitive_layers(model)]
+        self.islands = [layer.node for layer in int8_sensitive_layers(model)] if self.scheme.float_islands else []
         self.layers = [(n.name, n.op_type) for n in model.graph.node
                        if n.op_type in HEAVY_OPS and n.name and n.name not in self.islands]
         self.cache = workdir / "int8-calibration.json"
+        self.scheme_name = f"Q/DQ ONNX, {self.scheme.name} scheme"
 
     def candidates(self) -> list[tuple[str, str]]:
         """(node name, op type) of the layers a ranking or a fallback chooses among."""

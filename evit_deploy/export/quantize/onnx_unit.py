@@ -8,10 +8,12 @@ and every step of the search.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +53,15 @@ def agreement_drop(unit: ExportUnit, reference: list[np.ndarray], run: Any) -> A
     return measure
 
 
-def sensitivity_table(ranking: list[LayerSensitivity], role: str, scheme: str) -> str:
-    lines = [f"# int8 sensitivity of the {role} ({scheme} scheme)", "",
-             "Each layer quantized alone (everything else float), against the float model on the calibration "
-             "images; most damaging first.", "", "| rank | layer | op | min cosine | 1 − cosine | max rel. error |",
-             "|---:|---|---|---:|---:|---:|"]
+PROBES = {"alone": "Each layer quantized alone (everything else float)",
+          "all-but": "Everything quantized but this layer (kept float)"}
+
+
+def sensitivity_table(ranking: list[LayerSensitivity], role: str, probe: str) -> str:
+    order = "most damaging first" if probe == "alone" else "the layer whose float copy helps most first"
+    lines = [f"# int8 sensitivity of the {role}", "",
+             f"{PROBES[probe]}, against the float model on the calibration images; {order}.", "",
+             "| rank | layer | op | min cosine | 1 − cosine | max rel. error |", "|---:|---|---|---:|---:|---:|"]
     lines += [f"| {i} | `{s.layer}` | {s.op} | {s.cosine:.6f} | {s.loss:.2e} | {s.error:.3e} |"
               for i, s in enumerate(ranking, 1)]
     return "\n".join(lines) + "\n"
@@ -64,62 +70,71 @@ def sensitivity_table(ranking: list[LayerSensitivity], role: str, scheme: str) -
 def quantize_unit(unit: ExportUnit, ctx: ExportContext, path: Path) -> list[str]:
     """Replace the fp32 ONNX at ``path`` by its Q/DQ int8 form; returns the artifact notes."""
     settings = ctx.profile.quant
-    calib = calibration_set(ctx.calib, ctx.card, ctx.spec.input_size, settings.min_images)
+    calib = calibration_set(ctx.calib, ctx.subject, ctx.spec.input_size, settings.min_images)
     inputs = [x.numpy() for x in calib.inputs]
     input_name = unit.input_names[0]
-    record: dict[str, Any] = {"scheme": settings.scheme, "calibration": {"method": settings.calibration,
-                                                                        "images": calib.source}}
-    quiet = logging.getLogger()
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # onnxruntime.quantization's advice to pre-process goes to the root logger
+    with tempfile.TemporaryDirectory(prefix="evit-int8-") as tmp, _quiet_root_logger():
+        quantizer = OnnxInt8(path, Path(tmp), inputs, input_name, settings.scheme, settings.calibration)
+        return search_and_write(unit, ctx, quantizer, lambda p: _outputs(p, input_name, inputs), path, Path(tmp),
+                                calib.source, settings.calibration, accuracy_on_data=True)
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """onnxruntime.quantization and ai-edge-quantizer advise through the root logger: keep it to errors."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
     try:
-        with tempfile.TemporaryDirectory(prefix="evit-int8-") as tmp:
-            work = Path(tmp)
-            quantizer = OnnxInt8(path, work, inputs, input_name, settings.scheme, settings.calibration)
-            reference = _outputs(path, input_name, inputs)
-
-            def run(candidate: Path) -> list[np.ndarray]:
-                return _outputs(candidate, input_name, inputs)
-
-            built = search_and_build(unit, ctx, quantizer, run, reference, work, record, ".onnx")
-            shutil.copyfile(built, path)
-            record["description"] = quantizer.describe()
+        yield
     finally:
-        quiet.setLevel(level)
+        root.setLevel(level)
+
+
+def search_and_write(unit: ExportUnit, ctx: ExportContext, quantizer: LayerQuantizer, run: Run, path: Path,
+                     work: Path, calib_source: str, method: str, accuracy_on_data: bool) -> list[str]:
+    """:func:`search_and_build` written over ``path`` (the float model, whose outputs are the reference); records
+    it in ``export.json``; returns the artifact notes."""
+    record: dict[str, Any] = {"scheme": quantizer.scheme_name, "calibration": {"method": method,
+                                                                              "images": calib_source}}
+    built = search_and_build(unit, ctx, quantizer, run, run(path), work, record, accuracy_on_data)
+    shutil.copyfile(built, path)
+    record["description"] = quantizer.describe()
     ctx.quantization[unit.role] = record
-    return int8_notes(record, calib.source)
+    return int8_notes(record, calib_source)
 
 
 def search_and_build(unit: ExportUnit, ctx: ExportContext, quantizer: LayerQuantizer, run: Run,
-                     reference: list[np.ndarray], work: Path, record: dict[str, Any], suffix: str) -> Path:
+                     reference: list[np.ndarray], work: Path, record: dict[str, Any],
+                     accuracy_on_data: bool = True) -> Path:
     """What every int8 exporter does around its quantizer: with ``--sensitivity`` (or a fallback) the per-layer
     table beside the artifacts; with ``--max-drop`` the accuracy-aware fallback; else everything quantized.
-    Fills ``record`` (``export.json`` ``quantization``); returns the built model (``suffix``: its file type)."""
-    options, scheme = ctx.int8, record.get("scheme", "")
+    Fills ``record`` (``export.json`` ``quantization``); returns the built model."""
+    options = ctx.int8
     ranking = None
     if options.sensitivity or options.max_drop is not None:
-        with ctx.step(f"int8 sensitivity of the {unit.role}: {len(quantizer.candidates())} layers, one at a time"):
+        with ctx.step(f"int8 sensitivity of the {unit.role}: {len(quantizer.candidates())} layers"):
             ranking = rank(quantizer, run, reference, work)
         name = f"sensitivity-{unit.role}"
         atomic_write(ctx.workdir / f"{name}.json", json.dumps(
-            [{"layer": s.layer, "op": s.op, "min_cosine": s.cosine, "max_rel_error": s.error}
-             for s in ranking], indent=2) + "\n")
-        atomic_write(ctx.workdir / f"{name}.md", sensitivity_table(ranking, unit.role, scheme))
+            {"probe": quantizer.probe, "layers": [{"layer": s.layer, "op": s.op, "min_cosine": s.cosine,
+                                                   "max_rel_error": s.error} for s in ranking]}, indent=2) + "\n")
+        atomic_write(ctx.workdir / f"{name}.md", sensitivity_table(ranking, unit.role, quantizer.probe))
         record["sensitivity"] = f"{name}.json"
     if options.max_drop is None:
-        return quantizer.build(work / f"int8{suffix}")
-    on_data = options.accuracy_drop is not None and unit.role == "model"
+        return quantizer.build(work / f"int8{quantizer.suffix}")
+    on_data = accuracy_on_data and options.accuracy_drop is not None and unit.role == "model"
     what = ("measured with eval on the --eval dataset" if on_data else
             f"lost {unit.agreement_name} against the float model on the calibration images")
     measure = options.accuracy_drop if on_data else agreement_drop(unit, reference, run)
     with ctx.step(f"int8 fallback of the {unit.role} to --max-drop {options.max_drop:g} ({what})"):
-        result = fallback(quantizer, ranking, measure, options.max_drop, work / f"candidate{suffix}", what)
+        result = fallback(quantizer, ranking, measure, options.max_drop, work / f"candidate{quantizer.suffix}", what)
     by_layer = {s.layer: s for s in ranking}
     record["fallback"] = {
         "max_drop": options.max_drop, "measured": what, "drop": round(result.drop, 4), "tried": result.tried,
-        "float_layers": [{"layer": name, "op": by_layer[name].op, "why": f"sensitivity rank {i}: alone in int8 it "
-                          f"gives cosine {by_layer[name].cosine:.6f}"}
-                         for i, name in enumerate(result.float_layers, 1)],
+        "float_layers": [{"layer": name, "op": by_layer[name].op,
+                          "why": f"sensitivity rank {i} (probe '{quantizer.probe}': min cosine "
+                                 f"{by_layer[name].cosine:.6f})"} for i, name in enumerate(result.float_layers, 1)],
     }
     return result.path
 

@@ -59,6 +59,10 @@ class OpenVinoInt8:
     """One NNCF calibration of an OpenVINO model; int8 models with chosen layers left float (``float_layers``) or
     only chosen layers int8 (``only``), written as IR."""
 
+    probe = "alone"  # a layer's sensitivity: only that layer int8
+    suffix = ".xml"
+    scheme_name = "nncf-mixed"
+
     def __init__(self, model: Any, onnx_path: Path, inputs: list[np.ndarray], method: str) -> None:
         if method not in RANGES:
             raise EvitError(f"OpenVINO int8 (NNCF) calibrates with {' or '.join(RANGES)}, not '{method}' "
@@ -134,14 +138,13 @@ def quantize_openvino_unit(unit: ExportUnit, ctx: ExportContext, model: Any, onn
     ``quantization`` for the unit."""
     ov = require("openvino", "OpenVINO int8 quantization")
     settings = ctx.profile.quant
-    calib = calibration_set(ctx.calib, ctx.card, ctx.spec.input_size, settings.min_images)
+    calib = calibration_set(ctx.calib, ctx.subject, ctx.spec.input_size, settings.min_images)
     inputs = [np.ascontiguousarray(x.numpy(), dtype=np.float32) for x in calib.inputs]
     run = _runner(inputs, ctx.profile.openvino.inference_precision.get("int8", "f32"))
-    record: dict[str, Any] = {"scheme": "nncf-mixed", "calibration": {"method": settings.calibration,
-                                                                     "images": calib.source}}
     quantizer = OpenVinoInt8(model, onnx_path, inputs, settings.calibration)
-    reference = run(model)
-    built = search_and_build(unit, ctx, quantizer, run, reference, work, record, ".xml")
+    record: dict[str, Any] = {"scheme": quantizer.scheme_name, "calibration": {"method": settings.calibration,
+                                                                              "images": calib.source}}
+    built = search_and_build(unit, ctx, quantizer, run, run(model), work, record)
     quantized = ov.Core().read_model(str(built))
     record["description"] = quantizer.describe()
     ctx.quantization[unit.role] = record

@@ -21,9 +21,18 @@ from ...metrics import row_cosines
 
 
 class LayerQuantizer(Protocol):
+    """``probe``: how a layer's sensitivity is measured — ``alone`` (only that layer int8) or ``all-but`` (every
+    layer int8 but that one); ``suffix``: the model files' suffix; ``scheme_name``: what :meth:`build` makes."""
+
+    probe: str
+    suffix: str
+    scheme_name: str
+
     def candidates(self) -> list[tuple[str, str]]: ...
 
     def build(self, out: Path, float_layers: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> Path: ...
+
+    def describe(self) -> str: ...
 
 
 Run = Callable[[Path], list[np.ndarray]]  # a built model → its first output on every calibration input
@@ -51,16 +60,21 @@ def compare_outputs(reference: list[np.ndarray], outputs: list[np.ndarray]) -> t
 
 def rank(quantizer: LayerQuantizer, run: Run, reference: list[np.ndarray], workdir: Path,
          progress: Callable[[int, int], None] | None = None) -> list[LayerSensitivity]:
-    """Every candidate layer quantized alone, most damaging first."""
+    """Every candidate layer probed (see :class:`LayerQuantizer`), the one to keep float first: with ``alone``
+    the most damaging when quantized, with ``all-but`` the one whose float copy helps most."""
     layers = quantizer.candidates()
     ranking = []
     for i, (layer, op) in enumerate(layers):
-        path = quantizer.build(workdir / "probe.model", only=(layer,))
+        probe = workdir / f"probe{quantizer.suffix}"
+        path = (quantizer.build(probe, only=(layer,)) if quantizer.probe == "alone"
+                else quantizer.build(probe, float_layers=(layer,)))
         cos, err = compare_outputs(reference, run(path))
         ranking.append(LayerSensitivity(layer, op, cos, err))
         if progress:
             progress(i + 1, len(layers))
-    return sorted(ranking, key=lambda s: (s.cosine, -s.error))
+    if quantizer.probe == "alone":
+        return sorted(ranking, key=lambda s: (s.cosine, -s.error))
+    return sorted(ranking, key=lambda s: (-s.cosine, s.error))
 
 
 @dataclass

@@ -1,0 +1,279 @@
+"""A comparison run: export every model of a :class:`~.plan.Plan` for the target (validated against its own
+PyTorch module by the same gate), measure them all interleaved in one run, count their params and MACs, and
+assemble the report (results, models, claims, what was not measured and why, the time budget).
+
+A competitor that cannot be built (missing package) or exported (a step fails) is reported in one line and the
+run goes on with the others; so are models that the time budget leaves out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..artifacts import FORMATS
+from ..bench.harness import BenchItem, BenchSettings, ProgressFactory, measure_items, no_progress, open_item, run_facts
+from ..errors import EvitError, one_line
+from ..export.pipeline import ExportRequest, ExportResult, run_export
+from ..export.profiles import ExportProfile, load_profile
+from ..export.steps import StepReporter, silent_step
+from ..export.subjects import ExportSubject, zoo_subject
+from ..zoo import RandomWeightsWarning
+from ..zoo.cards import get_card
+from .cards import competitors
+from .claims import claim_entry, unreached_claims
+from .counts import Count, check_counts, count_competitor, count_efficientvit, mismatch_text
+from .plan import EFFICIENTVIT, Entry, Plan, pairs
+from .subjects import competitor_subject
+
+Warn = Callable[[str], None]
+
+
+@dataclass
+class CompareSettings:
+    """How a comparison runs: the target profile, MODEL's checkpoint (competitors have random weights), where the
+    exports go, and a time budget in seconds (None: no limit)."""
+
+    target: str = "cpu-ort"
+    weights: str | None = None
+    ema: bool = False
+    exports: Path = Path("exports")
+    budget_s: float | None = None
+
+
+class StepTracker:
+    """A StepReporter that passes each step on and remembers the innermost one that failed."""
+
+    def __init__(self, inner: StepReporter) -> None:
+        self.inner = inner
+        self.failed: str | None = None
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        try:
+            with self.inner(name):
+                yield
+        except BaseException:
+            self.failed = self.failed or name
+            raise
+
+
+@dataclass
+class Budget:
+    """Seconds a run may take. Each model's cost is estimated from its MACs, at the seconds per GMAC of one
+    PyTorch call timed on the first model exported, times the calls its export, validation and timing make."""
+
+    limit_s: float | None
+    started: float = field(default_factory=time.perf_counter)
+    rate_s_per_gmac: float | None = None
+    calibrated_on: str | None = None
+    estimates_s: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seconds": self.limit_s, "spent_s": round(self.elapsed(), 1), "rate_s_per_gmac": self.rate_s_per_gmac,
+                "calibrated_on": self.calibrated_on, "estimates_s": {k: round(v, 1) for k, v in
+                                                                     self.estimates_s.items()},
+                "skipped": self.skipped,
+                "method": "estimated seconds = GMACs at the measured size x seconds per GMAC of one PyTorch call "
+                          "(timed on the first model) x calls (export, validation, warm-up and timed rounds)"}
+
+
+def _calls(profile: ExportProfile, bench: BenchSettings) -> tuple[int, int]:
+    """(export + validation calls, warm-up + timed calls) of one model, in single-image forward passes."""
+    formats = sum(1 for f in profile.formats if FORMATS[f].runnable)
+    samples = len(profile.validation.photos) + profile.validation.noise
+    export = samples * (1 + formats) + 2 * formats
+    measure = sum(b * (bench.warmup + bench.runs) for b in bench.batches) * (1 + formats)
+    return export, measure
+
+
+def _seconds_per_gmac(subject: ExportSubject, result: ExportResult, gmacs: float) -> float:
+    graph = subject.bench_graph(result.model)
+    x = torch.randn(1, 3, *result.manifest.input_size)
+    with torch.inference_mode():
+        graph(x)  # warm
+        start = time.perf_counter()
+        graph(x)
+    return (time.perf_counter() - start) / max(gmacs, 1e-3)
+
+
+def _subject(entry: Entry, plan: Plan, settings: CompareSettings) -> ExportSubject:
+    if entry.role == EFFICIENTVIT:
+        mine = entry.name == plan.subject
+        return zoo_subject(get_card(entry.name), settings.weights if mine else None, settings.ema and mine)
+    return competitor_subject(entry.card, entry.table)
+
+
+def _count(entry: Entry) -> tuple[Count | None, Count | None, str]:
+    """(count at the paper's input size, count at the measured size, error)."""
+    paper_size = entry.row.input_size if entry.row else entry.table.input_size
+    try:
+        if entry.role == EFFICIENTVIT:
+            return (count_efficientvit(entry.name, paper_size), count_efficientvit(entry.name, entry.input_size), "")
+        paper = count_competitor(entry.card, entry.table, paper_size)
+        here = paper if tuple(entry.input_size) == tuple(paper_size) else count_competitor(
+            entry.card, entry.table, entry.input_size)
+        return paper, here, ""
+    except Exception as exc:  # a third-party model that cannot be counted is reported, not fatal
+        return None, None, f"could not count params/MACs ({type(exc).__name__}: {one_line(exc, 160)})"
+
+
+def run_comparison(plan: Plan, settings: CompareSettings, bench: BenchSettings, step: StepReporter = silent_step,
+                   progress: ProgressFactory = no_progress, warn: Warn = lambda message: None) -> dict[str, Any]:
+    """Export, validate and measure every model of ``plan``; the report (see :mod:`evit_deploy.compare`)."""
+    profile = load_profile(settings.target)
+    budget = Budget(settings.budget_s)
+    export_calls, measure_calls = _calls(profile, bench)
+    not_measured = list(plan.not_measured)
+    for item in not_measured:
+        warn(f"{item['model']}: not measured: {item['reason']}")
+
+    counts: dict[str, tuple[Count | None, Count | None, str]] = {}
+    done: list[tuple[Entry, ExportSubject, ExportResult]] = []
+    pending_measure = 0.0
+    for entry in plan.entries:
+        try:
+            subject = _subject(entry, plan, settings)
+        except EvitError as exc:  # a competitor's package is missing (the message names the extra)
+            not_measured.append({"model": entry.name, "reason": str(exc)})
+            warn(f"{entry.name}: not measured: {exc}")
+            continue
+        counts[entry.name] = _count(entry)
+        gmacs = counts[entry.name][1].macs_G if counts[entry.name][1] else None
+        if budget.rate_s_per_gmac is not None and gmacs is not None:
+            cost_export = gmacs * budget.rate_s_per_gmac * export_calls
+            cost_measure = gmacs * budget.rate_s_per_gmac * measure_calls
+            budget.estimates_s[entry.name] = cost_export + cost_measure
+            if budget.limit_s is not None and (budget.elapsed() + cost_export + pending_measure + cost_measure
+                                               > budget.limit_s):
+                message = (f"{entry.name}: skipped: estimated {cost_export + cost_measure:.0f} s ({gmacs:.1f} GMACs "
+                           f"per image) would exceed the {budget.limit_s:g} s budget ({budget.elapsed():.0f} s spent, "
+                           f"{pending_measure:.0f} s of timing ahead)")
+                budget.skipped.append(message)
+                warn(message)
+                continue
+        tracker = StepTracker(step)
+        request = ExportRequest(subject.name, settings.target, settings.weights if entry.name == plan.subject else None,
+                                tuple(entry.input_size), ema=settings.ema and entry.name == plan.subject,
+                                output=str(settings.exports / f"{subject.name}-{profile.name}"))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RandomWeightsWarning)  # the report says which weights were used
+                result = run_export(request, tracker, subject=subject)
+        except Exception as exc:
+            if entry.name == plan.subject or isinstance(exc, KeyboardInterrupt):
+                raise
+            reason = (f"not measured on {profile.name}: step '{tracker.failed or 'check the request'}' failed: "
+                      f"{one_line(exc) if isinstance(exc, EvitError) else f'{type(exc).__name__}: {one_line(exc)}'}")
+            not_measured.append({"model": entry.name, "reason": reason})
+            warn(f"{entry.name}: {reason}")
+            continue
+        if budget.rate_s_per_gmac is None and gmacs:
+            budget.rate_s_per_gmac = _seconds_per_gmac(subject, result, gmacs)
+            budget.calibrated_on = entry.name
+        if budget.rate_s_per_gmac is not None and gmacs is not None:
+            pending_measure += gmacs * budget.rate_s_per_gmac * measure_calls
+        done.append((entry, subject, result))
+
+    items = [_item(entry, subject, result, bench, counts[entry.name]) for entry, subject, result in done]
+    results, skipped = measure_items(items, bench, progress) if items else ([], [])
+    return _report(plan, profile, bench, settings, done, items, results, skipped, counts, not_measured, budget)
+
+
+def _item(entry: Entry, subject: ExportSubject, result: ExportResult, bench: BenchSettings,
+          count: tuple[Count | None, Count | None, str]) -> BenchItem:
+    here = count[1]
+    fields = {"role": entry.role, "table": entry.table.name,
+              "paper_name": entry.row.paper_name if entry.row else None, "input_size": list(entry.input_size),
+              "params_M": round(count[0].params_M, 3) if count[0] else None,
+              "macs_G": round(here.macs_G, 3) if here else None}
+    return open_item(result.folder, bench, subject, model=result.model, name=entry.name, fields=fields)
+
+
+def unmeasurable() -> dict[str, str]:
+    """Competitors no package builds, with the reason."""
+    return {c.name: re.split(r"[:(]", c.unavailable)[0].strip() for c in competitors().values() if not c.measurable}
+
+
+def _machine_label(facts: dict[str, Any]) -> str:
+    m = facts["machine"]
+    return m["gpu"] if m.get("gpu") else f"{m['cpu']} ({m['threads']} threads)"
+
+
+def _report(plan: Plan, profile: ExportProfile, bench: BenchSettings, settings: CompareSettings,
+            done: list[tuple[Entry, ExportSubject, ExportResult]], items: list[BenchItem],
+            results: list[dict[str, Any]], skipped: list[str], counts: dict, not_measured: list[dict[str, str]],
+            budget: Budget) -> dict[str, Any]:
+    facts = run_facts(bench, items, settings.weights)
+    measured = {entry.name for entry, _, _ in done}
+    rows = {e.name: e.row for e in plan.entries}
+    batch = min(bench.batches)
+    machine = _machine_label(facts)
+    claims = [claim_entry(plan.table, baseline, ours, (rows[baseline], rows[ours]), results, machine, batch)
+              for baseline, ours in pairs(plan, measured)]
+    models, mismatches = {}, []
+    for entry in plan.entries:
+        paper, here, error = counts.get(entry.name, (None, None, ""))
+        checks = check_counts(paper, entry.row)
+        text = mismatch_text(entry.name, checks, entry.row)
+        if text:
+            mismatches.append(text)
+        export = next((r for e, _, r in done if e.name == entry.name), None)
+        models[entry.name] = {
+            "role": entry.role, "table": entry.table.name, "measured": entry.name in measured,
+            "export": str(export.folder) if export else None,
+            "builder": entry.card.builder if entry.card else "evit-deploy zoo",
+            "recipe": entry.card.recipe if entry.card else None,
+            "input_size": list(entry.input_size),
+            "paper": entry.row.to_dict() if entry.row else None,
+            "counted": {"params_M": round(paper.params_M, 3), "macs_G": round(paper.macs_G, 3),
+                        "at": list(paper.input_size), "macs_G_measured_size": round(here.macs_G, 3),
+                        "measured_size": list(here.input_size), "counted_on": paper.device} if paper else None,
+            "count_check": checks,
+            "count_error": error or None,
+            "mismatch": text or None,
+            "weights": export.manifest.weights if export else None,
+            "export_skipped": export.manifest.skipped if export else [],
+        }
+    sizes = {tuple(e.input_size) for e in plan.entries}
+    measured_what = sorted({item.measured for item in items}) or ["whole model"]
+    return {
+        "kind": "comparison",
+        "created": facts.pop("created"),
+        "model": plan.title,
+        "mode": plan.mode,
+        "task": plan.table.task,
+        "target": profile.name,
+        "table": plan.table.name,
+        "paper": {"title": plan.table.title, "note": plan.table.note,
+                  "columns": {k: c.to_dict() for k, c in plan.table.columns.items()},
+                  "accuracy": {"key": plan.table.accuracy_key, "label": plan.table.accuracy_label},
+                  "figure_column": plan.table.figure_column,
+                  "rows": [{"role": EFFICIENTVIT, **row.to_dict()} for row in plan.table.efficientvit.values()]
+                  + [{"role": "comparison", **c.rows[plan.table.name].to_dict()} for c in competitors().values()
+                     if plan.table.name in c.rows]},
+        "input_size": list(next(iter(sizes))) if len(sizes) == 1 else None,
+        "measured": ", ".join(measured_what),
+        **facts,
+        "machine_label": machine,
+        "results": results,
+        "models": models,
+        "claims": claims,
+        "claims_not_reached": unreached_claims(plan.table, measured, unmeasurable()),
+        "count_mismatches": mismatches,
+        "not_measured": not_measured,
+        "skipped": skipped + budget.skipped + [f"{e.name}: {line}" for e, _, r in done for line in r.manifest.skipped],
+        "budget": budget.to_dict(),
+    }

@@ -1,0 +1,261 @@
+"""Batch prediction over image files, shared by both engines of ``evit-deploy predict`` (the local loop and the
+Ray Data job): which images, what is written for each, and the output folder's rules.
+
+Per image: ``<stem>.json`` (the result record), for segmentation ``<stem>.labels.png`` (pixel value = class id),
+and ``<stem>.png`` (overlay) where the task has one; at the end ``predictions.json`` (every record, in input
+order). The record is written first and names the files written after it, each file atomically, so an
+interrupted run leaves nothing a rerun cannot recognise as its own: :meth:`OutputFolder.done` says whether an
+image's outputs are complete (the Ray engine skips those), and :meth:`OutputFolder.check` refuses to overwrite
+any file a previous ``predict`` did not write (e.g. the input photos).
+
+A worker computes :class:`Rendered` (the result and its PNGs, independent of file names); :func:`outputs` turns
+it into the record and files of one input, so the same image listed twice gets two complete sets.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..errors import EvitError
+from ..files import atomic_write
+from ..images import IMAGE_SUFFIXES, is_image_file
+from .results import Result
+
+INDEX = "predictions.json"  # every record, in input order
+TABLE = "predictions.jsonl"  # the same records, one JSON object a line (written by the Ray engine)
+OUTPUT_SUFFIXES = (".json", ".png", ".labels.png")  # per image: result, overlay, segmentation label map
+LIST_SUFFIXES = (".txt", ".lst")  # an input file with these suffixes lists image paths, one a line
+_FILE_KEYS = ("result_file", "overlay", "label_map")  # record keys that name a file of the output folder
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """How a worker loads its :class:`Predictor`: an export folder or artifact, or a zoo model with weights."""
+
+    source: str
+    weights: str | None = None
+    ema: bool = False
+    threads: int | None = None
+
+    def load(self) -> Any:
+        """The Predictor (loads the model)."""
+        from .predictor import Predictor
+
+        if self._is_export():
+            return Predictor.from_export(self.source, threads=self.threads)
+        return Predictor.from_model(self.source, self.weights, ema=self.ema)
+
+    def manifest(self) -> Any:
+        """The export's manifest (checked without loading the model), or None for a zoo model (its weights must
+        exist)."""
+        from ..artifacts import read_manifest
+
+        if self._is_export():
+            path = Path(self.source)
+            return read_manifest(path.parent if path.is_file() else path, verify=False)
+        if self.weights is not None and not Path(self.weights).is_file():
+            raise EvitError(f"weights not found: {self.weights}")
+        return None
+
+    def _is_export(self) -> bool:
+        from ..zoo.cards import all_cards
+
+        if Path(self.source).exists():
+            return True
+        if self.source in all_cards():
+            return False
+        raise EvitError(f"{self.source} is neither an export folder/artifact nor a zoo model name")
+
+
+# -- inputs ------------------------------------------------------------------------------------------------------
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def _folder_images(folder: Path) -> list[str]:
+    return sorted(str(f) for f in folder.iterdir() if is_image_file(f) and f.is_file())
+
+
+def _listed(list_file: Path, uris: bool) -> list[str]:
+    """The paths a list file names (one a line, ``#`` comments; relative paths are relative to the list's folder)."""
+    found = []
+    for n, line in enumerate(list_file.read_text(errors="replace").splitlines(), 1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        if is_uri(entry):
+            if not uris:
+                raise EvitError(f"{list_file}:{n}: {entry} is a URI; only --engine ray reads those")
+            found.append(entry)
+            continue
+        path = Path(entry) if Path(entry).is_absolute() else list_file.parent / entry
+        if not path.is_file():
+            raise EvitError(f"{list_file}:{n}: image not found: {path}")
+        found.append(str(path))
+    return found
+
+
+def collect_images(inputs: Iterable[str], uris: bool = False) -> list[str]:
+    """Image paths from the inputs: files as given; folders → the image files directly inside (sorted); glob
+    patterns (``'photos/**/*.jpg'``) → the matching image files (sorted); list files (``.txt``, ``.lst``) → the
+    paths they name. ``uris``: inputs and list entries may be URIs (``s3://...``), which Ray Data reads."""
+    found: list[str] = []
+    for text in inputs:
+        p = Path(text)
+        if uris and is_uri(text):
+            found.append(text)
+        elif p.is_dir():
+            found += _folder_images(p)
+        elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
+            found += _listed(p, uris)
+        elif p.is_file():
+            found.append(str(p))
+        elif _GLOB_CHARS & set(text):
+            matches = sorted(m for m in glob.glob(text, recursive=True) if is_image_file(m) and os.path.isfile(m))
+            if not matches:
+                raise EvitError(f"no image files match {text}")
+            found += matches
+        else:
+            raise EvitError(f"image not found: {p}")
+    if not found:
+        raise EvitError("no images to predict on (folders are searched for " + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
+    return found
+
+
+def unique_stems(paths: Sequence[str]) -> list[str]:
+    """Output names: each path's stem, ``-2``, ``-3``... for repeats (in input order, so reruns agree)."""
+    seen: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        stem = Path(path).stem
+        n = seen.get(stem, 0) + 1
+        seen[stem] = n
+        stems.append(stem if n == 1 else f"{stem}-{n}")
+    return stems
+
+
+# -- one image's outputs -----------------------------------------------------------------------------------------
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What a worker computes for one image: the result (without the label map) and its PNG files."""
+
+    model: str
+    result: dict[str, Any]
+    label_map_png: bytes | None = None
+    overlay_png: bytes | None = None
+
+
+def render(model: str, result: Result, image: Image.Image) -> Rendered:
+    """The result of ``image`` ready to be written: ``result.to_dict`` and the label map / overlay as PNG."""
+    label_map = png_bytes(Image.fromarray(result.label_map)) if result.task == "seg" else None
+    overlay = result.overlay(image)
+    return Rendered(model, result.to_dict(include_label_map=False), label_map,
+                    png_bytes(overlay) if overlay is not None else None)
+
+
+def outputs(image: str, stem: str, rendered: Rendered) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The record of input ``image`` (written as ``<stem>.json``) and the other files it names."""
+    record = {"image": image, "model": rendered.model, **rendered.result, "result_file": f"{stem}.json"}
+    files = {}
+    if rendered.label_map_png is not None:
+        record["label_map"] = f"{stem}.labels.png"
+        files[record["label_map"]] = rendered.label_map_png
+    if rendered.overlay_png is not None:
+        record["overlay"] = f"{stem}.png"
+        files[record["overlay"]] = rendered.overlay_png
+    return record, files
+
+
+def summary(record: dict[str, Any]) -> str:
+    """One line for the terminal: top classes, largest segments or the best SAM mask."""
+    if record["task"] == "cls":
+        return ", ".join(f"{t['label']} ({t['score']:.3f})" for t in record["top_k"][:3])
+    if record["task"] == "seg":
+        return ", ".join(f"{c['label']} {100 * c['fraction']:.1f}%" for c in record["classes"][:3])
+    best = record["masks"][record["best"]]
+    return f"best mask {record['best']}: score {best['score']:.3f}, {best['area']} px"
+
+
+# -- the output folder -------------------------------------------------------------------------------------------
+class OutputFolder:
+    """The ``-o`` folder of ``predict``: writes each image's files and the index, never someone else's files."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def _record(self, name: str) -> dict[str, Any] | None:
+        """The record in ``name`` when it is one this command wrote (it names itself as ``result_file``)."""
+        try:
+            record = json.loads((self.path / name).read_text())
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) and record.get("result_file") == name else None
+
+    def _previous_outputs(self, stems: Sequence[str]) -> set[str]:
+        """Files an earlier ``predict`` wrote here (named by its index or its per-image records): overwritable."""
+        try:
+            records = json.loads((self.path / INDEX).read_text())
+        except (OSError, ValueError):
+            records = None
+        names = {INDEX, TABLE} if isinstance(records, list) else set()
+        records = [r for r in records or [] if isinstance(r, dict)] if isinstance(records, list) else []
+        records += [r for stem in stems if (r := self._record(f"{stem}.json")) is not None]
+        for r in records:
+            names |= {v for k in _FILE_KEYS if isinstance(v := r.get(k), str)}
+        if TABLE not in names and self._first_line_is_record(TABLE):
+            names.add(TABLE)
+        return names
+
+    def _first_line_is_record(self, name: str) -> bool:
+        try:
+            with open(self.path / name) as f:
+                first = json.loads(f.readline())
+        except (OSError, ValueError):
+            return False
+        return isinstance(first, dict) and "result_file" in first
+
+    def check(self, stems: Sequence[str]) -> None:
+        """Refuse to overwrite files that a previous ``predict`` did not write (e.g. the input photos)."""
+        if not self.path.is_dir():
+            return
+        ours = self._previous_outputs(stems)
+        for name in [INDEX, TABLE, *(f"{stem}{suffix}" for stem in stems for suffix in OUTPUT_SUFFIXES)]:
+            if (self.path / name).exists() and name not in ours:
+                raise EvitError(f"refusing to overwrite {self.path / name}: it was not written by evit-deploy "
+                                "predict; choose another --output folder")
+
+    def done(self, image: str, stem: str) -> dict[str, Any] | None:
+        """The record of ``image`` when its outputs are complete here (written by an earlier run), else None."""
+        record = self._record(f"{stem}.json")
+        if record is None or record.get("image") != image:
+            return None
+        files = [record.get(k) for k in _FILE_KEYS if k != "result_file" and k in record]
+        return record if all(isinstance(f, str) and (self.path / f).is_file() for f in files) else None
+
+    def write(self, record: dict[str, Any], files: dict[str, bytes]) -> None:
+        """One image's record, then the files it names (each atomically)."""
+        atomic_write(self.path / record["result_file"], json.dumps(record) + "\n")
+        for name, data in files.items():
+            atomic_write(self.path / name, data)
+
+    def finish(self, records: Sequence[dict[str, Any]], table: bool = False) -> None:
+        """``predictions.json`` with every record (and ``predictions.jsonl``, one record a line, with ``table``)."""
+        atomic_write(self.path / INDEX, json.dumps(list(records)) + "\n")
+        if table:
+            atomic_write(self.path / TABLE, "".join(json.dumps(r) + "\n" for r in records))

@@ -1,0 +1,186 @@
+"""Benchmark: Ray Serve vs the one-machine FastAPI server, and `predict --engine ray` vs `predict`, same export.
+
+    .venv/bin/python latency/bench_ray.py [--export DIR | --model NAME] [--requests 200] [--concurrency 16]
+        [--max-batch 8] [--max-wait-ms 5] [--threads 2] [--images 200] [--batch 8] [--skip-serve]
+        [--skip-batch] [--out latency/reports]
+
+Serving: the same load as `bench_server.py` (REQUESTS POST /v1/predict of the sample photos as JPEG, CONCURRENCY
+in flight, after --warmup requests, every answer checked against `Predictor`) on `evit-deploy serve` (THREADS
+runtime threads), on `serve --engine ray` with 1 replica x THREADS threads and with THREADS replicas x 1 thread,
+each Ray Serve run on its own local cluster started by the command. Throughput ratio = Ray Serve / FastAPI.
+
+Batch: `evit-deploy predict` and `predict --engine ray` (its own local cluster, THREADS actors x 1 thread) on
+IMAGES different crops of the sample photos, as the user runs them (a process each, wall clock). Each is also run
+on one image; (IMAGES - 1) / (wall - wall of one image) is the steady rate without the fixed start-up cost
+(imports, model load, Ray's cluster and actors). The outputs of both are compared file by file.
+
+Without --export, MODEL (default efficientvit-b1-r224, random weights) is exported to `cpu-ort` in a temporary
+folder. Client, servers and Ray share this machine's cores. Writes ray-cpu.md/.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from bench_server import bench_config
+from PIL import Image
+
+from evit_deploy.artifacts import read_manifest
+from evit_deploy.bench.scripts import new_report, script_parser, write_report
+from evit_deploy.export.pipeline import ExportRequest, run_export
+from evit_deploy.predict import Predictor
+from evit_deploy.samples import sample_photos
+
+
+def serve_rows(folder: Path, args: argparse.Namespace, photos: dict[str, bytes],
+               expected: dict[str, list[int]]) -> list[dict]:
+    n = args.threads
+    ray = ["--engine", "ray"]
+    rows = [bench_config(folder, f"FastAPI server, {n} threads", args.max_batch, args.max_wait_ms, args, photos,
+                         expected)]
+    rows.append(bench_config(folder, f"Ray Serve, 1 replica x {n} threads", args.max_batch, args.max_wait_ms, args,
+                             photos, expected, extra=[*ray, "--replicas", "1"]))
+    if n > 1:
+        rows.append(bench_config(folder, f"Ray Serve, {n} replicas x 1 thread", args.max_batch, args.max_wait_ms,
+                                 args, photos, expected, extra=[*ray, "--replicas", str(n)], threads=1,
+                                 batch_metrics=False))
+    base = rows[0]["throughput_rps"]
+    for r in rows:
+        r["vs_fastapi"] = round(r["throughput_rps"] / base, 2) if base else None
+    return rows
+
+
+def make_images(folder: Path, count: int) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    arrays = list(sample_photos().values())
+    for i in range(count):
+        a = arrays[i % len(arrays)]
+        h, w = (int(v) for v in rng.integers(a.shape[0] // 3, a.shape[0] // 2 + 1, size=2))
+        y, x = int(rng.integers(0, a.shape[0] - h)), int(rng.integers(0, a.shape[1] - w))
+        Image.fromarray(a[y : y + h, x : x + w]).save(folder / f"img{i:04d}.jpg", quality=90)
+
+
+def run_predict(folder: Path, inputs: Path, out: Path, extra: list[str]) -> float:
+    """Wall seconds of one `evit-deploy predict` process (its output is kept in OUT/../log)."""
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "evit_deploy", "predict", str(folder), str(inputs), "-o", str(out),
+                           *extra], capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"predict {' '.join(extra)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return wall
+
+
+def same_outputs(a: Path, b: Path) -> bool:
+    """Every file of ``a`` is in ``b`` with the same bytes (``b`` may also hold predictions.jsonl)."""
+    return all((b / p.name).is_file() and (b / p.name).read_bytes() == p.read_bytes() for p in a.iterdir())
+
+
+def batch_rows(folder: Path, args: argparse.Namespace, tmp: Path) -> list[dict]:
+    images, one = tmp / "images", tmp / "one"
+    make_images(images, args.images)
+    one.mkdir()
+    (one / "img0000.jpg").write_bytes((images / "img0000.jpg").read_bytes())
+    engines = {"predict": ["--batch", str(args.batch), "--threads", str(args.threads)],
+               "predict --engine ray": ["--batch", str(args.batch), "--engine", "ray", "--threads", "1",
+                                        "--concurrency", str(args.threads)]}
+    rows = []
+    for label, extra in engines.items():
+        key = label.replace(" ", "_").replace("-", "")
+        wall_one = run_predict(folder, one, tmp / f"{key}-one", extra)
+        wall = run_predict(folder, images, tmp / key, extra)
+        steady = (args.images - 1) / (wall - wall_one) if wall > wall_one else None
+        rows.append({"engine": label, "images": args.images, "wall_s": round(wall, 2),
+                     "images_per_s": round(args.images / wall, 2), "wall_one_image_s": round(wall_one, 2),
+                     "steady_images_per_s": round(steady, 2) if steady else None, "options": " ".join(extra)})
+    rows[1]["same_outputs_as_predict"] = same_outputs(tmp / "predict", tmp / "predict_engine_ray")
+    return rows
+
+
+def markdown(report: dict, serve: list[dict], batch: list[dict], args: argparse.Namespace) -> str:
+    m = report["machine"]
+    lines = [f"# Ray vs one machine: {report['model']} ({report['input_size'][0]}x{report['input_size'][1]}, "
+             f"{report['target']}), Ray {report['ray']}", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores shared by servers, Ray and client; {report['created']}. "
+             "Produced by `latency/bench_ray.py`.", ""]
+    if serve:
+        lines += [f"## Serving: {args.requests} requests at concurrency {args.concurrency} (after {args.warmup} "
+                  f"warm-up), max batch {args.max_batch}, max wait {args.max_wait_ms:g} ms", "",
+                  "| server | ok | errors | wrong | p50 (ms) | p99 (ms) | throughput (req/s) | vs FastAPI | "
+                  "mean batch | ready after (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in serve:
+            lat, mean = r["latency_ms"], r["mean_batch"]
+            lines.append(f"| {r['config']} | {r['ok']} | {r['errors']} | {r['wrong_outputs']} | {lat['p50']:.1f} | "
+                         f"{lat['p99']:.1f} | {r['throughput_rps']:.1f} | {r['vs_fastapi']:.2f} | "
+                         f"{'n/a' if mean is None else f'{mean:.2f}'} | {r['ready_s']:.0f} |")
+        lines += ["", "Latency = request sent → response received at the client. Ray Serve rows include its HTTP "
+                      "proxy hop; mean batch from /metrics (one replica's registry: n/a with several replicas). "
+                      "Target of issue 17: Ray Serve ≥ 0.7× the FastAPI server's throughput on this machine.", ""]
+    if batch:
+        lines += [f"## Batch prediction: {batch[0]['images']} images (JPEG crops of the sample photos)", "",
+                  "| engine | wall (s) | images/s | wall, 1 image (s) | steady images/s | options |",
+                  "|---|---:|---:|---:|---:|---|"]
+        for r in batch:
+            steady = "n/a" if r["steady_images_per_s"] is None else f"{r['steady_images_per_s']:.1f}"
+            lines.append(f"| {r['engine']} | {r['wall_s']:.1f} | {r['images_per_s']:.1f} | "
+                         f"{r['wall_one_image_s']:.1f} | {steady} | `{r['options']}` |")
+        lines += ["", f"Same files as `predict`: {'yes' if batch[1]['same_outputs_as_predict'] else '**no**'}. "
+                      "Wall = the whole command as a user runs it (imports, model load; for Ray also starting the "
+                      "local cluster and the actors). Steady = (images - 1) / (wall - wall of 1 image).", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = script_parser(__doc__, warmup=32, threads=2)
+    parser.add_argument("--export", type=Path, help="An export folder (default: export --model to a temp folder).")
+    parser.add_argument("--model", default="efficientvit-b1-r224")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--images", type=int, default=200, help="images of the batch job")
+    parser.add_argument("--batch", type=int, default=8, help="images per model run of the batch job")
+    parser.add_argument("--skip-serve", action="store_true")
+    parser.add_argument("--skip-batch", action="store_true")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    import ray
+
+    photos = {}
+    for name, array in sample_photos().items():
+        buf = io.BytesIO()
+        Image.fromarray(array).save(buf, format="JPEG", quality=90)
+        photos[name] = buf.getvalue()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.export
+        if folder is None:
+            folder = run_export(ExportRequest(args.model, "cpu-ort", output=str(Path(tmp) / "export"))).folder
+        manifest = read_manifest(folder)
+        predictor = Predictor.from_export(folder)
+        expected = {n: predictor(Image.open(io.BytesIO(d))).indices for n, d in photos.items()}
+        del predictor
+        serve = [] if args.skip_serve else serve_rows(Path(folder), args, photos, expected)
+        batch = [] if args.skip_batch else batch_rows(Path(folder), args, Path(tmp))
+
+    settings = {"requests": args.requests, "concurrency": args.concurrency, "warmup": args.warmup,
+                "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "threads": args.threads,
+                "images": args.images, "batch": args.batch, "weights": "random",
+                "payload": "sample photos as JPEG (quality 90), raw image/jpeg bodies, cycled",
+                "client": "httpx.AsyncClient on the same machine"}
+    report = new_report(args.threads, settings, {"serve": serve, "batch": batch}, model=manifest.model,
+                        input_size=list(manifest.input_size), target=manifest.target, ray=ray.__version__)
+    write_report(args.out, "ray-cpu", report, markdown(report, serve, batch, args))
+
+
+if __name__ == "__main__":
+    main()
