@@ -108,7 +108,8 @@ def test_unknown_names_and_missing_packages_are_one_line_errors(capsys):
         assert "[compare-timm]" in text and "torchvision" in text and "\n" not in text
 
 
-def test_list_comparisons(capsys):
+def test_list_comparisons(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # rich wraps to the terminal's width (80 when there is none)
     assert run_cli(["bench", "--list-comparisons"]) == 0
     out = capsys.readouterr().out
     assert "segformer-b1" in out and "sam-vit-h" in out and "not measured: no PyPI package" in out
