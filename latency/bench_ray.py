@@ -21,7 +21,6 @@ folder. Client, servers and Ray share this machine's cores. Writes ray-cpu.md/.j
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import subprocess
 import sys
@@ -31,13 +30,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from bench_server import bench_config
+from bench_server import bench_config, load_inputs
 from PIL import Image
 
-from evit_deploy.artifacts import read_manifest
 from evit_deploy.bench.scripts import new_report, script_parser, write_report
-from evit_deploy.export.pipeline import ExportRequest, run_export
-from evit_deploy.predict import Predictor
 from evit_deploy.samples import sample_photos
 
 
@@ -156,19 +152,8 @@ def main() -> None:
     warnings.simplefilter("ignore")
     import ray
 
-    photos = {}
-    for name, array in sample_photos().items():
-        buf = io.BytesIO()
-        Image.fromarray(array).save(buf, format="JPEG", quality=90)
-        photos[name] = buf.getvalue()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.export
-        if folder is None:
-            folder = run_export(ExportRequest(args.model, "cpu-ort", output=str(Path(tmp) / "export"))).folder
-        manifest = read_manifest(folder)
-        predictor = Predictor.from_export(folder)
-        expected = {n: predictor(Image.open(io.BytesIO(d))).indices for n, d in photos.items()}
-        del predictor
+        folder, manifest, photos, expected = load_inputs(args.export, args.model, Path(tmp))
         serve = [] if args.skip_serve else serve_rows(Path(folder), args, photos, expected)
         batch = [] if args.skip_batch else batch_rows(Path(folder), args, Path(tmp))
 

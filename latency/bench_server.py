@@ -19,6 +19,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 from PIL import Image
@@ -72,6 +73,20 @@ def bench_config(folder: Path, label: str, max_batch: int, max_wait_ms: float, a
             "ready_s": round(ready_s, 1)}
 
 
+
+def load_inputs(export: str | None, model: str, tmp: Path) -> tuple[Path, Any, dict[str, bytes], dict[str, Any]]:
+    """(export folder, its manifest, the sample photos as JPEG bytes, each photo's answer from `Predictor`): EXPORT,
+    or MODEL exported to cpu-ort under ``tmp``."""
+    photos = {}
+    for name, array in sample_photos().items():
+        buf = io.BytesIO()
+        Image.fromarray(array).save(buf, format="JPEG", quality=90)
+        photos[name] = buf.getvalue()
+    folder = Path(export or run_export(ExportRequest(model, "cpu-ort", output=str(tmp / "export"))).folder)
+    predictor = Predictor.from_export(folder)
+    expected = {n: predictor(Image.open(io.BytesIO(d))).indices for n, d in photos.items()}
+    return folder, read_manifest(folder), photos, expected
+
 def main() -> None:
     parser = script_parser(__doc__, warmup=32, threads=0)
     parser.add_argument("--export", type=Path, help="An export folder (default: export --model to a temp folder).")
@@ -83,19 +98,8 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
-    photos = {}
-    for name, array in sample_photos().items():
-        buf = io.BytesIO()
-        Image.fromarray(array).save(buf, format="JPEG", quality=90)
-        photos[name] = buf.getvalue()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.export
-        if folder is None:
-            folder = run_export(ExportRequest(args.model, "cpu-ort", output=str(Path(tmp) / "export"))).folder
-        manifest = read_manifest(folder)
-        predictor = Predictor.from_export(folder)
-        expected = {n: predictor(Image.open(io.BytesIO(d))).indices for n, d in photos.items()}
-        del predictor
+        folder, manifest, photos, expected = load_inputs(args.export, args.model, Path(tmp))
         rows = [bench_config(folder, "no dynamic batching", 1, 0.0, args, photos, expected),
                 bench_config(folder, "dynamic batching", args.max_batch, args.max_wait_ms, args, photos, expected)]
 
