@@ -30,7 +30,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from bench_server import bench_config, load_inputs
+from bench_server import add_load_arguments, bench_config, load_inputs
 from PIL import Image
 
 from evit_deploy.bench.scripts import new_report, script_parser, write_report
@@ -138,12 +138,7 @@ def markdown(report: dict, serve: list[dict], batch: list[dict], args: argparse.
 
 def main() -> None:
     parser = script_parser(__doc__, warmup=32, threads=2)
-    parser.add_argument("--export", type=Path, help="An export folder (default: export --model to a temp folder).")
-    parser.add_argument("--model", default="efficientvit-b1-r224")
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--max-batch", type=int, default=8)
-    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    add_load_arguments(parser)
     parser.add_argument("--images", type=int, default=200, help="images of the batch job")
     parser.add_argument("--batch", type=int, default=8, help="images per model run of the batch job")
     parser.add_argument("--skip-serve", action="store_true")

@@ -87,14 +87,20 @@ def load_inputs(export: str | None, model: str, tmp: Path) -> tuple[Path, Any, d
     expected = {n: predictor(Image.open(io.BytesIO(d))).indices for n, d in photos.items()}
     return folder, read_manifest(folder), photos, expected
 
-def main() -> None:
-    parser = script_parser(__doc__, warmup=32, threads=0)
+
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The export and the HTTP load, shared with bench_ray.py."""
     parser.add_argument("--export", type=Path, help="An export folder (default: export --model to a temp folder).")
     parser.add_argument("--model", default="efficientvit-b1-r224")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+
+
+def main() -> None:
+    parser = script_parser(__doc__, warmup=32, threads=0)
+    add_load_arguments(parser)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 

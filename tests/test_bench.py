@@ -106,3 +106,25 @@ def test_benchmarked_onnxruntime_sessions_do_not_spin(b1_export):
     options = backend.session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert options.intra_op_num_threads == 2
+
+
+@pytest.mark.parametrize("kind", ["bench", "eval"])
+def test_report_folder_holding_files_not_ours_is_refused_and_kept(tmp_path, kind):
+    from evit_deploy.bench.report import check_report_folder as check_bench
+    from evit_deploy.eval.report import check_report_folder as check_eval
+
+    check, name, ours, what = {
+        "bench": (check_bench, "report.md", {"results": [], "machine": {}, "model": "m"}, "a benchmark report"),
+        "eval": (check_eval, "eval.md", {"model": "m", "dataset": {}, "results": []}, "an evaluation report"),
+    }[kind]
+    json_name = "report.json" if kind == "bench" else "eval.json"
+    check(tmp_path / "new" / "deeper")  # nothing there yet: fine
+    (tmp_path / name).write_text("the user's notes")
+    with pytest.raises(EvitError, match=f"refusing to overwrite .*{name}: it is not {what} written by evit-deploy"):
+        check(tmp_path)
+    assert (tmp_path / name).read_text() == "the user's notes"
+    (tmp_path / json_name).write_text(json.dumps(ours))
+    check(tmp_path)  # a previous report of ours: may be replaced
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(EvitError, match="exists and is not a folder"):
+        check(tmp_path / "file")

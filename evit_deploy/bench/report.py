@@ -9,13 +9,11 @@ import base64
 import html
 import io
 import json
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import EvitError
-from ..files import atomic_write, writing
+from ..files import atomic_write, check_report_dir, writing
 from .reference import device_class_devices, family_prefix, hardware_rows, published
 
 CLASS_WORDS = {"phone": "phones", "jetson": "Jetsons", "datacenter-gpu": "datacenter GPUs"}
@@ -280,25 +278,9 @@ def html_page(report: dict[str, Any], md: str) -> str:
 REPORT_FILES = ("report.json", "report.md", "report.html")
 
 
-def _is_our_report(folder: Path) -> bool:
-    try:
-        doc = json.loads((folder / "report.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and {"results", "machine", "model"} <= set(doc)
-
-
 def check_report_folder(folder: Path) -> None:
     """Refuse a report folder whose report files are not a previous report of ours (or that is a file)."""
-    if folder.exists() and not folder.is_dir():
-        raise EvitError(f"report folder {folder} exists and is not a folder")
-    existing = [name for name in REPORT_FILES if (folder / name).exists()]
-    if existing and not _is_our_report(folder):
-        raise EvitError(f"refusing to overwrite {folder / existing[0]}: it is not a benchmark report written by "
-                        "evit-deploy; choose another --output folder")
-    existing_parent = next(p for p in (folder, *folder.parents) if p.exists())
-    with writing(f"write the benchmark report to {folder}"):  # a read-only place fails now, not after measuring
-        tempfile.TemporaryFile(dir=existing_parent).close()
+    check_report_dir(folder, REPORT_FILES, {"results", "machine", "model"}, "benchmark report")
 
 
 def render(report: dict[str, Any]) -> dict[str, str]:

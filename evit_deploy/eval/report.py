@@ -8,12 +8,11 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import EvitError
-from ..files import atomic_write, writing
+from ..files import atomic_write, check_report_dir, writing
 
 REPORT_FILES = ("eval.json", "eval.md")
 HEADLINE = {"cls": ("top1", "top5"), "seg": ("miou", "pixel_acc"), "sam": ("miou", "miou_small", "miou_medium",
@@ -76,25 +75,9 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _is_ours(folder: Path) -> bool:
-    try:
-        doc = json.loads((folder / "eval.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and {"model", "dataset", "results"} <= set(doc)
-
-
 def check_report_folder(folder: Path) -> None:
     """Refuse a folder whose eval files are not ours, or one we cannot write, before any evaluation."""
-    if folder.exists() and not folder.is_dir():
-        raise EvitError(f"output folder {folder} exists and is not a folder")
-    existing = [name for name in REPORT_FILES if (folder / name).exists()]
-    if existing and not _is_ours(folder):
-        raise EvitError(f"refusing to overwrite {folder / existing[0]}: it is not an evaluation report written by "
-                        "evit-deploy; choose another --output folder")
-    parent = next(p for p in (folder, *folder.parents) if p.exists())
-    with writing(f"write the evaluation report to {folder}"):
-        tempfile.TemporaryFile(dir=parent).close()
+    check_report_dir(folder, REPORT_FILES, {"model", "dataset", "results"}, "evaluation report")
 
 
 def write_report(report: dict[str, Any], folder: Path) -> Path:
