@@ -50,21 +50,26 @@ class ManifestError(EvitError):
 class FormatInfo:
     """An artifact format: its file suffixes, whether a runtime backend runs it, whether it needs a GPU, and the
     suffixes of the companion files it cannot run without (same stem, beside it: an OpenVINO ``.xml`` needs its
-    ``.bin``)."""
+    ``.bin``). ``optional_companions``: suffixes added to the whole file name of companions some artifacts have (an
+    ONNX graph over 2 GB keeps its weights in ``model.onnx.data``); hash-checked like the others when listed."""
 
     suffixes: tuple[str, ...]
     runnable: bool = True
     gpu: bool = False
     companions: tuple[str, ...] = ()
+    optional_companions: tuple[str, ...] = ()
 
     def companion_paths(self, path: str) -> list[str]:
         """The companion files of the artifact at ``path`` (relative POSIX paths)."""
         stem = path[: -len(PurePosixPath(path).suffix)] if PurePosixPath(path).suffix else path
         return [stem + suffix for suffix in self.companions]
 
+    def optional_companion_paths(self, path: str) -> list[str]:
+        return [path + suffix for suffix in self.optional_companions]
+
 
 FORMATS: dict[str, FormatInfo] = {
-    "onnx": FormatInfo((".onnx",)),
+    "onnx": FormatInfo((".onnx",), optional_companions=(".data",)),  # .data: external weights of a graph > 2 GB
     "ort": FormatInfo((".ort",)),
     "tflite": FormatInfo((".tflite",)),
     "trt-engine": FormatInfo((".engine", ".plan"), gpu=True),
@@ -292,9 +297,12 @@ def _artifact(reader: _Reader, data: Any, i: int) -> ArtifactEntry:
     notes = reader.get(data, "notes", list, at, [])
     companions = reader.get(data, "companions", dict, at, {})
     wanted = FORMATS[fmt].companion_paths(path)
-    if sorted(companions) != sorted(wanted):
-        raise reader.fail(f"'{at}.companions'", f"must list exactly {', '.join(wanted) or 'nothing'} (the files "
-                          f"{path} needs beside it), not {', '.join(companions) or 'nothing'}")
+    optional = FORMATS[fmt].optional_companion_paths(path)
+    if not set(wanted) <= set(companions) <= set(wanted) | set(optional):
+        allowed = f"exactly {', '.join(wanted) or 'nothing'}" + (f" (and optionally {' or '.join(optional)})"
+                                                                  if optional else "")
+        raise reader.fail(f"'{at}.companions'", f"must list {allowed} (the files {path} needs beside it), not "
+                          f"{', '.join(companions) or 'nothing'}")
     for name, digest in companions.items():
         if not isinstance(digest, str) or (digest and not _SHA_RE.fullmatch(digest)):
             raise reader.fail(f"'{at}.companions.{name}'", "is not a sha256 hex digest")

@@ -434,3 +434,31 @@ def test_manifest_records_every_file_it_wrote(tmp_path):
     assert manifest.files == ["model.onnx"] and manifest.schema == 1
     assert manifest.artifacts[0].sha256 == hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
     assert manifest.runtime.providers == ["CPUExecutionProvider"] and manifest.batch.max == 64
+
+
+def test_external_weights_of_a_large_onnx_are_a_hash_checked_companion(tmp_path, monkeypatch):
+    """A graph over protobuf's 2 GB limit keeps its weights in <graph>.data (forced here on B0): export.json records
+    that file as the graph's companion, and a swapped or missing .data is refused at load like a swapped graph."""
+    from evit_deploy.export.exporters import onnx as onnx_exporter
+    from evit_deploy.export.pipeline import ExportRequest, run_export
+
+    monkeypatch.setattr(onnx_exporter, "PROTOBUF_LIMIT", 1)
+    light = tmp_path / "light.yaml"
+    light.write_text("extends: cpu-ort\nvalidation: {photos: [astronaut], noise: 0}\n")
+    folder = run_export(ExportRequest("efficientvit-b0-r224", str(light), imgsz=(64, 64),
+                                      output=str(tmp_path / "big"))).folder
+    (entry,) = read_manifest(folder).artifacts
+    data = folder / "model.onnx.data"
+    assert list(entry.companions) == ["model.onnx.data"] and data.is_file()
+    assert entry.companions["model.onnx.data"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    x = np.zeros((1, 3, 64, 64), np.float32)
+    assert np.isfinite(runtime.load(folder)(x)).all()
+    graph = next(m for m in write_repository(folder, tmp_path / "repo") if m.platform == "onnxruntime_onnx")
+    assert (graph.folder / "1" / "model.onnx.data").read_bytes() == data.read_bytes()  # the weights travel along
+    original = data.read_bytes()
+    data.write_bytes(original[:-4] + b"\0\0\0\1")
+    with pytest.raises(ManifestError, match="model.onnx.data was swapped"):
+        runtime.load(folder)
+    data.unlink()
+    with pytest.raises(ManifestError, match="companion of model.onnx missing"):
+        runtime.load(folder)

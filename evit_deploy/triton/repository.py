@@ -100,6 +100,8 @@ def _write_models(export_dir: Path, repo: Path, manifest: Manifest, picked: dict
             folder = tmp / names[role]
             (folder / "1").mkdir(parents=True)
             shutil.copyfile(confined(export_dir, entry.path), folder / "1" / config["default_model_filename"])
+            for companion in entry.companions:  # e.g. the external weights of a graph over 2 GB, by their own name
+                shutil.copyfile(confined(export_dir, companion), folder / "1" / Path(companion).name)
             (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
             (folder / OWNER_MARKER).write_text(f"written by evit-deploy triton from {manifest.model}\n")
             written.append(TritonModel(names[role], repo / names[role], config, config["platform"]))

@@ -71,7 +71,7 @@ def gather_external_data(path: Path, written: list[Path]) -> str:
             file.unlink()
     size = (path.parent / data).stat().st_size / 2**30
     return (f"weights ({size:.2f} GiB, over protobuf's 2 GB limit) in the external data file {data} beside the "
-            "graph; only the graph file's sha256 is recorded")
+            "graph (its companion in export.json)")
 
 
 def simplify(path: Path) -> str:
@@ -113,9 +113,11 @@ class OnnxExporter(Exporter):
             torch_to_onnx(unit, path, settings.opset, settings.exporter, module)
         external = sorted(set(ctx.workdir.iterdir()) - before - {path})
         too_big = sum(f.stat().st_size for f in [path, *external]) >= PROTOBUF_LIMIT
+        companions = {}
         if too_big:
             with ctx.step(f"gather external weights ({unit.role})"):
                 notes.append(gather_external_data(path, external))
+            companions[f"{path.name}.data"] = ""  # hash-checked with the graph whenever the export is opened
         if settings.simplify and too_big:
             notes.append("not simplified: onnxsim cannot hold a graph over 2 GB")
         elif settings.simplify:
@@ -136,7 +138,8 @@ class OnnxExporter(Exporter):
             with ctx.step(f"quantize int8 ({unit.role}, {ctx.profile.quant.scheme} scheme)"):
                 notes += quantize_unit(unit, ctx, path)
         inputs, outputs = onnx_io_specs(path)
-        return Artifact("onnx", unit.role, path.name, precision, "NCHW", inputs, outputs, notes=notes)
+        return Artifact("onnx", unit.role, path.name, precision, "NCHW", inputs, outputs, notes=notes,
+                        companions=companions)
 
 
 @register_exporter
