@@ -116,9 +116,9 @@ def check_output_dir(output: Path, what: str = "output folder") -> Path:
 
 
 
-def check_report_dir(folder: Path, files: tuple[str, ...], keys: set[str], what: str) -> None:
+def check_report_dir(folder: Path, files: tuple[str, ...], ours: Callable[[object], bool], what: str) -> None:
     """Refuse, before the work, a report folder we may not or cannot write: one that is a file, one holding any of
-    ``files`` that is not a previous report of ours (``files[0]``: a JSON object with ``keys``), a read-only place.
+    ``files`` that is not a previous report of ours (``files[0]``: JSON that ``ours`` accepts), a read-only place.
     ``what``: the report, in words (``benchmark report``)."""
     if folder.exists() and not folder.is_dir():
         raise EvitError(f"{what} folder {folder} exists and is not a folder")
@@ -126,15 +126,16 @@ def check_report_dir(folder: Path, files: tuple[str, ...], keys: set[str], what:
     if existing:
         try:
             doc = json.loads((folder / files[0]).read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             doc = None
-        if not (isinstance(doc, dict) and keys <= set(doc)):
+        if not ours(doc):
             article = "an" if what[0] in "aeiou" else "a"
             raise EvitError(f"refusing to overwrite {folder / existing[0]}: it is not {article} {what} written by "
                             "evit-deploy; choose another --output folder")
     parent = next(p for p in (folder, *folder.parents) if p.exists())
     with writing(f"write the {what} to {folder}"):  # a read-only place fails now, not after the work
         tempfile.TemporaryFile(dir=parent).close()
+
 
 def _alive(host: str, pid: int) -> bool:
     if host != socket.gethostname():

@@ -28,7 +28,7 @@ from evit_deploy.images import ImageTooLarge, load_rgb, open_image
 from evit_deploy.predict import Predictor
 from evit_deploy.triton import write_repository
 
-from .helpers import run_cli
+from .helpers import FAST_ARGS, fast_bench, run_cli
 from .shared_exports import build_cls_export, build_seg_export
 
 
@@ -51,7 +51,7 @@ def edit_manifest(folder: Path, **changes) -> dict:  # noqa: ANN003
 
 def every_reader(folder: Path) -> list:
     """Each way a user opens an export folder (runtime, predictor, bench, validate, triton, serve)."""
-    from evit_deploy.bench.harness import BenchSettings, bench_export
+    from evit_deploy.bench.harness import bench_export
     from evit_deploy.export.pipeline import validate_export
     from evit_deploy.serve.app import create_app
 
@@ -59,7 +59,7 @@ def every_reader(folder: Path) -> list:
     return [
         lambda: runtime.load(folder),
         lambda: Predictor.from_export(folder),
-        lambda: bench_export(folder, BenchSettings(runs=1, warmup=0), ckpt),
+        lambda: bench_export(folder, fast_bench(), ckpt),
         lambda: validate_export(folder, ckpt),
         lambda: write_repository(folder, folder.parent / "repo"),
         lambda: create_app(folder),
@@ -218,7 +218,7 @@ def test_a_swapped_artifact_is_never_run(tmp_path, capsys):
     for reader in every_reader(folder):
         with pytest.raises(ManifestError, match="modified or is corrupt"):
             reader()
-    for args in (["predict", str(folder), str(tmp_path / "none.png")], ["bench", str(folder), "--runs", "1"],
+    for args in (["predict", str(folder), str(tmp_path / "none.png")], ["bench", "run", str(folder), *FAST_ARGS],
                  ["serve", str(folder), "--port", "0"], ["validate", str(folder), "-w", str(build_cls_export()[1])]):
         assert "model.onnx" in one_line_exit_2(capsys, args)
     import onnx
@@ -287,7 +287,7 @@ def test_export_sizes_are_checked_before_any_work(tmp_path, capsys):
 
 def test_bench_batch_over_the_export_maximum(tmp_path, capsys):
     folder = copy_export(tmp_path)
-    assert "up to 64" in one_line_exit_2(capsys, ["bench", str(folder), "--batch", "100000", "--runs", "1"])
+    assert "up to 64" in one_line_exit_2(capsys, ["bench", "run", str(folder), "--batch", "100000", *FAST_ARGS])
 
 
 # -- 6. SIGTERM and stale staging folders ---------------------------------------------------------------------------
@@ -483,13 +483,13 @@ def test_predict_never_overwrites_files_it_did_not_write(tmp_path, capsys):
 # -- 8. input problems are exit 2 with one line -----------------------------------------------------------------------
 def test_full_disk_and_read_only_file_system_are_input_errors(tmp_path, capsys, monkeypatch):
     folder = copy_export(tmp_path)
-    import evit_deploy.bench.report as report
+    import evit_deploy.bench.render as report
 
     def read_only(path, data, mode=None):  # noqa: ANN001
         raise OSError(errno.EROFS, "Read-only file system", str(path))
 
     monkeypatch.setattr(report, "atomic_write", read_only)
-    err = one_line_exit_2(capsys, ["bench", str(folder), "--runs", "1", "--warmup", "0", "-o", str(tmp_path / "b")])
+    err = one_line_exit_2(capsys, ["bench", "run", str(folder), *FAST_ARGS, "-o", str(tmp_path / "b")])
     assert "read-only file system" in err
 
     import evit_deploy.export.pipeline as pipeline
