@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from evit_deploy.bench.schema import Machine
 from evit_deploy.bench.scripts import (
     ScriptExport,
     export,
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--weights-dir", type=Path, help="official checkpoints named <model with _>.pt")
     parser.add_argument("--stem", default="cpu-fastest", help="report file name stem")
     args = parser.parse_args()
+    machine = Machine.here(args.threads or None)  # its load average at the start
     settings = settings_from(args, baselines=["eager", "compile"] if "pytorch-compile" in args.rows else ["eager"])
     warnings.simplefilter("ignore")
     rates = {"fp32": matmul_rate(torch.float32, args.threads), "bf16": matmul_rate(torch.bfloat16, args.threads)}
@@ -150,7 +152,7 @@ def main() -> None:
             rows += measured
             skipped += missed
     report = script_report("Fastest on this x86 CPU: PyTorch, ONNX Runtime, OpenVINO, LiteRT side by side", settings,
-                           "bench_cpu_fastest.py", rows=rows, skipped=skipped)
+                           "bench_cpu_fastest.py", rows=rows, skipped=skipped, machine=machine)
     report.settings |= {"rows": args.rows, "rates_gflops": rates, "int8_calibration": args.calib or "bundled sample "
                         "photos", "weights": "official checkpoints" if args.weights_dir else "random (latency does "
                         "not depend on weights)"}

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from evit_deploy.bench.schema import Machine
 from evit_deploy.bench.scripts import (
     ScriptExport,
     export,
@@ -142,6 +143,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating bench / eval measurements per case")
     parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
     args = parser.parse_args()
+    machine = Machine.here(args.threads or None)  # its load average at the start
     settings = settings_from(args)
     warnings.simplefilter("ignore")
     rows, table = [], []
@@ -151,7 +153,7 @@ def main() -> None:
             rows += case_rows
             table.append(table_row)
     report = script_report("`eval` throughput against `bench` (cpu-ort, ONNX Runtime)", settings, "bench_eval.py",
-                           rows=rows, target="cpu-ort")
+                           rows=rows, target="cpu-ort", machine=machine)
     report.settings |= {"batches": {name: CASES[name].batch for name in args.models}, "workers": args.workers,
                         "repeats": args.repeats, "weights": "random"}
     report.columns = {"repeat": "repeat", "eval_img_s": "`eval` wall img/s (same repeat)"}

@@ -17,6 +17,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from evit_deploy.bench.schema import Machine
 from evit_deploy.bench.scripts import (
     export,
     fmt_ratio,
@@ -39,6 +40,7 @@ def main() -> None:
     parser = script_parser(__doc__)
     parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
     args = parser.parse_args()
+    machine = Machine.here(args.threads or None)  # its load average at the start
     settings = settings_from(args)
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,7 +48,7 @@ def main() -> None:
                    for name in args.models]
         rows, skipped = measure_exports(exports, settings)
     report = script_report("Export to `cpu-ort` on this machine class", settings, "bench_export_cpu.py", rows=rows,
-                           skipped=skipped, target="cpu-ort")
+                           skipped=skipped, target="cpu-ort", machine=machine)
     report.settings["weights"] = "random (latency does not depend on weight values)"
     report.columns = {"export_s": "export s", "size_mib": "size MiB", "max_rel": "max rel err vs PyTorch"}
     for name in args.models:

@@ -33,7 +33,7 @@ import torch
 
 from evit_deploy import create_model
 from evit_deploy.bench.harness import BenchSettings, references
-from evit_deploy.bench.schema import Row
+from evit_deploy.bench.schema import Machine, Row
 from evit_deploy.bench.scripts import (
     export,
     fmt_ratio,
@@ -161,6 +161,7 @@ def main() -> None:
     parser = script_parser(__doc__)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     args = parser.parse_args()
+    machine = Machine.here(args.threads or None)  # its load average at the start
     settings = settings_from(args)
     if not torch.cuda.is_available():
         raise EvitError("bench_gpu.py needs a CUDA GPU")
@@ -173,7 +174,7 @@ def main() -> None:
             rows += case_rows
             facts.append(case_facts)
     report = script_report(f"fp16 deployment form and packaged engine on {gpu}", settings, "bench_gpu.py", rows=rows,
-                           target="cloud-gpu-compiled")
+                           target="cloud-gpu-compiled", machine=machine)
     report.settings |= {"batches": {n: CASES[n][1] for n in args.cases},
                         "timing": "host->device and device->host copies included in every timed call"}
     report.references = [r for name in args.cases for r in references(name) if r.device == "a100"]

@@ -33,6 +33,7 @@ import torch
 
 from evit_deploy import create_model, runtime
 from evit_deploy.artifacts import choose_artifact, read_manifest
+from evit_deploy.bench.schema import Machine
 from evit_deploy.bench.scripts import (
     ScriptExport,
     export,
@@ -147,6 +148,7 @@ def main() -> None:
     parser.add_argument("--model", default="efficientvit-b1-r224")
     parser.add_argument("--tflite", action="store_true", help="also LiteRT fp32 and int8")
     args = parser.parse_args()
+    machine = Machine.here(args.threads or None)  # its load average at the start
     settings = settings_from(args)
     warnings.simplefilter("ignore")
     torch.set_num_threads(args.threads)
@@ -169,7 +171,7 @@ def main() -> None:
                 notes.append(target_line(f"{label} size / fp32", "-" if share is None else f"{share:.0%}",
                                          f"<= {SIZE_TARGET:.0%}", None if share is None else share <= SIZE_TARGET))
     report = script_report(f"int8 forms of {args.model} on this CPU", settings, "bench_int8.py", rows=rows,
-                           skipped=skipped, model=args.model)
+                           skipped=skipped, model=args.model, machine=machine)
     report.settings |= {"weights": "random, BatchNorm statistics re-estimated on photos",
                         "calibration": f"{len(CALIB_PHOTOS)} skimage photos (not the sample photos)"}
     report.columns = {"row": "form", "size_mib": "size MiB", "size_vs_fp32": "size / fp32",

@@ -36,6 +36,7 @@ import numpy as np
 from bench_server import COLUMNS, add_load_arguments, as_json, bench_config, latency_cells, load_inputs, load_settings
 from PIL import Image
 
+from evit_deploy.bench.schema import Machine
 from evit_deploy.bench.scripts import (
     fmt_ratio,
     progress,
@@ -149,6 +150,7 @@ def main() -> None:
     parser.add_argument("--skip-serve", action="store_true")
     parser.add_argument("--skip-batch", action="store_true")
     args = parser.parse_args()
+    machine = Machine.here(args.threads or None)  # its load average at the start
     warnings.simplefilter("ignore")
     import ray
 
@@ -160,7 +162,8 @@ def main() -> None:
     size = f"{manifest.input_size[0]}x{manifest.input_size[1]}"
     report = script_report(f"Ray vs one machine: {manifest.model} ({size}, {manifest.target}), Ray {ray.__version__}",
                            load_settings(args, images=args.images, batch=args.batch), "bench_ray.py",
-                           model=manifest.model, input_size=list(manifest.input_size), target=manifest.target)
+                           model=manifest.model, input_size=list(manifest.input_size), target=manifest.target,
+                           machine=machine)
     report.versions.setdefault("ray", ray.__version__)
     report.sections["tables"] = ([serve_table(serve, args)] if serve else []) + ([batch_table(batch)] if batch else [])
     report.sections["load_tests"] = [as_json(r) for r in serve]

@@ -28,6 +28,7 @@ import httpx
 from PIL import Image
 
 from evit_deploy.artifacts import read_manifest
+from evit_deploy.bench.schema import Machine
 from evit_deploy.bench.scripts import progress, run_script, script_parser, script_report, write_script_report
 from evit_deploy.bench.stats import summarize
 from evit_deploy.export.pipeline import ExportRequest, run_export
@@ -136,6 +137,7 @@ def main() -> None:
     parser = script_parser(__doc__, threads=0, protocol=False)
     add_load_arguments(parser)
     args = parser.parse_args()
+    machine = Machine.here(args.threads or None)  # its load average at the start
     warnings.simplefilter("ignore")
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,7 +149,7 @@ def main() -> None:
     report = script_report(f"`evit-deploy serve` on CPU: {manifest.model} ({size}, {manifest.target})",
                            load_settings(args, server_threads=args.threads or "ONNX Runtime default"),
                            "bench_server.py", model=manifest.model, input_size=list(manifest.input_size),
-                           target=manifest.target)
+                           target=manifest.target, machine=machine)
     report.sections["tables"] = [{
         "title": f"{args.requests} requests at concurrency {args.concurrency} (after {args.warmup} warm-up)",
         "columns": ["config", "max batch", "max wait (ms)", *COLUMNS, "mean batch"],

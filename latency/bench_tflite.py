@@ -19,6 +19,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from evit_deploy.bench.schema import Machine
 from evit_deploy.bench.scripts import (
     export,
     fmt_ratio,
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
     parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
     args = parser.parse_args()
+    machine = Machine.here(args.threads or None)  # its load average at the start
     settings = settings_from(args)
     warnings.simplefilter("ignore")
     rows, skipped, notes = [], [], []
@@ -70,7 +72,7 @@ def main() -> None:
             rows += measured
             skipped += missed
     report = script_report("LiteRT (TFLite) exports on this machine class", settings, "bench_tflite.py", rows=rows,
-                           skipped=skipped)
+                           skipped=skipped, machine=machine)
     report.settings |= {"precisions": args.precisions, "tflite_runtime": "ai-edge-litert Interpreter + XNNPACK",
                         "int8_calibration": "bundled sample photos",
                         "weights": "random (latency does not depend on weight values)"}

@@ -38,7 +38,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 def script_parser(doc: str, threads: int = 2, budget_s: float = DEFAULTS.budget_s,
                   protocol: bool = True) -> argparse.ArgumentParser:
     """An argument parser (its description: the script's docstring) with ``--threads``, ``--out`` (the reports
-    folder) and, with ``protocol``, the protocol's options as ``bench run`` has them (a script without protocol rows, e.g. an HTTP load test, leaves them out)."""
+    folder) and, with ``protocol``, the protocol's options as ``bench run`` has them (a script without protocol
+    rows, e.g. an HTTP load test, leaves them out)."""
     parser = argparse.ArgumentParser(description=doc.strip(), formatter_class=_HelpFormatter)
     parser.add_argument("--threads", type=int, default=threads, help="threads of every backend")
     if protocol:
@@ -66,15 +67,19 @@ def settings_from(args: argparse.Namespace, batches: list[int] | None = None,
     return BenchSettings(batches or [1], baselines or ["eager"], protocol)
 
 
-def script_report(title: str, settings: BenchSettings | dict[str, Any], script: str, **fields: Any) -> Report:
+def script_report(title: str, settings: BenchSettings | dict[str, Any], script: str,
+                  machine: Machine | None = None, **fields: Any) -> Report:
     """A ``script`` report (machine, library versions and settings filled in); ``script``: the file that wrote it.
     ``settings``: the protocol's (scripts with protocol rows) or a dict of what the script ran with (its
-    ``threads`` key, if any, is the machine's threads)."""
+    ``threads`` key, if any, is the machine's threads); ``machine``: taken when the script started (its load
+    average then), else now."""
     if isinstance(settings, BenchSettings):
         report = new_report("script", title, settings, **fields)
     else:
         report = Report(kind="script", title=title, machine=Machine.here(settings.get("threads") or None),
                         settings=dict(settings), versions=library_versions(), **fields)
+    if machine is not None:
+        report.machine = machine
     report.notes.append(f"Produced by `latency/{script}`.")
     return report
 
