@@ -8,7 +8,7 @@ import click
 from click.core import ParameterSource
 
 from ..cluster.settings import RAY_DEFAULTS, RaySettings
-from ..errors import EvitError
+from ..errors import EvitError, NonFiniteOutput
 from ..files import writing
 from ..images import ImageError
 from ..limits import LIMITS
@@ -97,7 +97,16 @@ def _predict_here(predictor: Any, paths: list[str], stems: list[str], out: Outpu
                     _warn(f"skipped: {exc}")
                     progress.advance(task)
             for (i, image, item), raw in zip(chunk, predictor.infer([item for _, _, item in chunk])):
-                record, files = outputs(paths[i], stems[i], render(predictor.model, predictor.finish(item, raw), image))
+                try:
+                    result = predictor.finish(item, raw)
+                except NonFiniteOutput as exc:
+                    if strict:
+                        raise NonFiniteOutput(f"{paths[i]}: {exc}") from None
+                    failed.append(f"{paths[i]}: {exc}")
+                    _warn(f"failed: {paths[i]}: {exc}")
+                    progress.advance(task)
+                    continue
+                record, files = outputs(paths[i], stems[i], render(predictor.model, result, image))
                 out.write(record, files)
                 records[i] = record
                 click.echo(f"{paths[i]}: {summary(record)}")
@@ -184,11 +193,11 @@ def predict(ctx: click.Context, export_dir: str, images: tuple[str, ...], output
         if records:
             out.finish([records[i] for i in sorted(records)], table=on_ray)
     if not records:
-        raise EvitError(f"no image could be read ({failed[0]})")
+        raise EvitError(f"no image could be read or predicted ({failed[0]})")
     already = f"; {resumed} more were there from an earlier run" if resumed else ""
     click.echo(f"wrote {len(records) - resumed} result(s) to {out.path}/{already}", err=True)
     if failed:
-        raise EvitError(f"{len(failed)} of {len(paths)} images could not be read (first: {failed[0]}); "
+        raise EvitError(f"{len(failed)} of {len(paths)} images could not be read or predicted (first: {failed[0]}); "
                         f"the other results are in {out.path}/")
 
 

@@ -29,7 +29,6 @@ from ..artifacts import (
 )
 from ..errors import EvitError
 from ..files import commit_staged, sha256_file, staged_dir, writing
-from ..processing import InputFacts
 from ..zoo import get_card
 from .exporters import EXPORTERS, Artifact, ExportContext
 from .exporters.base import Int8Options
@@ -118,17 +117,6 @@ def export_unit(unit: ExportUnit, ctx: ExportContext) -> None:
         ctx.artifacts.append(artifact)
 
 
-def preprocessing_note(card: InputFacts) -> dict[str, Any]:
-    p = card.preprocess
-    return {
-        "embedded": False,
-        "input": "normalised float32 RGB, NCHW: (pixel / 255 - mean) / std",
-        "resize": p.resize, "interpolation": p.interpolation, "crop_ratio": p.crop_ratio,
-        "mean": list(p.mean),
-        "std": list(p.std),
-    }
-
-
 def validate_units(units: list[ExportUnit], artifacts: list[Artifact], folder: Path, profile: ExportProfile,
                    step: StepReporter,
                    references: dict[str, list] | None = None) -> list[ArtifactReport]:
@@ -210,7 +198,7 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
                 artifacts=ctx.artifacts, files=written_files(tmp),
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 weights=subject.weights(), profile=profile.to_dict(),
-                versions=versions(), transforms=transforms, preprocessing=preprocessing_note(subject),
+                versions=versions(), transforms=transforms, preprocessing=subject.preprocess.note(),
                 skipped=ctx.skipped, quantization=ctx.quantization,
                 validation={
                     "passed": True,
