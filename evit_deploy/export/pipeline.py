@@ -28,7 +28,8 @@ from ..artifacts import (
     written_files,
 )
 from ..errors import EvitError
-from ..files import commit_staged, sha256_file, staged_dir, writing
+from ..files import STAGING_MARKER, commit_staged, sha256_file, staged_dir, writing
+from ..signed_exports import sign_export
 from ..zoo import get_card
 from .exporters import EXPORTERS, Artifact, ExportContext
 from .exporters.base import Int8Options
@@ -210,6 +211,10 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
             write_manifest(tmp, manifest)
         if gate is not None:
             gate(tmp, manifest)
+        if request.sign is not None:
+            with step(f"sign every file with {request.sign}"):
+                (tmp / STAGING_MARKER).unlink()  # the signature covers exactly the files that are moved into place
+                sign_export(tmp, request.sign, password=request.sign_password)
         with step(f"move into place: {output}"):
             aside = commit_staged(tmp, output, owns_folder, request.force, "export folder")
     return ExportResult(output, manifest, reports, time.perf_counter() - started, original, aside)
