@@ -28,7 +28,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import tempfile
 import threading
 from collections.abc import Iterable
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EvitError, one_line
-from .files import atomic_write, file_kind, writing
+from .files import atomic_write, file_kind, sha256_file, writing
 from .limits import LIMITS
 from .optional import require
 
@@ -388,7 +387,8 @@ def _policy(folder: Path, predicate: dict[str, Any], leave_out: str | None, wher
 
 
 def _mismatch(folder: Path, message: str, signed: dict[str, str], present: list[str]) -> str:
-    edited = sorted(set(re.findall(r"Hash mismatch for '([^']+)'", message)))
+    """What changed since signing, in words (the failure path hashes the files both sides list once more)."""
+    edited = sorted(f for f in set(present) & set(signed) if sha256_file(folder / f) != signed[f])
     added = sorted(set(present) - set(signed))
     removed = sorted(set(signed) - set(present))
     parts = [f"{what} {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,7 +181,11 @@ class Predictor:
         """One model run on a blank image, so the first real call does not pay for lazy initialisation."""
         image = Image.new("RGB", (WARM_UP_SIDE, WARM_UP_SIDE), (128, 128, 128))
         item = self.prepare(image, **self._handler.example_options)
-        self.finish(item, self.infer([item])[0])
+        try:
+            self.finish(item, self.infer([item])[0])
+        except NonFiniteOutput as exc:  # an error for that input only, like any request's; say it once
+            warnings.warn(f"warm-up on a blank image: {exc}; inputs whose outputs are not finite get an error",
+                          stacklevel=2)
 
     # -- SAM: encode once, prompt many times ----------------------------------------------------------------
     def _sam(self, what: str) -> SamHandler:
