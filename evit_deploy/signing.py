@@ -278,14 +278,21 @@ def sign_folder(folder: str | os.PathLike, private_key: str | os.PathLike, signa
         raise SignatureError(f"{target} exists and is not a signature; refusing to overwrite it")
     files = scan_folder(folder, leave_out)
     config = signing.Config()
-    if certificate is not None:
-        _check_certificate(Path(certificate), key)
-        config.use_certificate_signer(private_key=key_path, signing_certificate=Path(certificate),
-                                      certificate_chain=[Path(c) for c in chain])
-        signer = f"certificate {certificate}"
-    else:
-        config.use_elliptic_key_signer(private_key=key_path, password=password)
-        signer = f"key {key_path}"
+    try:
+        if certificate is not None:
+            _check_certificate(Path(certificate), key)
+            # model-signing 1.1.1 cannot read an empty chain: a certificate issued by the root itself is its own
+            chain_paths = [Path(c) for c in chain] or [Path(certificate)]
+            config.use_certificate_signer(private_key=key_path, signing_certificate=Path(certificate),
+                                          certificate_chain=chain_paths)
+            signer = f"certificate {certificate}"
+        else:
+            # model-signing 1.1.1 hands the password to cryptography as given, which takes bytes
+            config.use_elliptic_key_signer(private_key=key_path,
+                                           password=password.encode() if password is not None else None)
+            signer = f"key {key_path}"
+    except (ValueError, OSError) as exc:
+        raise SignatureError(f"cannot sign with {certificate or key_path}: {one_line(exc, 160)}") from None
     config.set_hashing_config(_hashing_config(leave_out))
     with tempfile.TemporaryDirectory(prefix="evit-sign-") as tmp:
         out = Path(tmp) / SIGNATURE  # outside the folder: the signature must not hash itself
