@@ -496,3 +496,28 @@ def test_device_bundles_carry_the_signature_and_it_is_checked_where_they_are_rea
     edit_manifest(copied)
     with pytest.raises(SignatureError, match="edited export.json"):
         read_manifest(copied, require_signature=keys["key.pub"])
+
+
+def test_every_command_that_loads_an_export_takes_require_signature(signed, keys, tmp_path, capsys, photo):
+    other = str(keys["other.pub"])
+    for args in (["predict", str(signed), str(photo), "-o", str(tmp_path / "out")],
+                 ["serve", str(signed), "--port", "0"],
+                 ["eval", str(signed), "--data", str(tmp_path), "-o", str(tmp_path / "report")],
+                 ["triton", str(signed), "--repo", str(tmp_path / "repo")],
+                 ["device-bundle", str(signed), "--device", "jetson", "-o", str(tmp_path / "bundle")]):
+        assert "not made with the key" in one_line_exit_2(capsys, [*args, "--require-signature", other]), args
+    assert not any((tmp_path / name).exists() for name in ("out", "report", "repo", "bundle"))
+
+
+def test_ray_serve_checks_in_the_driver_and_hands_the_key_to_every_replica(signed, keys, tmp_path, monkeypatch):
+    """Replicas may run on nodes without the environment variable: the driver's trust file travels in their
+    settings (Ray's bound arguments, read through its private attribute)."""
+    pytest.importorskip("ray.serve")
+    from evit_deploy.cluster.serving import build_application
+
+    monkeypatch.setenv(ENV, str(keys["key.pub"]))
+    with pytest.raises(SignatureError, match="is not signed"):
+        build_application(copy_of(build_cls_export()[0], tmp_path, "unsigned"))
+    app = build_application(signed)
+    folder, settings = app.application._bound_deployment.init_args
+    assert settings.require_signature == str(keys["key.pub"]) and Path(folder) == signed.resolve()
