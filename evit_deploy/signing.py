@@ -103,7 +103,7 @@ def load_private_key(path: str | os.PathLike, password: str | None = None) -> An
         key = serialization.load_pem_private_key(data, password.encode() if password is not None else None)
     except TypeError:
         raise SignatureError(f"private key {path} is encrypted: give its password (--password-env VAR)") from None
-    except (ValueError, Exception) as exc:  # noqa: BLE001 - cryptography raises several kinds for bad input
+    except Exception as exc:  # noqa: BLE001 - cryptography raises several kinds for bad input
         reason = "wrong password or malformed key" if password is not None else one_line(exc, 120)
         raise SignatureError(f"private key {path} cannot be read ({reason})") from None
     _check_curve(key, path, "private key")
@@ -146,7 +146,7 @@ def load_trust(path: str | os.PathLike) -> Trust:
         raise SignatureError(f"{path} is neither a PEM public key nor PEM certificates")
     try:
         key = serialization.load_pem_public_key(data)
-    except (ValueError, Exception) as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - cryptography raises several kinds for bad input
         raise SignatureError(f"public key {path} cannot be read ({one_line(exc, 120)})") from None
     curve = _check_curve(key, path, "public key")
     return Trust(path, "key", fingerprint, f"{curve} public key {path}")

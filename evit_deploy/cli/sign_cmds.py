@@ -15,7 +15,7 @@ REQUIRE_SIGNATURE_HELP = ("Refuse the export unless it is signed by this public 
 
 def require_signature_option(f):  # noqa: ANN001, ANN201 - a click decorator
     """``--require-signature FILE`` for the commands that load an export."""
-    return click.option("--require-signature", type=click.Path(dir_okay=False), metavar="PUBLIC_KEY",
+    return click.option("--require-signature", type=click.Path(dir_okay=False), metavar="PUBLIC_KEY", default=None,
                         help=REQUIRE_SIGNATURE_HELP)(f)
 
 
