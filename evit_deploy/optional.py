@@ -20,6 +20,7 @@ EXTRAS = {  # importable module → the extra that installs it
     "ray": "ray",
     "transformers": "compare", "segment_anything": "compare",
     "timm": "compare-timm", "fastervit": "compare-timm",
+    "model_signing": "sign",
 }
 
 

@@ -16,8 +16,10 @@ from typing import Any
 from ..artifacts import MANIFEST, ArtifactEntry, Manifest, check_name, confined, read_manifest
 from ..errors import EvitError
 from ..files import STAGING_MARKER, replace_dir, staged_dir, writing
+from ..signing import TrustSpec
 from .configs import PIPELINE_SETTINGS, PLATFORMS, graph_config, instance_kind, pick_artifact, pipeline_config
 from .pbtxt import to_pbtxt
+from .signature import carry_export, graph_files
 
 OWNER_MARKER = ".evit-deploy-triton"  # in every model folder this command writes
 MODEL_PY = '''"""Triton Python-backend pipeline for {model}, written by `evit-deploy triton`.
@@ -46,16 +48,18 @@ def _ours(folder: Path) -> bool:
 
 def write_repository(export_dir: str | Path, repo: str | Path, name: str | None = None, instances: int = 1,
                      kind: str = "auto", platform: str = "auto", max_queue_delay_us: int = 5000,
-                     overwrite: bool = False) -> list[TritonModel]:
+                     overwrite: bool = False, require_signature: TrustSpec = None) -> list[TritonModel]:
     """Write the Triton models of an export into ``repo`` (created if needed); returns what was written.
 
     ``kind``: ``auto`` (GPU for TensorRT plans or CUDA/TensorRT providers), ``cpu`` or ``gpu``; ``platform``:
     ``auto``, ``onnxruntime_onnx`` or ``tensorrt_plan``. Everything is written under ``repo``: the models are
     built in a staging folder there and each moved into place whole. Existing model folders of the same names
-    are replaced only with ``overwrite`` and only when this command wrote them.
+    are replaced only with ``overwrite`` and only when this command wrote them. ``require_signature``: the
+    export must be signed by this key (default: ``EVIT_DEPLOY_REQUIRE_SIGNATURE``); a signed export is carried
+    into the pipeline model with its signature either way (:mod:`evit_deploy.triton.signature`).
     """
     export_dir, repo = Path(export_dir), Path(repo)
-    manifest = read_manifest(export_dir, verify=True)
+    manifest = read_manifest(export_dir, verify=True, require_signature=require_signature)
     if instances < 1:
         raise EvitError(f"instances must be >= 1, got {instances}")
     if kind not in ("auto", "cpu", "gpu"):
@@ -99,9 +103,9 @@ def _write_models(export_dir: Path, repo: Path, manifest: Manifest, picked: dict
             config = graph_config(names[role], entry, manifest, instances, gpu_kind, max_queue_delay_us)
             folder = tmp / names[role]
             (folder / "1").mkdir(parents=True)
-            shutil.copyfile(confined(export_dir, entry.path), folder / "1" / config["default_model_filename"])
-            for companion in entry.companions:  # e.g. the external weights of a graph over 2 GB, by their own name
-                shutil.copyfile(confined(export_dir, companion), folder / "1" / Path(companion).name)
+            # the graph and its companions (e.g. the external weights of a graph over 2 GB, by their own name)
+            for filename, source in graph_files(entry, config["default_model_filename"]).items():
+                shutil.copyfile(confined(export_dir, source), folder / "1" / filename)
             (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
             (folder / OWNER_MARKER).write_text(f"written by evit-deploy triton from {manifest.model}\n")
             written.append(TritonModel(names[role], repo / names[role], config, config["platform"]))
@@ -110,31 +114,43 @@ def _write_models(export_dir: Path, repo: Path, manifest: Manifest, picked: dict
         settings = {
             "model": manifest.model, "task": manifest.task, "input_size": list(manifest.input_size),
             "max_batch": manifest.batch.largest, "static_batch": static,
-            "graphs": {role: {"name": names[role], "outputs": [o.name for o in picked[role].outputs]}
+            "graphs": {role: {"name": names[role], "outputs": [o.name for o in picked[role].outputs],
+                              "artifact": picked[role].path}
                        for role in roles},
+            # how the graph models' configs were written (a signature check writes them again to compare)
+            "graph_settings": {"instances": instances, "kind": gpu_kind, "max_queue_delay_us": max_queue_delay_us},
         }
         config = pipeline_config(base, instances, max_queue_delay_us)
         folder = tmp / base
         (folder / "1").mkdir(parents=True)
+        settings["signed"] = carry_export(export_dir, folder / "1")
         (folder / "1" / "model.py").write_text(MODEL_PY.format(model=manifest.model))
         (folder / "1" / PIPELINE_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
         shutil.copyfile(export_dir / MANIFEST, folder / "1" / MANIFEST)
         (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
         (folder / OWNER_MARKER).write_text(f"written by evit-deploy triton from {manifest.model}\n")
         written.insert(0, TritonModel(base, repo / base, config, "python"))
-        (folder / "README.md").write_text(repository_readme(base, manifest, written))
+        (folder / "README.md").write_text(repository_readme(base, manifest, written, settings["signed"]))
         (tmp / STAGING_MARKER).unlink()
         for model in written:
             replace_dir(tmp / model.name, model.folder, _ours, overwrite, "Triton model")
 
 
-def repository_readme(base: str, manifest: Manifest, models: list[TritonModel]) -> str:
+def repository_readme(base: str, manifest: Manifest, models: list[TritonModel], signed: bool = False) -> str:
     """How to run and query the repository."""
     rows = "\n".join(f"| `{m.name}` | {m.platform} | {m.config['max_batch_size']} | "
                      f"{'yes' if 'dynamic_batching' in m.config else 'no'} |" for m in models)
     sam = manifest.task == "sam"
     examples = {"sam": '{"points": [[320, 240]], "point_labels": [1], "multimask": True}', "cls": '{"top_k": 5}'}
     options = examples.get(manifest.task, "{}")
+    signed_note = (f"The export was signed: `{base}/1/export/` is the signed export with its `export.sig`. Set "
+                   "`EVIT_DEPLOY_REQUIRE_SIGNATURE=/path/to/public_key.pem` in Triton's environment and the pipeline "
+                   "model verifies it when it loads (every file as signed; each graph model byte-equal to the signed "
+                   "artifact, with the configuration written for it) and does not come up otherwise. Triton loads "
+                   "the graph models itself: called directly, they are not checked." if signed else
+                   "The export was not signed: with `EVIT_DEPLOY_REQUIRE_SIGNATURE` set in Triton's environment the "
+                   "pipeline model refuses to load. Sign the export (`evit-deploy sign`) and write the repository "
+                   "again.")
     return f"""# Triton model repository: {manifest.model}
 
 Written by `evit-deploy triton` from an export of `{manifest.model}` ({manifest.task}, input
@@ -182,4 +198,8 @@ print(json.loads(result[0, 0]))
 
 `OPTIONS` is optional ({'SAM needs a prompt: points and/or box' if sam else 'it can be left out'}).
 Requests of several images batch along the first axis (`[N, 1]`).
+
+## Signature
+
+{signed_note}
 """
