@@ -521,3 +521,19 @@ def test_ray_serve_checks_in_the_driver_and_hands_the_key_to_every_replica(signe
     app = build_application(signed)
     folder, settings = app.application._bound_deployment.init_args
     assert settings.require_signature == str(keys["key.pub"]) and Path(folder) == signed.resolve()
+
+
+def test_bench_run_requires_the_signature_in_every_worker(signed, keys, tmp_path, capsys):
+    """`bench run --require-signature`: the signed folder is measured (each worker verifies it again before it
+    loads); a tampered copy is one line, exit 2, before any worker starts."""
+    from .helpers import FAST_ARGS
+
+    key = ["--require-signature", str(keys["key.pub"])]
+    assert run_cli(["bench", "run", str(signed), *FAST_ARGS, *key, "-o", str(tmp_path / "rep")]) == 0
+    rows = json.loads((tmp_path / "rep" / "report.json").read_text())["rows"]
+    assert {r["format"] for r in rows} == {"pytorch-eager", "onnx"} and all(r["status"] != "failed" for r in rows)
+    folder = copy_of(signed, tmp_path, "tampered")
+    what = edit_file(folder)
+    assert what in one_line_exit_2(capsys, ["bench", "run", str(folder), *FAST_ARGS, *key, "-o",
+                                            str(tmp_path / "rep2")])
+    assert not (tmp_path / "rep2").exists()
