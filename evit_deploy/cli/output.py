@@ -98,7 +98,7 @@ def comparison_table(report: dict) -> Table:
 
 def comparisons_table() -> Table:
     """The paper's tables and competitors, and whether each can be measured here (packages found, not imported)."""
-    from ..compare.cards import competitors, paper_tables
+    from ..compare.cards import competitors, paper_tables, unbuilt_claims
     from ..compare.plan import missing_package
     from ..optional import EXTRAS
 
@@ -121,4 +121,6 @@ def comparisons_table() -> Table:
             table.add_row(t.name, card.name, f"{row.paper_name} ({row.source})", figures, status)
         for claim in t.claims.values():
             table.add_row(t.name, f"claim {claim.ratio:g}×", claim.text, f"{claim.baseline} vs {claim.ours}", "")
+    for claim in unbuilt_claims().values():  # the paper's claims outside these tables: one line each, with why
+        table.add_row("-", f"claim {claim.id}", claim.text, "-", claim.reason)
     return table

@@ -28,6 +28,7 @@ from ..errors import EvitError, MissingDependency, one_line
 from ..optional import require
 from .cards import TORCHVISION_NOTE, CompetitorCard
 
+
 @dataclass(frozen=True)
 class Target:
     """What a built graph must fit: the table's class count and the input size (H, W)."""

@@ -114,8 +114,8 @@ def buildable(card: CompetitorCard, probe: bool = False) -> str | None:
     """Why ``card`` cannot be built here (one line), or None when it can. Without ``probe`` only the packages'
     presence is checked (no import); with it they are imported, which also catches a package that is installed
     but broken (timm beside a torchvision built for another torch)."""
-    from .plan import missing_package  # the no-torch check
     from ..optional import EXTRAS
+    from .plan import missing_package  # the no-torch check
 
     if not card.measurable:
         return card.unavailable
