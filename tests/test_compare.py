@@ -82,6 +82,25 @@ def test_recipes_build_the_paper_models():
         assert count.macs_G == pytest.approx(row.macs_G, rel=0.05)
 
 
+def test_transformers_imagenet_recipes_are_the_paper_models():
+    """ConvNeXt-T/S/B/L and Swin-B from transformers (no torchvision): params and MACs at 224 within the 5% the
+    paper's two-digit rounding allows (Swin-B's 15.4G is printed 15G); Swin-T/S and MobileViTV2 build too."""
+    checked = 0
+    for card in competitors().values():
+        if card.builder != "transformers-image":
+            continue
+        row = card.rows["imagenet"]
+        count = count_competitor(card, paper_tables()["imagenet"], row.input_size, macs=row.macs_G is not None)
+        assert count.device == "meta" and count.params_M > 10
+        if row.params_M is not None:
+            assert count.params_M == pytest.approx(row.params_M, rel=0.02), card.name
+            assert count.macs_G == pytest.approx(row.macs_G, rel=0.05), card.name
+            checked += 1
+    assert checked == 5
+    assert count_competitor(competitors()["convnext-t"], paper_tables()["imagenet"], (224, 224)).macs_G == \
+        pytest.approx(4.455, abs=0.01)
+
+
 def test_unknown_names_and_missing_packages_are_one_line_errors(capsys):
     with pytest.raises(EvitError, match="did you mean segformer-b1"):
         resolve_competitor("segformr-b1")
