@@ -82,6 +82,7 @@ def missing_package(card: CompetitorCard) -> str | None:
 
 
 def _competitor_entry(card: CompetitorCard, table: PaperTable, size: tuple[int, int]) -> Entry:
+    card.input_rule.check(card.name, size)  # a size the competitor cannot take: one line naming its constraint
     return Entry(card.name, COMPARISON, table, card.rows.get(table.name), size, card)
 
 
