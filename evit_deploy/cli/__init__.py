@@ -29,8 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "triton": ("evit_deploy.cli.predict_cmds:triton", "Write a Triton Inference Server model repository."),
     "build-engine": ("evit_deploy.cli.engine_cmds:build_engine", "Build TensorRT engines of an export on the device."),
     "bench": ("evit_deploy.cli.bench_cmds:bench",
-              "Benchmark PyTorch and exported artifacts (--compare: the paper's competitors), with reports; "
-              "`bench import`: a device's results."),
+              "Latency as the device's own tools would measure it (run, compare, paper-table, adb, import)."),
     "device-bundle": ("evit_deploy.cli.device_cmds:device_bundle",
                       "Bundle an export for a phone (adb, LiteRT) or a Jetson (trtexec), with golden I/O."),
     "eval": ("evit_deploy.cli.eval_cmds:eval_command", "Accuracy of an export on your dataset (official protocols)."),

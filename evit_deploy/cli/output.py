@@ -99,7 +99,7 @@ def comparisons_table() -> Table:
     from ..compare.plan import missing_package
     from ..optional import EXTRAS
 
-    table = Table(title="the paper's comparisons (evit-deploy bench MODEL --compare NAME, or --paper-table TABLE)")
+    table = Table(title="the paper's comparisons (evit-deploy bench compare MODEL NAMES, or bench paper-table TABLE)")
     for col in ("table", "model", "paper row", "paper figures", "measurable here"):
         table.add_column(col, no_wrap=col in ("table", "model"))
     for t in paper_tables().values():

@@ -333,7 +333,7 @@ def resolve_competitor(name: str) -> tuple[CompetitorCard, str | None]:
                 return card, table
     known = list(cards) + [a for c in cards.values() for a in c.aliases()]
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; run `evit-deploy bench --list-comparisons`"
+    hint = f"; did you mean {', '.join(close)}?" if close else "; run `evit-deploy bench comparisons`"
     raise UnknownModelError(f"unknown competitor '{name}'{hint}")
 
 
