@@ -250,6 +250,10 @@ class FakeTriton:
             def as_numpy(self) -> np.ndarray:
                 return self._array
 
+            @classmethod
+            def from_dlpack(cls, name: str, array: object) -> Tensor:
+                return cls(name, np.from_dlpack(array))
+
         class TritonError:
             def __init__(self, msg: str) -> None:
                 self._msg = msg

@@ -20,6 +20,7 @@ from ..images import open_image
 from ..limits import LIMITS
 from ..predict import Engine, Predictor, Prepared
 from .configs import PIPELINE_SETTINGS
+from .stub_check import check_numpy_exchange
 
 
 def _pb_utils() -> Any:
@@ -53,6 +54,7 @@ class TritonPythonModel:
     """Triton's Python-backend entry points: ``initialize``, ``execute`` (a list of requests), ``finalize``."""
 
     def initialize(self, args: dict[str, str]) -> None:
+        check_numpy_exchange(_pb_utils())
         folder = Path(args["model_repository"]) / str(args["model_version"])
         settings = json.loads((folder / PIPELINE_SETTINGS).read_text())
         engine = TritonBlsEngine(settings["graphs"], settings["max_batch"], settings["static_batch"])

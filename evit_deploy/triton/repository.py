@@ -16,16 +16,26 @@ from typing import Any
 from ..artifacts import MANIFEST, ArtifactEntry, Manifest, check_name, confined, read_manifest
 from ..errors import EvitError
 from ..files import STAGING_MARKER, replace_dir, staged_dir, writing
-from .configs import PIPELINE_SETTINGS, PLATFORMS, graph_config, instance_kind, pick_artifact, pipeline_config
+from .configs import (
+    GRAPH_SETTINGS,
+    PIPELINE_SETTINGS,
+    PLATFORMS,
+    Platform,
+    graph_config,
+    instance_kind,
+    model_filename,
+    pick_artifact,
+    pipeline_config,
+)
 from .pbtxt import to_pbtxt
 
 OWNER_MARKER = ".evit-deploy-triton"  # in every model folder this command writes
-MODEL_PY = '''"""Triton Python-backend pipeline for {model}, written by `evit-deploy triton`.
+MODEL_PY = '''"""Triton Python-backend {what} for {model}, written by `evit-deploy triton`.
 
 Needs `pip install evit-deploy` in Triton's Python environment.
 """
 
-from evit_deploy.triton.backend import TritonPythonModel  # noqa: F401
+from evit_deploy.triton.{module} import TritonPythonModel  # noqa: F401
 '''
 
 
@@ -46,11 +56,14 @@ def _ours(folder: Path) -> bool:
 
 def write_repository(export_dir: str | Path, repo: str | Path, name: str | None = None, instances: int = 1,
                      kind: str = "auto", platform: str = "auto", max_queue_delay_us: int = 5000,
-                     overwrite: bool = False) -> list[TritonModel]:
+                     overwrite: bool = False, backends: set[str] | None = None) -> list[TritonModel]:
     """Write the Triton models of an export into ``repo`` (created if needed); returns what was written.
 
     ``kind``: ``auto`` (GPU for TensorRT plans or CUDA/TensorRT providers), ``cpu`` or ``gpu``; ``platform``:
-    ``auto``, ``onnxruntime_onnx`` or ``tensorrt_plan``. Everything is written under ``repo``: the models are
+    ``auto`` (TensorRT plans, else ONNX Runtime), or a name of :data:`PLATFORMS` (``python``: the graphs run with
+    this package's runtime inside Triton's Python backend, which is all a server with the Python backend only can
+    load). ``backends``: the backends of the server that will run it, when known (``auto`` then picks among
+    them). Everything is written under ``repo``: the models are
     built in a staging folder there and each moved into place whole. Existing model folders of the same names
     are replaced only with ``overwrite`` and only when this command wrote them.
     """
@@ -60,11 +73,11 @@ def write_repository(export_dir: str | Path, repo: str | Path, name: str | None 
         raise EvitError(f"instances must be >= 1, got {instances}")
     if kind not in ("auto", "cpu", "gpu"):
         raise EvitError(f"kind must be auto, cpu or gpu, got '{kind}'")
-    if platform not in ("auto", *(p for p, _ in PLATFORMS.values())):
-        raise EvitError(f"unknown Triton platform '{platform}' (choose auto, onnxruntime_onnx or tensorrt_plan)")
+    if platform not in ("auto", *PLATFORMS):
+        raise EvitError(f"unknown Triton platform '{platform}' (choose auto, {', '.join(PLATFORMS)})")
     base = check_name(name or manifest.model, "Triton model name")
     roles = manifest.roles
-    picked = {role: pick_artifact(manifest, role, platform) for role in roles}
+    picked = {role: pick_artifact(manifest, role, platform, backends) for role in roles}
     names = {role: check_name(f"{base}-{role}", "Triton model name") for role in roles}
     if repo.exists() and not repo.is_dir():
         raise EvitError(f"--repo {repo} exists and is not a folder")
@@ -75,7 +88,7 @@ def write_repository(export_dir: str | Path, repo: str | Path, name: str | None 
             if folder.is_symlink() or not folder.is_dir() or not _ours(folder):
                 raise EvitError(f"{folder} exists and was not written by evit-deploy triton; remove or rename it "
                                 "yourself (nothing is deleted for you)")
-    gpu_kind = instance_kind(manifest, {PLATFORMS[e.format][0] for e in picked.values()}, kind)
+    gpu_kind = instance_kind(manifest, {p for p, _ in picked.values()}, kind)
 
     written = []
     created = not repo.exists()
@@ -89,34 +102,36 @@ def write_repository(export_dir: str | Path, repo: str | Path, name: str | None 
     return written
 
 
-def _write_models(export_dir: Path, repo: Path, manifest: Manifest, picked: dict[str, ArtifactEntry],
+def _write_models(export_dir: Path, repo: Path, manifest: Manifest, picked: dict[str, tuple[Platform, ArtifactEntry]],
                   names: dict[str, str], base: str, instances: int, gpu_kind: str, max_queue_delay_us: int,
                   overwrite: bool, written: list[TritonModel]) -> None:
     """Write every model into a staging folder under ``repo``, then move each into place."""
     roles = list(picked)
     with writing(f"write the Triton repository {repo}"), staged_dir(repo / base, "Triton model") as tmp:
-        for role, entry in picked.items():
-            config = graph_config(names[role], entry, manifest, instances, gpu_kind, max_queue_delay_us)
+        for role, (platform, entry) in picked.items():
+            config = graph_config(names[role], platform, entry, manifest, instances, gpu_kind, max_queue_delay_us)
             folder = tmp / names[role]
             (folder / "1").mkdir(parents=True)
-            shutil.copyfile(confined(export_dir, entry.path), folder / "1" / config["default_model_filename"])
+            shutil.copyfile(confined(export_dir, entry.path), folder / "1" / model_filename(platform, entry))
             for companion in entry.companions:  # e.g. the external weights of a graph over 2 GB, by their own name
                 shutil.copyfile(confined(export_dir, companion), folder / "1" / Path(companion).name)
+            if platform.name == "python":
+                _write_graph_runner(folder / "1", platform, entry, manifest, config)
             (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
             (folder / OWNER_MARKER).write_text(f"written by evit-deploy triton from {manifest.model}\n")
-            written.append(TritonModel(names[role], repo / names[role], config, config["platform"]))
+            written.append(TritonModel(names[role], repo / names[role], config, platform.name))
 
         static = None if manifest.batch.dynamic else manifest.batch.size
         settings = {
             "model": manifest.model, "task": manifest.task, "input_size": list(manifest.input_size),
             "max_batch": manifest.batch.largest, "static_batch": static,
-            "graphs": {role: {"name": names[role], "outputs": [o.name for o in picked[role].outputs]}
+            "graphs": {role: {"name": names[role], "outputs": [o.name for o in picked[role][1].outputs]}
                        for role in roles},
         }
         config = pipeline_config(base, instances, max_queue_delay_us)
         folder = tmp / base
         (folder / "1").mkdir(parents=True)
-        (folder / "1" / "model.py").write_text(MODEL_PY.format(model=manifest.model))
+        (folder / "1" / "model.py").write_text(MODEL_PY.format(what="pipeline", model=manifest.model, module="backend"))
         (folder / "1" / PIPELINE_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
         shutil.copyfile(export_dir / MANIFEST, folder / "1" / MANIFEST)
         (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
@@ -126,6 +141,18 @@ def _write_models(export_dir: Path, repo: Path, manifest: Manifest, picked: dict
         (tmp / STAGING_MARKER).unlink()
         for model in written:
             replace_dir(tmp / model.name, model.folder, _ours, overwrite, "Triton model")
+
+
+def _write_graph_runner(version: Path, platform: Platform, entry: ArtifactEntry, manifest: Manifest,
+                        config: dict[str, Any]) -> None:
+    """The model.py and settings of a python-platform graph model (see :mod:`evit_deploy.triton.graph_backend`)."""
+    files = {model_filename(platform, entry): entry.sha256, **{Path(c).name: h for c, h in entry.companions.items()}}
+    settings = {"file": model_filename(platform, entry), "format": entry.format, "sha256": files,
+                "batched": config["max_batch_size"] > 0, "outputs": [o.name for o in entry.outputs],
+                "threads": manifest.runtime.threads, "providers": list(manifest.runtime.providers)}
+    (version / "model.py").write_text(MODEL_PY.format(what=f"graph ({entry.role})", model=manifest.model,
+                                                      module="graph_backend"))
+    (version / GRAPH_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def repository_readme(base: str, manifest: Manifest, models: list[TritonModel]) -> str:
