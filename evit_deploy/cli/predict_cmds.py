@@ -274,6 +274,8 @@ TRITON_SERVER_OPTIONS = ("host", "http_port", "grpc_port", "metrics_port", "read
                    "package's runtime inside Triton's Python backend.")
 @click.option("--max-queue-delay-us", default=5000, show_default=True, type=click.IntRange(min=0),
               help="Dynamic batching: longest wait for a fuller batch.")
+@click.option("--threads", type=click.IntRange(min=0),
+              help="Runtime threads of each graph model (default: the export profile's; 0 = the runtime's own).")
 @click.option("--force", is_flag=True,
               help="Replace models of the same name that an earlier `evit-deploy triton` wrote (never others).")
 @click.option("--serve", is_flag=True,
@@ -294,8 +296,8 @@ TRITON_SERVER_OPTIONS = ("host", "http_port", "grpc_port", "metrics_port", "read
 @click.option("--log", is_flag=True, help="--serve: print Triton's own log on stderr.")
 @click.pass_context
 def triton(ctx: click.Context, export_dir: str, repo: str, name: str | None, instances: int, kind: str, platform: str,
-           max_queue_delay_us: int, force: bool, serve: bool, host: str, http_port: int, grpc_port: int,
-           metrics_port: int, ready_timeout: float, exit_timeout: int, log: bool) -> None:
+           max_queue_delay_us: int, threads: int | None, force: bool, serve: bool, host: str, http_port: int,
+           grpc_port: int, metrics_port: int, ready_timeout: float, exit_timeout: int, log: bool) -> None:
     """Write a Triton Inference Server model repository for EXPORT_DIR (graph models + a pipeline model).
 
     With --serve, also start a Triton server on it: a `tritonserver` on the PATH (all its backends), else the
@@ -306,7 +308,7 @@ def triton(ctx: click.Context, export_dir: str, repo: str, name: str | None, ins
     here: the ONNX Runtime and TensorRT backends, GPU instances.
     """
     write_options: dict[str, Any] = {"name": name, "instances": instances, "kind": kind, "platform": platform,
-                                     "max_queue_delay_us": max_queue_delay_us, "overwrite": force}
+                                     "max_queue_delay_us": max_queue_delay_us, "overwrite": force, "threads": threads}
     if serve:
         from ..triton.server import ServerSettings, serve_export
 

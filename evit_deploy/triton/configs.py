@@ -95,8 +95,9 @@ def model_filename(platform: Platform, entry: ArtifactEntry) -> str:
 
 
 def graph_config(name: str, platform: Platform, entry: ArtifactEntry, manifest: Manifest, instances: int,
-                 kind: str, max_queue_delay_us: int) -> dict[str, Any]:
-    """The config of one graph model (an artifact of the export run on ``platform``)."""
+                 kind: str, max_queue_delay_us: int, threads: int | None = None) -> dict[str, Any]:
+    """The config of one graph model (an artifact of the export run on ``platform``; ``threads``: the runtime's
+    intra-op threads, default the export profile's)."""
     batched = _batch_axis(entry, manifest.batch.dynamic)
     max_batch = manifest.batch.max if batched else 0
 
@@ -114,7 +115,7 @@ def graph_config(name: str, platform: Platform, entry: ArtifactEntry, manifest: 
         config["dynamic_batching"] = {**({"preferred_batch_size": preferred} if preferred else {}),
                                       "max_queue_delay_microseconds": max_queue_delay_us}
     config["instance_group"] = [{"count": instances, "kind": Sym(kind)}]
-    threads = manifest.runtime.threads
+    threads = manifest.runtime.threads if threads is None else threads
     if platform.name == "onnxruntime_onnx" and threads:
         config["parameters"] = [{"key": "intra_op_thread_count", "value": {"string_value": str(threads)}}]
     return config

@@ -56,16 +56,17 @@ def _ours(folder: Path) -> bool:
 
 def write_repository(export_dir: str | Path, repo: str | Path, name: str | None = None, instances: int = 1,
                      kind: str = "auto", platform: str = "auto", max_queue_delay_us: int = 5000,
-                     overwrite: bool = False, backends: set[str] | None = None) -> list[TritonModel]:
+                     overwrite: bool = False, backends: set[str] | None = None, threads: int | None = None
+                     ) -> list[TritonModel]:
     """Write the Triton models of an export into ``repo`` (created if needed); returns what was written.
 
     ``kind``: ``auto`` (GPU for TensorRT plans or CUDA/TensorRT providers), ``cpu`` or ``gpu``; ``platform``:
     ``auto`` (TensorRT plans, else ONNX Runtime), or a name of :data:`PLATFORMS` (``python``: the graphs run with
     this package's runtime inside Triton's Python backend, which is all a server with the Python backend only can
     load). ``backends``: the backends of the server that will run it, when known (``auto`` then picks among
-    them). Everything is written under ``repo``: the models are
-    built in a staging folder there and each moved into place whole. Existing model folders of the same names
-    are replaced only with ``overwrite`` and only when this command wrote them.
+    them). ``threads``: the graphs' runtime threads (default: the export profile's). Everything is written under
+    ``repo``: the models are built in a staging folder there and each moved into place whole. Existing model
+    folders of the same names are replaced only with ``overwrite`` and only when this command wrote them.
     """
     export_dir, repo = Path(export_dir), Path(repo)
     manifest = read_manifest(export_dir, verify=True)
@@ -94,7 +95,7 @@ def write_repository(export_dir: str | Path, repo: str | Path, name: str | None 
     created = not repo.exists()
     try:
         _write_models(export_dir, repo, manifest, picked, names, base, instances, gpu_kind, max_queue_delay_us,
-                      overwrite, written)
+                      overwrite, written, manifest.runtime.threads if threads is None else threads)
     except BaseException:
         if created and repo.is_dir() and not any(repo.iterdir()):
             repo.rmdir()  # it was made for this run and holds nothing
@@ -104,19 +105,20 @@ def write_repository(export_dir: str | Path, repo: str | Path, name: str | None 
 
 def _write_models(export_dir: Path, repo: Path, manifest: Manifest, picked: dict[str, tuple[Platform, ArtifactEntry]],
                   names: dict[str, str], base: str, instances: int, gpu_kind: str, max_queue_delay_us: int,
-                  overwrite: bool, written: list[TritonModel]) -> None:
+                  overwrite: bool, written: list[TritonModel], threads: int) -> None:
     """Write every model into a staging folder under ``repo``, then move each into place."""
     roles = list(picked)
     with writing(f"write the Triton repository {repo}"), staged_dir(repo / base, "Triton model") as tmp:
         for role, (platform, entry) in picked.items():
-            config = graph_config(names[role], platform, entry, manifest, instances, gpu_kind, max_queue_delay_us)
+            config = graph_config(names[role], platform, entry, manifest, instances, gpu_kind, max_queue_delay_us,
+                                  threads)
             folder = tmp / names[role]
             (folder / "1").mkdir(parents=True)
             shutil.copyfile(confined(export_dir, entry.path), folder / "1" / model_filename(platform, entry))
             for companion in entry.companions:  # e.g. the external weights of a graph over 2 GB, by their own name
                 shutil.copyfile(confined(export_dir, companion), folder / "1" / Path(companion).name)
             if platform.name == "python":
-                _write_graph_runner(folder / "1", platform, entry, manifest, config)
+                _write_graph_runner(folder / "1", platform, entry, manifest, config, threads)
             (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
             (folder / OWNER_MARKER).write_text(f"written by evit-deploy triton from {manifest.model}\n")
             written.append(TritonModel(names[role], repo / names[role], config, platform.name))
@@ -144,12 +146,12 @@ def _write_models(export_dir: Path, repo: Path, manifest: Manifest, picked: dict
 
 
 def _write_graph_runner(version: Path, platform: Platform, entry: ArtifactEntry, manifest: Manifest,
-                        config: dict[str, Any]) -> None:
+                        config: dict[str, Any], threads: int) -> None:
     """The model.py and settings of a python-platform graph model (see :mod:`evit_deploy.triton.graph_backend`)."""
     files = {model_filename(platform, entry): entry.sha256, **{Path(c).name: h for c, h in entry.companions.items()}}
     settings = {"file": model_filename(platform, entry), "format": entry.format, "sha256": files,
                 "batched": config["max_batch_size"] > 0, "outputs": [o.name for o in entry.outputs],
-                "threads": manifest.runtime.threads, "providers": list(manifest.runtime.providers)}
+                "threads": threads, "providers": list(manifest.runtime.providers)}
     (version / "model.py").write_text(MODEL_PY.format(what=f"graph ({entry.role})", model=manifest.model,
                                                       module="graph_backend"))
     (version / GRAPH_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
