@@ -29,8 +29,9 @@ from .server import ServerSettings, TritonServer, find_install
 
 async def _load(url: str, model: str, payloads: Sequence[tuple[str, bytes]], concurrency: int,
                 timeout: float) -> LoadResult:
-    import tritonclient.http.aio as aioclient
+    from ..optional import require
 
+    aioclient = require("tritonclient.http.aio", "the Triton load test")
     sem = asyncio.Semaphore(concurrency)
     result = LoadResult()
     client = aioclient.InferenceServerClient(url.removeprefix("http://"), conn_limit=concurrency,
