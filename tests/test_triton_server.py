@@ -288,28 +288,98 @@ def wait_for(condition, timeout: float = 180.0) -> None:
         time.sleep(0.2)
 
 
-def test_cli_serves_and_stops_on_sigterm(tmp_path, cls_export):
-    repo = tmp_path / "repo"
-    proc = start_cli(cls_export[0], repo, "--exit-timeout", "5")
+def serving(proc: subprocess.Popen) -> tuple[str, list[str]]:
+    """Read the command's stderr up to its ``serving`` line: (the HTTP address, the lines read)."""
     lines: list[str] = []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("serving"):
+            return line.split("HTTP ")[1].split(",")[0], lines
+    raise AssertionError("".join(lines))
+
+
+class BackgroundLoad:
+    """WORKERS threads sending the coffee photo in a loop until :meth:`finish`; each outcome is (ok, answer or
+    error, when it ended)."""
+
+    def __init__(self, http: str, model: str, workers: int = 8) -> None:
+        import threading
+
+        self.http, self.model, self.done = http.removeprefix("http://"), model, threading.Event()
+        self.image = png("coffee")
+        self.outcomes: list[tuple[bool, object, float]] = []
+        self.pool = ThreadPoolExecutor(workers)
+        self.futures = [self.pool.submit(self._loop) for _ in range(workers)]
+
+    def _loop(self) -> None:
+        import tritonclient.http as httpclient
+
+        while not self.done.is_set():
+            client = httpclient.InferenceServerClient(self.http, network_timeout=120)
+            try:
+                image = httpclient.InferInput("IMAGE", [1, 1], "BYTES")
+                image.set_data_from_numpy(np.array([[self.image]], dtype=object))
+                answer = json.loads(client.infer(self.model, [image]).as_numpy("RESULT")[0, 0])
+                self.outcomes.append((True, answer, time.monotonic()))
+            except Exception as exc:  # noqa: BLE001 - refused or cut off by the stop
+                self.outcomes.append((False, exc, time.monotonic()))
+                time.sleep(0.2)
+            finally:
+                client.close()
+
+    def finish(self) -> list[tuple[bool, object, float]]:
+        self.done.set()
+        for f in self.futures:
+            f.result(timeout=180)  # every worker ends: no request hangs
+        self.pool.shutdown()
+        return self.outcomes
+
+
+def test_cli_stops_on_sigterm_under_load(tmp_path, cls_export):
+    """SIGTERM while requests are in flight: they are answered (Triton drains them), the command exits 0,
+    nothing is left running and the repository stays whole."""
+    repo = tmp_path / "repo"
+    proc = start_cli(cls_export[0], repo, "--exit-timeout", "20")
     try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            if line.startswith("serving"):
-                break
-        assert lines and lines[-1].startswith("serving"), "".join(lines)
-        http = lines[-1].split("HTTP ")[1].split(",")[0]
+        http, lines = serving(proc)
         assert http.startswith("http://127.0.0.1:")
         assert urllib.request.urlopen(f"{http}/v2/health/ready", timeout=10).status == 200
+        load = BackgroundLoad(http, "efficientvit-b0-r224")
+        wait_for(lambda: any(ok for ok, _, _ in load.outcomes), timeout=120)
+        signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        rest = proc.communicate(timeout=60)[1]
+        rest = proc.communicate(timeout=90)[1]
+        outcomes = load.finish()
     finally:
         proc.kill()
     assert proc.returncode == 0, "".join(lines) + rest
-    assert "Triton stopped" in rest
+    assert "Triton stopped (exit 0)" in rest
+    answered = [a for ok, a, _ in outcomes if ok]
+    assert all(a["task"] == "cls" and len(a["top_k"]) == 5 for a in answered)
+    assert any(ok and ended > signalled for ok, _, ended in outcomes), "no request in flight was drained"
     assert processes_using(repo) == []
-    assert (repo / "efficientvit-b0-r224" / "config.pbtxt").is_file()  # it served: the repository stays
+    assert sorted(p.name for p in repo.iterdir()) == ["efficientvit-b0-r224", "efficientvit-b0-r224-model"]
+    assert all((repo / m / "config.pbtxt").is_file() for m in ("efficientvit-b0-r224", "efficientvit-b0-r224-model"))
+
+
+def test_cli_killed_under_load_leaves_no_process(tmp_path, cls_export):
+    """SIGKILL of the command mid-load: the server dies with it (PR_SET_PDEATHSIG) and its Python-backend stubs
+    follow; the repository, written before the server started, is whole."""
+    repo = tmp_path / "repo"
+    proc = start_cli(cls_export[0], repo)
+    try:
+        http, _ = serving(proc)
+        load = BackgroundLoad(http, "efficientvit-b0-r224")
+        wait_for(lambda: any(ok for ok, _, _ in load.outcomes), timeout=120)
+        proc.kill()
+        proc.wait(30)
+        wait_for(lambda: processes_using(repo) == [], timeout=30)
+        load.finish()  # every request answered or cut off, none hangs
+    finally:
+        proc.kill()
+    assert (repo / "efficientvit-b0-r224" / "1" / "pipeline.json").is_file()
+    assert not list(repo.glob(".*.tmp-*"))
 
 
 def test_cli_stopped_during_the_load_leaves_nothing(tmp_path, cls_export):

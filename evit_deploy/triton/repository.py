@@ -189,7 +189,9 @@ docker run --rm -p 8000:8000 -p 8001:8001 -p 8002:8002 -v "$PWD":/models \\
   bash -c "pip install 'evit-deploy[onnx]' && tritonserver --model-repository=/models"
 ```
 
-(run it from the repository folder, the parent of this one; add `--gpus all` for GPU instance groups).
+(run it from the repository folder, the parent of this one; add `--gpus all` for GPU instance groups). Or let
+`evit-deploy triton EXPORT --repo R --serve` write the repository and start a server on it (a `tritonserver` on the
+PATH, else the one bundled in nvidia-pytriton, which has the Python backend only: `--platform python`).
 `curl localhost:8000/v2/health/ready`
 answers 200 once every model is loaded. Metrics are on port 8002 (`/metrics`).
 
