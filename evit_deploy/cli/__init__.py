@@ -26,7 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("evit_deploy.cli.export_cmds:validate", "Re-run the validation of an existing export."),
     "predict": ("evit_deploy.cli.predict_cmds:predict", "Predict on images with an export; JSON and overlay PNGs."),
     "serve": ("evit_deploy.cli.predict_cmds:serve", "Serve an export over HTTP (dynamic batching, metrics)."),
-    "triton": ("evit_deploy.cli.predict_cmds:triton", "Write a Triton Inference Server model repository; --serve starts a server on it."),
+    "triton": ("evit_deploy.cli.predict_cmds:triton",
+               "Write a Triton Inference Server model repository; --serve starts a server on it."),
     "build-engine": ("evit_deploy.cli.engine_cmds:build_engine", "Build TensorRT engines of an export on the device."),
     "bench": ("evit_deploy.cli.bench_cmds:bench",
               "Benchmark PyTorch and exported artifacts (--compare: the paper's competitors), with reports; "

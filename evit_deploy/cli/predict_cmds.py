@@ -280,7 +280,7 @@ TRITON_SERVER_OPTIONS = ("host", "http_port", "grpc_port", "metrics_port", "read
               help="Replace models of the same name that an earlier `evit-deploy triton` wrote (never others).")
 @click.option("--serve", is_flag=True,
               help="Then start a Triton server on the repository (a tritonserver on the PATH, else the one bundled "
-                   "with the [triton] extra) and serve until Ctrl-C/SIGTERM.")
+                   "in nvidia-pytriton; README, Triton) and serve until Ctrl-C/SIGTERM.")
 @click.option("--host", default=TRITON_SERVER.host, show_default=True,
               help="--serve: address the server binds (0.0.0.0 = all interfaces).")
 @click.option("--http-port", default=TRITON_SERVER.http_port, show_default=True, type=click.IntRange(0, 65535),

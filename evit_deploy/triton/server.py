@@ -97,8 +97,8 @@ def find_install() -> TritonInstall:
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)  # finds the package without importing it (its deps are not needed)
     root = Path(spec.origin).parent / "tritonserver" if spec and spec.origin else None
     if root is None or not (root / "bin" / "tritonserver").is_file():
-        raise MissingDependency(f"--serve needs a Triton server: no tritonserver on the PATH, and the bundled one of "
-                                f"the [triton] extra is not installed: {INSTALL_HINT}")
+        raise MissingDependency(f"--serve needs a Triton server: no tritonserver on the PATH, and the one bundled in "
+                                f"nvidia-pytriton (installed beside the [triton] extra) is not there: {INSTALL_HINT}")
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.is_file():
