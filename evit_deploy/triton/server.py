@@ -167,9 +167,19 @@ def server_env(install: TritonInstall, stub_bin: Path | None) -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when this process dies (Linux ``PR_SET_PDEATHSIG``).
+    libc's ``prctl`` is looked up here, in the parent, so that the child only makes the one call."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: the process group and stop() still end the server
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong]
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return hook
 
 
 def _resolve_ports(settings: ServerSettings) -> dict[str, int]:
@@ -267,7 +277,7 @@ class TritonServer:
             backends, stub_bin = self._prepare(numpy_site)
             self.proc = subprocess.Popen(self.command(backends), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=server_env(self.install, stub_bin),
-                                         cwd=self._workdir, start_new_session=True, preexec_fn=_die_with_parent)
+                                         cwd=self._workdir, start_new_session=True, preexec_fn=_die_with_parent_hook())
             self._reader = threading.Thread(target=self._read_log, daemon=True, name="tritonserver-log")
             self._reader.start()
             self._wait_ready()
