@@ -16,15 +16,21 @@ tritonclient's asyncio HTTP client. Client and servers share this machine's core
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import warnings
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from bench_ray import serve_rows
 from bench_server import add_load_arguments, load_inputs
 
-from evit_deploy.bench.scripts import REPORTS, new_report, write_report
+from evit_deploy.files import atomic_write, writing
+from evit_deploy.host import library_versions, load_average, machine_facts
 from evit_deploy.triton.loadtest import bench_triton
+
+REPORTS = Path(__file__).resolve().parent / "reports"
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,11 +44,24 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def new_report(machine: dict[str, Any], settings: dict[str, Any], rows: list[dict], **fields: Any) -> dict:
+    """The report: when, the machine (``machine_facts`` taken at the start; the load average at the start and the
+    end), the library versions, the settings and the rows (a plain dict; the typed report model of
+    ``evit_deploy.bench.schema`` can take it over)."""
+    machine = dict(machine)
+    machine["load_start"] = machine.pop("load_average")
+    machine["load_end"] = load_average()
+    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,
+            "versions": library_versions(), "settings": settings, **fields, "results": rows}
+
+
 def markdown(report: dict, rows: list[dict], args: argparse.Namespace) -> str:
     m = report["machine"]
+    load = f" (load average {m['load_start']} at the start, {m['load_end']} at the end)" if m["load_end"] else ""
     lines = [f"# Triton vs FastAPI vs Ray Serve: {report['model']} ({report['input_size'][0]}x"
              f"{report['input_size'][1]}, {report['target']})", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores shared by the servers and the client; {report['created']}. "
+             f"Machine: {m['cpu']}, {m['cores']} cores shared by the servers and the client{load}; "
+             f"{report['created']}. "
              f"{args.requests} requests at concurrency {args.concurrency} after {args.warmup} warm-up requests, "
              f"sample photos as JPEG, every answer checked; max batch {args.max_batch}, max wait "
              f"{args.max_wait_ms:g} ms, {args.threads} runtime threads. Produced by `latency/bench_triton.py`.", "",
@@ -65,6 +84,7 @@ def markdown(report: dict, rows: list[dict], args: argparse.Namespace) -> str:
 def main() -> None:
     args = parse_args()
     warnings.simplefilter("ignore")
+    machine = machine_facts(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         folder, manifest, photos, expected = load_inputs(args.export, args.model, Path(tmp))
         if args.skip_ray:
@@ -85,9 +105,13 @@ def main() -> None:
                 "weights": "random", "payload": "sample photos as JPEG (quality 90), cycled",
                 "clients": "httpx.AsyncClient (FastAPI, Ray Serve), tritonclient.http.aio (Triton), same machine",
                 "note": args.note}
-    report = new_report(args.threads, settings, rows, model=manifest.model, input_size=list(manifest.input_size),
+    report = new_report(machine, settings, rows, model=manifest.model, input_size=list(manifest.input_size),
                         target=manifest.target)
-    write_report(args.out, "triton-cpu", report, markdown(report, rows, args))
+    text = markdown(report, rows, args)
+    with writing(f"write the report to {args.out}"):
+        atomic_write(args.out / "triton-cpu.json", json.dumps(report, indent=2) + "\n")
+        atomic_write(args.out / "triton-cpu.md", text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import EvitError, MissingDependency, one_line
-from ..files import STAGING_MARKER, remove_stale_staging
+from ..files import STAGING_MARKER, remove_stale_staging, signals_deferred
 from ..ports import bind, free_port
 
 BUNDLED_WHEEL = "nvidia-pytriton==0.7.0"
@@ -261,9 +261,10 @@ class TritonServer:
             return None, None
         assert self.install.backend_dir is not None and self.install.stub is not None
         anchor = Path(tempfile.gettempdir()) / "evit-triton"
-        remove_stale_staging(anchor)  # run folders of servers whose process was killed (SIGKILL)
-        self._workdir = Path(tempfile.mkdtemp(prefix=f".{anchor.name}.tmp-{os.getpid()}-", dir=anchor.parent))
-        (self._workdir / STAGING_MARKER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        with signals_deferred():  # never a run folder without its marker
+            remove_stale_staging(anchor)  # run folders of servers whose process was killed (SIGKILL)
+            self._workdir = Path(tempfile.mkdtemp(prefix=f".{anchor.name}.tmp-{os.getpid()}-", dir=anchor.parent))
+            (self._workdir / STAGING_MARKER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
         backends = self._workdir / "backends"
         shutil.copytree(self.install.backend_dir, backends, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy2(self.install.stub, backends / "python" / "triton_python_backend_stub")
@@ -338,7 +339,8 @@ class TritonServer:
             if self._reader is not None:
                 self._reader.join(5)
         if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
+            with signals_deferred():
+                shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
         return code
 
@@ -370,10 +372,11 @@ def stop_signals() -> Iterator[threading.Event]:
 
 def _remove_created(folders: list[Path], repo: Path, repo_created: bool) -> None:
     """Remove the model folders this run wrote (and the repository folder if this run made it and it is empty)."""
-    for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
-    if repo_created and repo.is_dir() and not any(repo.iterdir()):
-        repo.rmdir()
+    with signals_deferred():
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        if repo_created and repo.is_dir() and not any(repo.iterdir()):
+            repo.rmdir()
 
 
 def serve_export(export_dir: str | Path, repo: str | Path, settings: ServerSettings, say: Callable[[str], None],
