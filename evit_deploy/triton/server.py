@@ -13,8 +13,9 @@ this environment keeps its numpy.
 The server binds HOST (127.0.0.1 by default) on its HTTP, gRPC and metrics ports, loads only the models we name
 (``--model-control-mode=explicit``: other folders of the repository are never loaded) and is awaited until
 ``/v2/health/ready``; a model that fails to load ends the wait with the log's error line. The server runs in its
-own process group, dies with this process (``PR_SET_PDEATHSIG``), and is stopped with SIGTERM (Triton unloads the
-models and finishes in-flight requests, up to ``exit_timeout`` seconds), then SIGKILL for whatever is left.
+own process group, dies with this process (``PR_SET_PDEATHSIG``; a reaper process kills the whole group, stubs
+included, when this process ends by any path, SIGKILL too), and is stopped with SIGTERM (Triton unloads the models
+and finishes in-flight requests, up to ``exit_timeout`` seconds), then SIGKILL for whatever is left.
 """
 
 from __future__ import annotations
@@ -182,6 +183,39 @@ def _die_with_parent_hook() -> Callable[[], None] | None:
     return hook
 
 
+# The reaper: a small process of its own session holding the read end of a pipe whose write end only this process
+# holds. When this process ends by any path, SIGKILL included, the pipe reads empty and the reaper kills the
+# server's whole process group: the server and its Python-backend stubs (stubs busy in a request outlive a killed
+# server otherwise). stop() writes one byte first, so a clean stop leaves the group alone.
+_REAPER = """import os, signal, sys
+fd, group = int(sys.argv[1]), int(sys.argv[2])
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+try:
+    done = os.read(fd, 1)
+except OSError:
+    done = b""
+if not done:
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+def start_reaper(group: int) -> tuple[subprocess.Popen, int]:
+    """Start the reaper of process group ``group``; returns it and the pipe's write end (see :data:`_REAPER`)."""
+    read_end, write_end = os.pipe()
+    try:
+        reaper = subprocess.Popen([sys.executable, "-c", _REAPER, str(read_end), str(group)], pass_fds=(read_end,),
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    return reaper, write_end
+
+
 def _resolve_ports(settings: ServerSettings) -> dict[str, int]:
     """The three ports (0 → a free one), each checked free now: a busy port is a one-line error before start."""
     ports: dict[str, int] = {}
@@ -225,6 +259,7 @@ class TritonServer:
     log: collections.deque = field(default_factory=lambda: collections.deque(maxlen=2000))
     _workdir: Path | None = None
     _reader: threading.Thread | None = None
+    _reaper: tuple[subprocess.Popen, int] | None = None
 
     @property
     def http_url(self) -> str:
@@ -279,6 +314,7 @@ class TritonServer:
             self.proc = subprocess.Popen(self.command(backends), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=server_env(self.install, stub_bin),
                                          cwd=self._workdir, start_new_session=True, preexec_fn=_die_with_parent_hook())
+            self._reaper = start_reaper(self.proc.pid)
             self._reader = threading.Thread(target=self._read_log, daemon=True, name="tritonserver-log")
             self._reader.start()
             self._wait_ready()
@@ -338,6 +374,14 @@ class TritonServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)  # the stubs of its Python models, should any remain
             if self._reader is not None:
                 self._reader.join(5)
+        if self._reaper is not None:
+            reaper, write_end = self._reaper
+            with contextlib.suppress(OSError):
+                os.write(write_end, b"x")  # stopped: the reaper leaves the group alone
+            os.close(write_end)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                reaper.wait(10)
+            self._reaper = None
         if self._workdir is not None:
             with signals_deferred():
                 shutil.rmtree(self._workdir, ignore_errors=True)
