@@ -21,6 +21,7 @@ EXTRAS = {  # importable module → the extra that installs it
     "tritonclient": "triton",
     "transformers": "compare", "segment_anything": "compare",
     "timm": "compare-timm", "fastervit": "compare-timm",
+    "model_signing": "sign",
 }
 
 

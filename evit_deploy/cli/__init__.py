@@ -35,6 +35,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "device-bundle": ("evit_deploy.cli.device_cmds:device_bundle",
                       "Bundle an export for a phone (adb, LiteRT) or a Jetson (trtexec), with golden I/O."),
     "eval": ("evit_deploy.cli.eval_cmds:eval_command", "Accuracy of an export on your dataset (official protocols)."),
+    "sign": ("evit_deploy.cli.sign_cmds:sign", "Sign every file of an export folder (OpenSSF model-signing)."),
+    "verify": ("evit_deploy.cli.sign_cmds:verify", "Verify an export folder's signature and artifacts."),
+    "keygen": ("evit_deploy.cli.sign_cmds:keygen", "Make a key pair for signing exports."),
     "demo": ("evit_deploy.cli.demo:demo", "The main job on a default model: export, validate, benchmark, predict."),
 }
 

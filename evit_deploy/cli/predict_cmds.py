@@ -8,13 +8,14 @@ import click
 from click.core import ParameterSource
 
 from ..cluster.settings import RAY_DEFAULTS, RaySettings
-from ..errors import EvitError
+from ..errors import EvitError, NonFiniteOutput
 from ..files import writing
 from ..images import ImageError
 from ..limits import LIMITS
 from ..serve.settings import LOG_LEVELS, SERVE_DEFAULTS, ServeSettings
 from ..triton.configs import PLATFORMS
 from ..triton.server import ServerSettings as TritonServerSettings
+from .sign_cmds import require_signature_option
 
 if TYPE_CHECKING:
     from ..predict.jobs import OutputFolder
@@ -101,7 +102,16 @@ def _predict_here(predictor: Any, paths: list[str], stems: list[str], out: Outpu
                     _warn(f"skipped: {exc}")
                     progress.advance(task)
             for (i, image, item), raw in zip(chunk, predictor.infer([item for _, _, item in chunk])):
-                record, files = outputs(paths[i], stems[i], render(predictor.model, predictor.finish(item, raw), image))
+                try:
+                    result = predictor.finish(item, raw)
+                except NonFiniteOutput as exc:
+                    if strict:
+                        raise NonFiniteOutput(f"{paths[i]}: {exc}") from None
+                    failed.append(f"{paths[i]}: {exc}")
+                    _warn(f"failed: {paths[i]}: {exc}")
+                    progress.advance(task)
+                    continue
+                record, files = outputs(paths[i], stems[i], render(predictor.model, result, image))
                 out.write(record, files)
                 records[i] = record
                 click.echo(f"{paths[i]}: {summary(record)}")
@@ -136,11 +146,12 @@ def _predict_here(predictor: Any, paths: list[str], stems: list[str], out: Outpu
               help="--engine ray: predictor actors (default: 1 up to as many as the cluster's CPUs hold).")
 @click.option("--address", default=RAY_DEFAULTS.address,
               help="--engine ray: join this Ray cluster (default: start a local one for the job).")
+@require_signature_option
 @click.pass_context
 def predict(ctx: click.Context, export_dir: str, images: tuple[str, ...], output: str, points: tuple[str, ...],
             box: str | None, single_mask: bool, top_k: int | None, batch: int, weights: str | None, ema: bool,
             threads: int | None, max_pixels: int, strict: bool, engine: str, concurrency: int | None,
-            address: str | None) -> None:
+            address: str | None, require_signature: str | None) -> None:
     """Predict on IMAGES with an export folder (or a zoo model name with --weights).
 
     IMAGES are files, folders (the images directly inside), quoted glob patterns ('photos/**/*.jpg') or list
@@ -157,7 +168,7 @@ def predict(ctx: click.Context, export_dir: str, images: tuple[str, ...], output
 
     _engine_only(ctx, engine, ("concurrency", "address"))
     on_ray = engine == "ray"
-    spec = PredictorSpec(export_dir, weights, ema, threads)
+    spec = PredictorSpec(export_dir, weights, ema, threads, require_signature)
     predictor = None if on_ray else spec.load()  # the Ray engine loads one per actor
     options: dict[str, Any] = {}
     pts, labels = parse_points(points)
@@ -188,11 +199,11 @@ def predict(ctx: click.Context, export_dir: str, images: tuple[str, ...], output
         if records:
             out.finish([records[i] for i in sorted(records)], table=on_ray)
     if not records:
-        raise EvitError(f"no image could be read ({failed[0]})")
+        raise EvitError(f"no image could be read or predicted ({failed[0]})")
     already = f"; {resumed} more were there from an earlier run" if resumed else ""
     click.echo(f"wrote {len(records) - resumed} result(s) to {out.path}/{already}", err=True)
     if failed:
-        raise EvitError(f"{len(failed)} of {len(paths)} images could not be read (first: {failed[0]}); "
+        raise EvitError(f"{len(failed)} of {len(paths)} images could not be read or predicted (first: {failed[0]}); "
                         f"the other results are in {out.path}/")
 
 
@@ -230,6 +241,7 @@ def predict(ctx: click.Context, export_dir: str, images: tuple[str, ...], output
               help="--replicas auto: ongoing requests per replica to scale towards (default: the batch size).")
 @click.option("--address", default=RAY_DEFAULTS.address,
               help="--engine ray: join this Ray cluster (default: start a local one, stopped on exit).")
+@require_signature_option
 @click.pass_context
 def serve(ctx: click.Context, export_dir: str, engine: str, replicas: str, min_replicas: int, max_replicas: int,
           target_ongoing_requests: float | None, address: str | None, **settings: Any) -> None:
@@ -294,10 +306,12 @@ TRITON_SERVER_OPTIONS = ("host", "http_port", "grpc_port", "metrics_port", "read
 @click.option("--exit-timeout", default=TRITON_SERVER.exit_timeout, show_default=True, type=click.IntRange(min=0),
               help="--serve: seconds in-flight requests (and open client connections) get when it stops.")
 @click.option("--log", is_flag=True, help="--serve: print Triton's own log on stderr.")
+@require_signature_option
 @click.pass_context
 def triton(ctx: click.Context, export_dir: str, repo: str, name: str | None, instances: int, kind: str, platform: str,
            max_queue_delay_us: int, threads: int | None, force: bool, serve: bool, host: str, http_port: int,
-           grpc_port: int, metrics_port: int, ready_timeout: float, exit_timeout: int, log: bool) -> None:
+           grpc_port: int, metrics_port: int, ready_timeout: float, exit_timeout: int, log: bool,
+           require_signature: str | None) -> None:
     """Write a Triton Inference Server model repository for EXPORT_DIR (graph models + a pipeline model).
 
     With --serve, also start a Triton server on it: a `tritonserver` on the PATH (all its backends), else the
@@ -306,9 +320,14 @@ def triton(ctx: click.Context, export_dir: str, repo: str, name: str | None, ins
     (Ctrl-C, SIGTERM); nothing is left running on any exit path, and if the server never got ready the models
     this run wrote are removed again. Run here: the bundled server with the python platform on the CPU. Not run
     here: the ONNX Runtime and TensorRT backends, GPU instances.
+
+    A signed export travels into the repository with its signature; the pipeline model verifies it when Triton
+    loads it if EVIT_DEPLOY_REQUIRE_SIGNATURE is set in Triton's environment (see the repository's README; with
+    --serve and --require-signature, the server gets it).
     """
     write_options: dict[str, Any] = {"name": name, "instances": instances, "kind": kind, "platform": platform,
-                                     "max_queue_delay_us": max_queue_delay_us, "overwrite": force, "threads": threads}
+                                     "max_queue_delay_us": max_queue_delay_us, "overwrite": force, "threads": threads,
+                                     "require_signature": require_signature}
     if serve:
         from ..triton.server import ServerSettings, serve_export
 

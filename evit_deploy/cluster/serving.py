@@ -28,6 +28,7 @@ from ..serve.app import create_app
 from ..serve.batcher import run_isolated
 from ..serve.metrics import Metrics
 from ..serve.settings import ServeSettings, settings_with
+from ..signing import resolve_trust
 from .session import check_fits, connected, failure_reason
 from .settings import RaySettings, WorkerResources, ray_settings_with, worker_resources
 
@@ -90,7 +91,11 @@ def build_application(export_dir: str | Path, settings: ServeSettings | None = N
     settings = settings_with(settings)
     rs = ray_settings_with(ray_settings)
     folder = Path(export_dir).resolve()  # replicas do not run in this process's folder
-    manifest = read_manifest(folder.parent if folder.is_file() else folder, verify=False)
+    # A required signature is checked here, and again by every replica (the trust file travels in its settings,
+    # so replicas on nodes without the environment variable check it too).
+    trust = resolve_trust(settings.require_signature)
+    manifest = read_manifest(folder.parent if folder.is_file() else folder, verify=False,
+                             require_signature=trust or False)
     res = worker_resources(manifest, settings.threads, rs)
     batch = max(1, min(settings.max_batch, manifest.batch.largest))
     options: dict[str, Any] = {
@@ -115,7 +120,8 @@ def build_application(export_dir: str | Path, settings: ServeSettings | None = N
         shown = f"{rs.replicas} replica{'s' if rs.replicas > 1 else ''}"
     shown += f", {res.num_cpus:g} CPU{'s' if res.num_cpus != 1 else ''}"
     shown += f" + {res.num_gpus:g} GPU each" if res.num_gpus else " each"
-    replica_settings = settings_with(settings, threads=res.threads)
+    replica_settings = settings_with(settings, threads=res.threads,
+                                     require_signature=str(trust.path) if trust else None)
     deployment = serve.deployment(PredictorReplica, name="predictor", **options)
     return ServeApp(deployment.bind(str(folder), replica_settings), manifest.model, manifest.task, shown, res,
                     rs.min_replicas if rs.replicas is None else rs.replicas)

@@ -46,13 +46,14 @@ class PredictorSpec:
     weights: str | None = None
     ema: bool = False
     threads: int | None = None
+    require_signature: str | None = None  # public key / CA certificates (None: EVIT_DEPLOY_REQUIRE_SIGNATURE)
 
     def load(self) -> Any:
         """The Predictor (loads the model)."""
         from .predictor import Predictor
 
         if self._is_export():
-            return Predictor.from_export(self.source, threads=self.threads)
+            return Predictor.from_export(self.source, threads=self.threads, require_signature=self.require_signature)
         return Predictor.from_model(self.source, self.weights, ema=self.ema)
 
     def manifest(self) -> Any:
@@ -62,7 +63,8 @@ class PredictorSpec:
 
         if self._is_export():
             path = Path(self.source)
-            return read_manifest(path.parent if path.is_file() else path, verify=False)
+            return read_manifest(path.parent if path.is_file() else path, verify=False,
+                                 require_signature=self.require_signature)
         if self.weights is not None and not Path(self.weights).is_file():
             raise EvitError(f"weights not found: {self.weights}")
         return None
@@ -73,6 +75,12 @@ class PredictorSpec:
         if Path(self.source).exists():
             return True
         if self.source in all_cards():
+            from ..signing import resolve_trust
+
+            trust = resolve_trust(self.require_signature)
+            if trust is not None:
+                raise EvitError(f"a signed export is required ({trust.description}); {self.source} is a zoo model "
+                                "name, not an export folder")
             return False
         raise EvitError(f"{self.source} is neither an export folder/artifact nor a zoo model name")
 

@@ -5,6 +5,7 @@ file (``PIPELINE_SETTINGS``) tells :mod:`evit_deploy.triton.backend` which graph
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,18 @@ GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
 PIPELINE_MAX_BATCH = 16
 PIPELINE_SETTINGS = "pipeline.json"  # in the pipeline model's version folder, read by the backend
 GRAPH_SETTINGS = "graph.json"  # in a python-platform graph model's version folder, read by graph_backend
+MODEL_PY = '''"""Triton Python-backend {what} for {model}, written by `evit-deploy triton`.
+
+Needs `pip install evit-deploy` in Triton's Python environment.
+"""
+
+from evit_deploy.triton.{module} import TritonPythonModel  # noqa: F401
+'''
+
+
+def model_py(what: str, model: str, module: str) -> str:
+    """The ``model.py`` of a Python-backend model: it imports ``evit_deploy.triton.<module>``'s model class."""
+    return MODEL_PY.format(what=what, model=model, module=module)
 
 
 def _triton_type(dtype: str) -> Sym:
@@ -144,3 +157,28 @@ def instance_kind(manifest: Manifest, platforms: set[Platform], kind: str) -> st
         return "KIND_GPU"
     native = any(p.name != "python" for p in platforms)
     return "KIND_GPU" if native and set(manifest.runtime.providers) & GPU_PROVIDERS else "KIND_CPU"
+
+
+def graph_runner_files(platform: Platform, entry: ArtifactEntry, manifest: Manifest, config: dict[str, Any],
+                       threads: int | None) -> dict[str, str]:
+    """What a graph model's version folder holds beside the graph (file name → text): for the python platform its
+    ``model.py`` and the settings :mod:`evit_deploy.triton.graph_backend` reads (the file, its sha256 and its
+    companions', batching, threads, providers); nothing for the other platforms."""
+    if platform.name != "python":
+        return {}
+    filename = model_filename(platform, entry)
+    digests = {filename: entry.sha256, **{c.rsplit("/", 1)[-1]: h for c, h in entry.companions.items()}}
+    settings = {"file": filename, "format": entry.format, "sha256": digests, "batched": config["max_batch_size"] > 0,
+                "outputs": [o.name for o in entry.outputs],
+                "threads": manifest.runtime.threads if threads is None else threads,
+                "providers": list(manifest.runtime.providers)}
+    return {"model.py": model_py(f"graph ({entry.role})", manifest.model, "graph_backend"),
+            GRAPH_SETTINGS: json.dumps(settings, indent=2) + "\n"}
+
+
+def platform_of(entry: ArtifactEntry, name: str | None) -> Platform:
+    """The platform a repository's settings name for a graph (``None``, from older repositories: the native
+    platform that loads the artifact's format)."""
+    if name is not None:
+        return PLATFORMS[name]
+    return next(p for p in PLATFORMS.values() if p.auto and entry.format in p.formats)

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import EvitError
 from ..files import sha256_file
 from .configs import GRAPH_SETTINGS
-from .stub_check import check_numpy_exchange
+from .stub_check import check_stub
 
 
 def _pb_utils() -> Any:
@@ -33,8 +33,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         from .. import runtime
 
-        pb_utils = _pb_utils()
-        check_numpy_exchange(pb_utils)
+        check_stub()
         folder = Path(args["model_repository"]) / str(args["model_version"])
         settings = json.loads((folder / GRAPH_SETTINGS).read_text())
         path = folder / Path(settings["file"]).name

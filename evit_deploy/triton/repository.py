@@ -16,27 +16,23 @@ from typing import Any
 from ..artifacts import MANIFEST, ArtifactEntry, Manifest, check_name, confined, read_manifest
 from ..errors import EvitError
 from ..files import STAGING_MARKER, replace_dir, staged_dir, writing
+from ..signing import TrustSpec
 from .configs import (
-    GRAPH_SETTINGS,
     PIPELINE_SETTINGS,
     PLATFORMS,
     Platform,
     graph_config,
+    graph_runner_files,
     instance_kind,
     model_filename,
+    model_py,
     pick_artifact,
     pipeline_config,
 )
 from .pbtxt import to_pbtxt
+from .signature import carry_export, graph_files
 
 OWNER_MARKER = ".evit-deploy-triton"  # in every model folder this command writes
-MODEL_PY = '''"""Triton Python-backend {what} for {model}, written by `evit-deploy triton`.
-
-Needs `pip install evit-deploy` in Triton's Python environment.
-"""
-
-from evit_deploy.triton.{module} import TritonPythonModel  # noqa: F401
-'''
 
 
 @dataclass
@@ -56,8 +52,8 @@ def _ours(folder: Path) -> bool:
 
 def write_repository(export_dir: str | Path, repo: str | Path, name: str | None = None, instances: int = 1,
                      kind: str = "auto", platform: str = "auto", max_queue_delay_us: int = 5000,
-                     overwrite: bool = False, backends: set[str] | None = None, threads: int | None = None
-                     ) -> list[TritonModel]:
+                     overwrite: bool = False, backends: set[str] | None = None, threads: int | None = None,
+                     require_signature: TrustSpec = None) -> list[TritonModel]:
     """Write the Triton models of an export into ``repo`` (created if needed); returns what was written.
 
     ``kind``: ``auto`` (GPU for TensorRT plans or CUDA/TensorRT providers), ``cpu`` or ``gpu``; ``platform``:
@@ -67,9 +63,12 @@ def write_repository(export_dir: str | Path, repo: str | Path, name: str | None 
     them). ``threads``: the graphs' runtime threads (default: the export profile's). Everything is written under
     ``repo``: the models are built in a staging folder there and each moved into place whole. Existing model
     folders of the same names are replaced only with ``overwrite`` and only when this command wrote them.
+    ``require_signature``: the export must be signed by this key (default: ``EVIT_DEPLOY_REQUIRE_SIGNATURE``); a
+    signed export is carried into the pipeline model with its signature either way
+    (:mod:`evit_deploy.triton.signature`).
     """
     export_dir, repo = Path(export_dir), Path(repo)
-    manifest = read_manifest(export_dir, verify=True)
+    manifest = read_manifest(export_dir, verify=True, require_signature=require_signature)
     if instances < 1:
         raise EvitError(f"instances must be >= 1, got {instances}")
     if kind not in ("auto", "cpu", "gpu"):
@@ -114,11 +113,11 @@ def _write_models(export_dir: Path, repo: Path, manifest: Manifest, picked: dict
                                   threads)
             folder = tmp / names[role]
             (folder / "1").mkdir(parents=True)
-            shutil.copyfile(confined(export_dir, entry.path), folder / "1" / model_filename(platform, entry))
-            for companion in entry.companions:  # e.g. the external weights of a graph over 2 GB, by their own name
-                shutil.copyfile(confined(export_dir, companion), folder / "1" / Path(companion).name)
-            if platform.name == "python":
-                _write_graph_runner(folder / "1", platform, entry, manifest, config, threads)
+            # the graph and its companions (e.g. the external weights of a graph over 2 GB, by their own name)
+            for filename, source in graph_files(entry, model_filename(platform, entry)).items():
+                shutil.copyfile(confined(export_dir, source), folder / "1" / filename)
+            for filename, text in graph_runner_files(platform, entry, manifest, config, threads).items():
+                (folder / "1" / filename).write_text(text)  # the python platform's model.py and graph.json
             (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
             (folder / OWNER_MARKER).write_text(f"written by evit-deploy triton from {manifest.model}\n")
             written.append(TritonModel(names[role], repo / names[role], config, platform.name))
@@ -127,43 +126,44 @@ def _write_models(export_dir: Path, repo: Path, manifest: Manifest, picked: dict
         settings = {
             "model": manifest.model, "task": manifest.task, "input_size": list(manifest.input_size),
             "max_batch": manifest.batch.largest, "static_batch": static,
-            "graphs": {role: {"name": names[role], "outputs": [o.name for o in picked[role][1].outputs]}
+            "graphs": {role: {"name": names[role], "outputs": [o.name for o in picked[role][1].outputs],
+                              "artifact": picked[role][1].path, "platform": picked[role][0].name}
                        for role in roles},
+            # how the graph models' configs were written (a signature check writes them again to compare)
+            "graph_settings": {"instances": instances, "kind": gpu_kind, "max_queue_delay_us": max_queue_delay_us,
+                               "threads": threads},
         }
         config = pipeline_config(base, instances, max_queue_delay_us)
         folder = tmp / base
         (folder / "1").mkdir(parents=True)
-        (folder / "1" / "model.py").write_text(MODEL_PY.format(what="pipeline", model=manifest.model, module="backend"))
+        settings["signed"] = carry_export(export_dir, folder / "1")
+        (folder / "1" / "model.py").write_text(model_py("pipeline", manifest.model, "backend"))
         (folder / "1" / PIPELINE_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
         shutil.copyfile(export_dir / MANIFEST, folder / "1" / MANIFEST)
         (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
         (folder / OWNER_MARKER).write_text(f"written by evit-deploy triton from {manifest.model}\n")
         written.insert(0, TritonModel(base, repo / base, config, "python"))
-        (folder / "README.md").write_text(repository_readme(base, manifest, written))
+        (folder / "README.md").write_text(repository_readme(base, manifest, written, settings["signed"]))
         (tmp / STAGING_MARKER).unlink()
         for model in written:
             replace_dir(tmp / model.name, model.folder, _ours, overwrite, "Triton model")
 
 
-def _write_graph_runner(version: Path, platform: Platform, entry: ArtifactEntry, manifest: Manifest,
-                        config: dict[str, Any], threads: int) -> None:
-    """The model.py and settings of a python-platform graph model (see :mod:`evit_deploy.triton.graph_backend`)."""
-    files = {model_filename(platform, entry): entry.sha256, **{Path(c).name: h for c, h in entry.companions.items()}}
-    settings = {"file": model_filename(platform, entry), "format": entry.format, "sha256": files,
-                "batched": config["max_batch_size"] > 0, "outputs": [o.name for o in entry.outputs],
-                "threads": threads, "providers": list(manifest.runtime.providers)}
-    (version / "model.py").write_text(MODEL_PY.format(what=f"graph ({entry.role})", model=manifest.model,
-                                                      module="graph_backend"))
-    (version / GRAPH_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
-
-
-def repository_readme(base: str, manifest: Manifest, models: list[TritonModel]) -> str:
+def repository_readme(base: str, manifest: Manifest, models: list[TritonModel], signed: bool = False) -> str:
     """How to run and query the repository."""
     rows = "\n".join(f"| `{m.name}` | {m.platform} | {m.config['max_batch_size']} | "
                      f"{'yes' if 'dynamic_batching' in m.config else 'no'} |" for m in models)
     sam = manifest.task == "sam"
     examples = {"sam": '{"points": [[320, 240]], "point_labels": [1], "multimask": True}', "cls": '{"top_k": 5}'}
     options = examples.get(manifest.task, "{}")
+    signed_note = (f"The export was signed: `{base}/1/export/` is the signed export with its `export.sig`. Set "
+                   "`EVIT_DEPLOY_REQUIRE_SIGNATURE=/path/to/public_key.pem` in Triton's environment and the pipeline "
+                   "model verifies it when it loads (every file as signed; each graph model byte-equal to the signed "
+                   "artifact, with the configuration written for it) and does not come up otherwise. Triton loads "
+                   "the graph models itself: called directly, they are not checked." if signed else
+                   "The export was not signed: with `EVIT_DEPLOY_REQUIRE_SIGNATURE` set in Triton's environment the "
+                   "pipeline model refuses to load. Sign the export (`evit-deploy sign`) and write the repository "
+                   "again.")
     return f"""# Triton model repository: {manifest.model}
 
 Written by `evit-deploy triton` from an export of `{manifest.model}` ({manifest.task}, input
@@ -213,4 +213,8 @@ print(json.loads(result[0, 0]))
 
 `OPTIONS` is optional ({'SAM needs a prompt: points and/or box' if sam else 'it can be left out'}).
 Requests of several images batch along the first axis (`[N, 1]`).
+
+## Signature
+
+{signed_note}
 """

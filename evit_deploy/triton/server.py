@@ -156,10 +156,10 @@ def make_stub_env(folder: Path, numpy_site: Path | None) -> Path:
     return folder / "bin"
 
 
-def server_env(install: TritonInstall, stub_bin: Path | None) -> dict[str, str]:
-    """The server's environment: for the bundled one, its libraries and this Python's libpython on
-    ``LD_LIBRARY_PATH`` and the stub's environment first on ``PATH``."""
-    env = dict(os.environ)
+def server_env(install: TritonInstall, stub_bin: Path | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The server's environment: this one with ``extra``; for the bundled server, its libraries and this Python's
+    libpython on ``LD_LIBRARY_PATH`` and the stub's environment first on ``PATH``."""
+    env = {**os.environ, **(extra or {})}
     if install.bundled:
         libdir = sysconfig.get_config_var("LIBDIR") if sysconfig.get_config_var("Py_ENABLE_SHARED") else None
         libs = [p for p in (libdir, str(install.libs)) if p]
@@ -254,6 +254,7 @@ class TritonServer:
     models: list[str]
     settings: ServerSettings = field(default_factory=ServerSettings)
     echo: Callable[[str], None] | None = None  # each log line, as it comes (e.g. the CLI's --log)
+    env: dict[str, str] = field(default_factory=dict)  # added to the server's environment
     ports: dict[str, int] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
     log: collections.deque = field(default_factory=lambda: collections.deque(maxlen=2000))
@@ -312,7 +313,7 @@ class TritonServer:
         try:
             backends, stub_bin = self._prepare(numpy_site)
             self.proc = subprocess.Popen(self.command(backends), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=server_env(self.install, stub_bin),
+                                         stdin=subprocess.DEVNULL, env=server_env(self.install, stub_bin, self.env),
                                          cwd=self._workdir, start_new_session=True, preexec_fn=_die_with_parent_hook())
             self._reaper = start_reaper(self.proc.pid)
             self._reader = threading.Thread(target=self._read_log, daemon=True, name="tritonserver-log")
@@ -430,11 +431,14 @@ def serve_export(export_dir: str | Path, repo: str | Path, settings: ServerSetti
     busy port, no numpy<2 for the bundled stub); if the server never gets ready (a model fails to load, a signal
     arrives) the model folders this run wrote are removed again and nothing is left running."""
     from ..files import terminate_as_exception
+    from ..signing import ENV as SIGNATURE_ENV
     from .repository import write_repository
 
     repo = Path(repo)
     install = find_install()
-    server = TritonServer(install, repo, [], settings, echo=log)
+    key = write_options.get("require_signature")
+    env = {SIGNATURE_ENV: str(Path(str(key)).resolve())} if isinstance(key, (str, os.PathLike)) else {}
+    server = TritonServer(install, repo, [], settings, echo=log, env=env)  # a required signature: checked at load
     server.ports = _resolve_ports(settings)
     if install.bundled:
         check_stub_numpy(stub_site())

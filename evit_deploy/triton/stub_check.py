@@ -37,3 +37,13 @@ def check_numpy_exchange(pb_utils: Any) -> None:
     if seen.shape != probe.shape or not np.array_equal(seen, probe):
         raise EvitError(f"this Triton Python-backend stub misreads numpy {np.__version__} arrays (sent "
                         f"{probe.tolist()}, it read {seen.tolist()}): it was built for numpy 1.x; {STUB_NUMPY_HELP}")
+
+
+def check_stub() -> None:
+    """:func:`check_numpy_exchange` on the stub this code runs in; nothing outside Triton's Python backend (no
+    ``triton_python_backend_utils``: no stub to check, e.g. a model initialised by a test)."""
+    try:
+        import triton_python_backend_utils as pb_utils
+    except ImportError:
+        return
+    check_numpy_exchange(pb_utils)
