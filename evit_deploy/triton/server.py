@@ -349,8 +349,9 @@ class TritonServer:
                         f"line: {one_line(list(self.log)[-1] if self.log else 'none', 300)}")
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=2) as response:
+        try:  # straight to the server: no proxy from the environment
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(f"{self.http_url}/v2/health/ready", timeout=2) as response:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
