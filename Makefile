@@ -14,10 +14,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first: this exact version resolves to the CPU wheel on the build machines (no multi-GB download)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[onnx,tflite,openvino,serve,eval,ray,compare,test]"
+	$(PY) -m pip install -q -e ".[onnx,tflite,openvino,serve,eval,ray,compare,triton,test]"
 	# [sign] in a run of its own: pip cannot resolve it together with [tflite] (see pyproject.toml); litert's xdsl
 	# imports and converts with the newer typing-extensions it brings (tests/test_tflite*.py pass with it)
 	$(PY) -m pip install -q -e ".[sign]"
+	# Triton: the server bundled in nvidia-pytriton (--no-deps: its metadata pins numpy<2 for the whole venv, and only
+	# its server files are used), and numpy<2 for that server's Python-backend stub alone (README, Triton)
+	$(PY) -m pip install -q --no-deps nvidia-pytriton==0.7.0
+	$(PY) -m pip install -q --no-deps --upgrade --target "$$($(PY) -c 'from evit_deploy.triton.server import stub_site; print(stub_site())')" 'numpy<2'
 	touch $(STAMP)
 
 # The ImageNet competitors only timm implements (CoAtNet, EfficientNetV2, FasterViT) import torchvision, which must be

@@ -487,6 +487,20 @@ def test_triton_repository_carries_the_signature_and_the_pipeline_checks_it(sign
         TritonPythonModel().initialize({"model_repository": str(plain), "model_version": "1"})
 
 
+def test_triton_python_platform_graphs_are_held_to_the_signature(signed, keys, tmp_path, monkeypatch):
+    """On the python platform a graph model's model.py and graph.json (which file, which sha256, which threads)
+    are checked too: an edited graph.json refuses the pipeline model."""
+    models = write_repository(signed, tmp_path / "repo", platform="python", require_signature=keys["key.pub"])
+    args = {"model_repository": str(models[0].folder), "model_version": "1"}
+    monkeypatch.setenv(ENV, str(keys["key.pub"]))
+    TritonPythonModel().initialize(args)
+    settings = models[1].folder / "1" / "graph.json"
+    edited = json.loads(settings.read_text()) | {"threads": 64}
+    settings.write_text(json.dumps(edited, indent=2) + "\n")
+    with pytest.raises(SignatureError, match="graph.json is not the one written"):
+        TritonPythonModel().initialize(args)
+
+
 def test_device_bundles_carry_the_signature_and_it_is_checked_where_they_are_read(signed, keys, tmp_path):
     manifest = read_manifest(signed)
     _copy_export(signed, tmp_path / "bundle" / "export", manifest)

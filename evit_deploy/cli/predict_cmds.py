@@ -13,6 +13,8 @@ from ..files import writing
 from ..images import ImageError
 from ..limits import LIMITS
 from ..serve.settings import LOG_LEVELS, SERVE_DEFAULTS, ServeSettings
+from ..triton.configs import PLATFORMS
+from ..triton.server import ServerSettings as TritonServerSettings
 from .sign_cmds import require_signature_option
 
 if TYPE_CHECKING:
@@ -44,6 +46,8 @@ def parse_points(values: tuple[str, ...]) -> tuple[list[list[float]], list[int]]
 
 
 ENGINES = ("local", "ray")
+TRITON_PLATFORMS = ("auto", *PLATFORMS)
+TRITON_SERVER = TritonServerSettings()
 REPLICAS_HELP = "--engine ray: Serve replicas, a number or 'auto' (autoscaling between --min/--max-replicas)."
 
 
@@ -265,6 +269,9 @@ def serve(ctx: click.Context, export_dir: str, engine: str, replicas: str, min_r
     run_server(export_dir, ServeSettings(**settings))
 
 
+TRITON_SERVER_OPTIONS = ("host", "http_port", "grpc_port", "metrics_port", "ready_timeout", "exit_timeout", "log")
+
+
 @click.command()
 @click.argument("export_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--repo", required=True, type=click.Path(file_okay=False), help="Model repository folder.")
@@ -273,26 +280,70 @@ def serve(ctx: click.Context, export_dir: str, engine: str, replicas: str, min_r
               help="Instances per model (instance_group count).")
 @click.option("--kind", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "gpu"]),
               help="Instance kind; auto = GPU for TensorRT plans or CUDA/TensorRT providers.")
-@click.option("--platform", default="auto", show_default=True,
-              type=click.Choice(["auto", "onnxruntime_onnx", "tensorrt_plan"]), help="Graph platform.")
+@click.option("--platform", default="auto", show_default=True, type=click.Choice(TRITON_PLATFORMS),
+              help="Graph platform. auto: TensorRT plans, else ONNX Runtime (with --serve: what the server has; "
+                   "the bundled server has the Python backend only, so python). python: the graphs run with this "
+                   "package's runtime inside Triton's Python backend.")
 @click.option("--max-queue-delay-us", default=5000, show_default=True, type=click.IntRange(min=0),
               help="Dynamic batching: longest wait for a fuller batch.")
+@click.option("--threads", type=click.IntRange(min=0),
+              help="Runtime threads of each graph model (default: the export profile's; 0 = the runtime's own).")
 @click.option("--force", is_flag=True,
               help="Replace models of the same name that an earlier `evit-deploy triton` wrote (never others).")
+@click.option("--serve", is_flag=True,
+              help="Then start a Triton server on the repository (a tritonserver on the PATH, else the one bundled "
+                   "in nvidia-pytriton; README, Triton) and serve until Ctrl-C/SIGTERM.")
+@click.option("--host", default=TRITON_SERVER.host, show_default=True,
+              help="--serve: address the server binds (0.0.0.0 = all interfaces).")
+@click.option("--http-port", default=TRITON_SERVER.http_port, show_default=True, type=click.IntRange(0, 65535),
+              help="--serve: HTTP port (0 = any free port).")
+@click.option("--grpc-port", default=TRITON_SERVER.grpc_port, show_default=True, type=click.IntRange(0, 65535),
+              help="--serve: gRPC port (0 = any free port).")
+@click.option("--metrics-port", default=TRITON_SERVER.metrics_port, show_default=True,
+              type=click.IntRange(0, 65535), help="--serve: Prometheus metrics port (0 = any free port).")
+@click.option("--ready-timeout", default=TRITON_SERVER.ready_timeout, show_default=True,
+              type=click.FloatRange(min=1), help="--serve: seconds the server gets to load the models.")
+@click.option("--exit-timeout", default=TRITON_SERVER.exit_timeout, show_default=True, type=click.IntRange(min=0),
+              help="--serve: seconds in-flight requests (and open client connections) get when it stops.")
+@click.option("--log", is_flag=True, help="--serve: print Triton's own log on stderr.")
 @require_signature_option
-def triton(export_dir: str, repo: str, name: str | None, instances: int, kind: str, platform: str,
-           max_queue_delay_us: int, force: bool, require_signature: str | None) -> None:
+@click.pass_context
+def triton(ctx: click.Context, export_dir: str, repo: str, name: str | None, instances: int, kind: str, platform: str,
+           max_queue_delay_us: int, threads: int | None, force: bool, serve: bool, host: str, http_port: int,
+           grpc_port: int, metrics_port: int, ready_timeout: float, exit_timeout: int, log: bool,
+           require_signature: str | None) -> None:
     """Write a Triton Inference Server model repository for EXPORT_DIR (graph models + a pipeline model).
 
+    With --serve, also start a Triton server on it: a `tritonserver` on the PATH (all its backends), else the
+    one bundled in nvidia-pytriton (tritonserver 2.51, Python backend only; see the README for the install),
+    bound to 127.0.0.1 by default, only this export's models loaded. The command returns once the server stops
+    (Ctrl-C, SIGTERM); nothing is left running on any exit path, and if the server never got ready the models
+    this run wrote are removed again. Run here: the bundled server with the python platform on the CPU. Not run
+    here: the ONNX Runtime and TensorRT backends, GPU instances.
+
     A signed export travels into the repository with its signature; the pipeline model verifies it when Triton
-    loads it if EVIT_DEPLOY_REQUIRE_SIGNATURE is set in Triton's environment (see the repository's README)."""
+    loads it if EVIT_DEPLOY_REQUIRE_SIGNATURE is set in Triton's environment (see the repository's README; with
+    --serve and --require-signature, the server gets it).
+    """
+    write_options: dict[str, Any] = {"name": name, "instances": instances, "kind": kind, "platform": platform,
+                                     "max_queue_delay_us": max_queue_delay_us, "overwrite": force, "threads": threads,
+                                     "require_signature": require_signature}
+    if serve:
+        from ..triton.server import ServerSettings, serve_export
+
+        settings = ServerSettings(host, http_port, grpc_port, metrics_port, ready_timeout, exit_timeout)
+        echo = (lambda line: click.echo(line, err=True)) if log else None
+        serve_export(export_dir, repo, settings, say=lambda m: click.echo(m, err=True), log=echo, **write_options)
+        return
+    given = [n for n in TRITON_SERVER_OPTIONS if ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT)]
+    if given:
+        raise click.UsageError(f"{', '.join('--' + n.replace('_', '-') for n in given)} only apply with --serve")
     from rich.console import Console
     from rich.table import Table
 
     from ..triton import write_repository
 
-    models = write_repository(export_dir, repo, name, instances, kind, platform, max_queue_delay_us, force,
-                              require_signature)
+    models = write_repository(export_dir, repo, **write_options)
     table = Table(title=f"Triton models in {repo}")
     for col in ("model", "platform", "max_batch_size", "dynamic batching"):
         table.add_column(col)
@@ -300,4 +351,5 @@ def triton(export_dir: str, repo: str, name: str | None, instances: int, kind: s
         table.add_row(m.name, m.platform, str(m.config["max_batch_size"]),
                       "yes" if "dynamic_batching" in m.config else "no")
     Console().print(table)
-    click.echo(f"run: tritonserver --model-repository={repo}  (details: {models[0].folder / 'README.md'})")
+    click.echo(f"run: tritonserver --model-repository={repo}  (details: {models[0].folder / 'README.md'}); or "
+               "rerun with --serve")

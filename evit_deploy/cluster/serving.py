@@ -22,11 +22,11 @@ from ray import serve
 
 from ..artifacts import read_manifest
 from ..errors import EvitError
+from ..ports import bind, free_port
 from ..predict import Prepared
 from ..serve.app import create_app
 from ..serve.batcher import run_isolated
 from ..serve.metrics import Metrics
-from ..serve.runner import bind
 from ..serve.settings import ServeSettings, settings_with
 from ..signing import resolve_trust
 from .session import check_fits, connected, failure_reason
@@ -138,14 +138,6 @@ def _deploy(app: ServeApp, name: str) -> None:
         raise EvitError(f"the Serve application did not start: {failure_reason(detail)}") from None
 
 
-def _free_port(host: str) -> int:
-    sock = bind(host, 0)
-    try:
-        return sock.getsockname()[1]
-    finally:
-        sock.close()
-
-
 def _wait_for_stop() -> None:
     """Block until SIGTERM or SIGINT (a second one exits at once)."""
     stop = threading.Event()
@@ -175,7 +167,7 @@ def serve_on_ray(export_dir: str | Path, settings: ServeSettings | None = None,
     settings = settings_with(settings)
     rs = ray_settings_with(ray_settings)
     app = build_application(export_dir, settings, rs)  # a bad export folder fails before any cluster starts
-    port = _free_port(settings.host) if settings.port == 0 else settings.port  # 0: a free port here
+    port = free_port(settings.host) if settings.port == 0 else settings.port  # 0: a free port here
     if not rs.address:  # a busy port is a one-line error before the local cluster starts
         bind(settings.host, port).close()
     with connected(rs, "serving on Ray") as owned:

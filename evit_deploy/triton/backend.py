@@ -22,6 +22,7 @@ from ..predict import Engine, Predictor, Prepared
 from ..signing import resolve_trust
 from .configs import PIPELINE_SETTINGS
 from .signature import check_repository
+from .stub_check import check_stub
 
 
 def _pb_utils() -> Any:
@@ -55,6 +56,7 @@ class TritonPythonModel:
     """Triton's Python-backend entry points: ``initialize``, ``execute`` (a list of requests), ``finalize``."""
 
     def initialize(self, args: dict[str, str]) -> None:
+        check_stub()
         folder = Path(args["model_repository"]) / str(args["model_version"])
         settings = json.loads((folder / PIPELINE_SETTINGS).read_text())
         trust = resolve_trust(None)  # EVIT_DEPLOY_REQUIRE_SIGNATURE in Triton's environment

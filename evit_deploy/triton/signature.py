@@ -5,7 +5,8 @@ version folder (``<model>/1/export/``; hard links where the file system allows, 
 the pipeline model with ``EVIT_DEPLOY_REQUIRE_SIGNATURE`` set in its environment, :func:`check_repository`
 verifies that copy against the trusted key (every file as signed) and holds each graph model Triton runs to it:
 its version folder holds exactly the files written for it, each byte-equal (sha256) to the signed artifact or
-companion, and its ``config.pbtxt`` is the one this package writes for that artifact. Anything else refuses the
+companion, its ``config.pbtxt`` (and on the python platform its ``model.py`` and ``graph.json``) the one this
+package writes for that artifact. Anything else refuses the
 pipeline model, so the repository's entry point does not come up.
 
 What this cannot cover: Triton loads the graph models itself (they can be called directly, unchecked), and the
@@ -22,7 +23,7 @@ from typing import Any
 from ..artifacts import ArtifactEntry, Manifest, read_manifest
 from ..files import sha256_file
 from ..signing import SIGNATURE, SignatureError, Trust, scan_folder
-from .configs import graph_config
+from .configs import graph_config, graph_runner_files, model_filename, platform_of
 from .pbtxt import to_pbtxt
 
 EXPORT_COPY = "export"  # in the pipeline model's version folder: the signed export, with its export.sig
@@ -74,17 +75,25 @@ def check_repository(version_folder: Path, settings: dict[str, Any], trust: Trus
         if entry.role != role:
             raise SignatureError(f"the repository runs {entry.path} as its {role}; refused")
         folder = repo / graph["name"]
-        config = graph_config(graph["name"], entry, manifest, int(knobs.get("instances", 1)),
-                              str(knobs.get("kind", "KIND_CPU")), int(knobs.get("max_queue_delay_us", 0)))
-        expected = graph_files(entry, config["default_model_filename"])
+        platform = platform_of(entry, graph.get("platform"))
+        threads = knobs.get("threads")
+        config = graph_config(graph["name"], platform, entry, manifest, int(knobs.get("instances", 1)),
+                              str(knobs.get("kind", "KIND_CPU")), int(knobs.get("max_queue_delay_us", 0)),
+                              None if threads is None else int(threads))
+        expected = graph_files(entry, model_filename(platform, entry))
+        runner = graph_runner_files(platform, entry, manifest, config, None if threads is None else int(threads))
         present = scan_folder(folder / "1")
-        if sorted(present) != sorted(expected):
+        if sorted(present) != sorted([*expected, *runner]):
             raise SignatureError(f"Triton model {graph['name']} holds {', '.join(present) or 'nothing'}, not "
-                                 f"{', '.join(expected)}; refused")
+                                 f"{', '.join([*expected, *runner])}; refused")
         digests = {entry.path: entry.sha256, **entry.companions}
         for name, source in expected.items():
             if sha256_file(folder / "1" / name) != digests[source]:
                 raise SignatureError(f"{folder / '1' / name} is not the signed {source} of the export; refused")
+        for name, text in runner.items():  # the python platform's model.py and settings, as written for it
+            if (folder / "1" / name).read_text() != text:
+                raise SignatureError(f"{folder / '1' / name} is not the one written for the signed {entry.path}; "
+                                     "refused")
         if (folder / CONFIG).read_text() != to_pbtxt(config) + "\n":
             raise SignatureError(f"{folder / CONFIG} is not the configuration written for the signed {entry.path}; "
                                  "refused")
