@@ -478,3 +478,21 @@ def test_error_line_of_a_triton_log():
     assert error_line(log) == "failed to load 'm-model' version 1: Internal: bad"
     assert error_line(log[:2] + log[3:]) == "creating server: Internal - failed to load all models"
     assert error_line(log[:1]) is None
+
+
+def test_openvino_platform_passes_the_load_settings_and_refuses_what_it_cannot_pin(tmp_path):
+    """Triton's OpenVINO backend: the IR's load_settings become its parameters (OpenVINO ignores the precision an
+    IR carries); an f32 IR is refused in one line, since that backend cannot be told to run f32."""
+    from evit_deploy.artifacts import ArtifactEntry, TensorSpec
+    from evit_deploy.errors import EvitError
+    from evit_deploy.triton.configs import openvino_parameters
+
+    def entry(hint):  # noqa: ANN001, ANN202
+        return ArtifactEntry("openvino", "model", "model.xml", "bf16", "NCHW", [TensorSpec("input", ("batch", 3, 8, 8),
+                             "float32")], [], load_settings={"INFERENCE_PRECISION_HINT": hint,
+                                                             "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"})
+
+    assert openvino_parameters(entry("bf16"), 2) == {"HINT_BF16": "YES", "PERFORMANCE_HINT": "LATENCY",
+                                                     "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": "2"}
+    with pytest.raises(EvitError, match="cannot be told to run f32.*--platform python"):
+        openvino_parameters(entry("f32"), 2)

@@ -283,7 +283,8 @@ TRITON_SERVER_OPTIONS = ("host", "http_port", "grpc_port", "metrics_port", "read
 @click.option("--platform", default="auto", show_default=True, type=click.Choice(TRITON_PLATFORMS),
               help="Graph platform. auto: TensorRT plans, else ONNX Runtime (with --serve: what the server has; "
                    "the bundled server has the Python backend only, so python). python: the graphs run with this "
-                   "package's runtime inside Triton's Python backend.")
+                   "package's runtime inside Triton's Python backend. openvino: Triton's OpenVINO backend (bf16 IRs "
+                   "only: it cannot be told to run f32).")
 @click.option("--max-queue-delay-us", default=5000, show_default=True, type=click.IntRange(min=0),
               help="Dynamic batching: longest wait for a fuller batch.")
 @click.option("--threads", type=click.IntRange(min=0),

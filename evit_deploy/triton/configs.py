@@ -39,6 +39,9 @@ PYTHON_FORMATS = tuple(f for f, info in FORMATS.items() if info.runnable and not
 PLATFORMS = {p.name: p for p in (
     Platform("tensorrt_plan", "tensorrt", ("trt-engine",), "model.plan", gpu=True),
     Platform("onnxruntime_onnx", "onnxruntime", ("onnx",), "model.onnx"),
+    # Triton's OpenVINO backend (model.xml + model.bin); its parameters carry the IR's load settings (it has no
+    # setting for f32 inference precision, so an f32 IR is refused there: see openvino_parameters)
+    Platform("openvino", "openvino", ("openvino",), "model.xml", config_key="backend", auto=False),
     Platform("python", "python", PYTHON_FORMATS, None, config_key="backend", auto=False),
 )}
 GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
@@ -131,7 +134,29 @@ def graph_config(name: str, platform: Platform, entry: ArtifactEntry, manifest: 
     threads = manifest.runtime.threads if threads is None else threads
     if platform.name == "onnxruntime_onnx" and threads:
         config["parameters"] = [{"key": "intra_op_thread_count", "value": {"string_value": str(threads)}}]
+    if platform.name == "openvino":
+        config["parameters"] = [{"key": key, "value": {"string_value": value}}
+                                for key, value in openvino_parameters(entry, threads).items()]
     return config
+
+
+def openvino_parameters(entry: ArtifactEntry, threads: int | None) -> dict[str, str]:
+    """The Triton OpenVINO backend's parameters for an IR: its ``load_settings`` (OpenVINO does not apply the
+    precision an IR carries), in the backend's own names. The backend can ask for bf16 (``HINT_BF16``) but has no
+    setting for f32, and OpenVINO runs bf16 unasked on CPUs with AVX512_BF16/AMX: an f32 IR is refused here."""
+    load = entry.load_settings
+    precision = load.get("INFERENCE_PRECISION_HINT", "f32")
+    if precision != "bf16":
+        raise EvitError(f"{entry.path} was validated at {precision} inference precision, and Triton's OpenVINO "
+                        "backend cannot be told to run f32 (it only has HINT_BF16; OpenVINO runs bf16 unasked on "
+                        "CPUs with AVX512_BF16/AMX): use --platform python (our runtime pins the precision) or a "
+                        "bf16 export (--precision bf16)")
+    out = {"HINT_BF16": "YES", "PERFORMANCE_HINT": load.get("PERFORMANCE_HINT", "LATENCY")}
+    if load.get("NUM_STREAMS"):
+        out["NUM_STREAMS"] = load["NUM_STREAMS"]
+    if threads:
+        out["INFERENCE_NUM_THREADS"] = str(threads)
+    return out
 
 
 def pipeline_config(name: str, instances: int, max_queue_delay_us: int) -> dict[str, Any]:
