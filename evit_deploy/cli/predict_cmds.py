@@ -149,7 +149,8 @@ def predict(ctx: click.Context, export_dir: str, images: tuple[str, ...], output
     progress), also writes predictions.jsonl (one record a line), reads URIs Ray Data can read (s3://...), and
     skips images whose outputs are already complete in the output folder (rerun to resume).
     """
-    from ..predict.jobs import OutputFolder, PredictorSpec, collect_images, unique_stems
+    from ..predict.inputs import collect_images
+    from ..predict.jobs import OutputFolder, PredictorSpec, unique_stems
 
     _engine_only(ctx, engine, ("concurrency", "address"))
     on_ray = engine == "ray"
