@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first: this exact version resolves to the CPU wheel on the build machines (no multi-GB download)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[onnx,tflite,openvino,serve,eval,ray,compare,test]"
+	$(PY) -m pip install -q -e ".[onnx,tflite,openvino,serve,eval,ray,compare,video,test]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -18,6 +18,7 @@ EXTRAS = {  # importable module → the extra that installs it
     "cv2": "eval", "pycocotools": "eval", "cityscapesscripts": "eval",
     "openvino": "openvino", "nncf": "openvino",
     "ray": "ray",
+    "av": "video",
     "transformers": "compare", "segment_anything": "compare",
     "timm": "compare-timm", "fastervit": "compare-timm",
 }
