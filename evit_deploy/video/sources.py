@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import math
 import os
 import re
 import sys
@@ -93,6 +94,12 @@ def _open_error(exc: Exception, what: str, kind: str, elapsed: float, timeout: f
     return VideoError(f"cannot open {what}: {one_line(exc, 160)}")
 
 
+def _seconds(frame: Any) -> float | None:
+    """A PyAV frame's timestamp in seconds, None when it has none."""
+    seconds = frame.time
+    return float(seconds) if seconds is not None and math.isfinite(seconds) else None
+
+
 class AvSource(FrameSource):
     """A video file, camera or network stream decoded by PyAV (the first video stream)."""
 
@@ -106,6 +113,11 @@ class AvSource(FrameSource):
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else None
         declared = int(stream.frames) or None
+        # the video's declared length: its own duration, or the container's when it holds nothing else
+        if stream.duration is not None and stream.time_base:
+            self._seconds: float | None = float(stream.duration * stream.time_base)
+        else:
+            self._seconds = container.duration / 1e6 if container.duration and len(container.streams) == 1 else None
         width, height = stream.codec_context.width, stream.codec_context.height
         if width and height:
             self._check_size(name, width, height)
@@ -165,14 +177,27 @@ class AvSource(FrameSource):
             offset = (last.time or 0.0) + step
         if index == 0:
             if self.damage:
-                raise VideoError(f"{self.info.name} is damaged before its first frame ({self.damage})")
+                raise VideoError(f"{self.info.name} is damaged: {self.damage}")
             raise VideoError(f"{self.info.name} holds no video frames")
-        declared = self.info.frames
-        if self.damage is None and declared and index < declared and self._kind == "file":
-            self.damage = f"it ends after {index} of the {declared} frames its header declares (cut short?)"
+        if self.damage is None and self._kind == "file":
+            self.damage = self._cut_short(index, last)
+
+    def _cut_short(self, count: int, last: Frame | None) -> str | None:
+        """Why a file that decoded without error still looks cut short (fewer frames or seconds than its header
+        declares), or None."""
+        declared, fps = self.info.frames, self.info.fps
+        if declared:
+            return None if count >= declared else (
+                f"it ends after {count} of the {declared} frames its header declares (cut short?)")
+        if self._seconds and fps and last is not None and last.time is not None and self._settings.loop == 1:
+            shown = last.time + 1.0 / fps
+            if shown < self._seconds - max(2.0 / fps, 0.1):
+                return f"it ends at {shown:.2f} s of the {self._seconds:.2f} s its header declares (cut short?)"
+        return None
 
     def _decode(self, first: int, offset: float) -> Iterator[Frame]:
-        """Decode one pass over the stream; frame times start at ``offset``."""
+        """Decode one pass over the stream; frame times start at ``offset``. On damage the frames the decoder
+        still holds (B-frames wait for later packets) are flushed out before stopping."""
         import av
 
         container = self._container
@@ -184,34 +209,45 @@ class AvSource(FrameSource):
             try:
                 packet = next(packets)
                 decoded = packet.decode()
-            except StopIteration:
-                return
-            except av.error.EOFError:
-                return
-            except av.error.ExitError:
-                self.damage = f"no data for {self._settings.timeout:g} s (--timeout)"
+            except (StopIteration, av.error.EOFError):
                 return
             except (av.error.FFmpegError, OSError) as exc:
-                if self.info.live and errors < MAX_LIVE_ERRORS:
+                if self.info.live and errors < MAX_LIVE_ERRORS and not isinstance(exc, av.error.ExitError):
                     errors += 1
                     self.skipped += 1
                     continue
-                self.damage = (f"decoding stopped after frame {index - 1 if index else 'none'}: "
-                               f"{one_line(getattr(exc, 'strerror', None) or exc, 120)}")
+                reason = (f"no data for {self._settings.timeout:g} s (--timeout)" if isinstance(exc, av.error.ExitError)
+                          else one_line(getattr(exc, "strerror", None) or exc, 120))
+                try:
+                    decoded = stream.codec_context.decode(None)
+                except (av.error.FFmpegError, OSError):
+                    decoded = []
+                for frame in decoded:
+                    if start is None:
+                        start = _seconds(frame) or 0.0
+                    yield self._frame(frame, index, first, offset, start, tic)
+                    index += 1
+                where = f"after frame {index - 1}" if index > first else "before the first frame"
+                self.damage = f"decoding stopped {where}: {reason}"
                 return
             errors = 0
             for frame in decoded:
-                image = frame.to_ndarray(format="rgb24")
-                self._check_size(self.info.name, image.shape[1], image.shape[0])
-                seconds = frame.time
                 if start is None:
-                    start = seconds or 0.0
-                if seconds is None:
-                    seconds = start + (index - first) / (self.info.fps or 1.0)
-                now = time.perf_counter()
-                yield Frame(index, offset + seconds - start, image, now, (now - tic) * 1e3)
+                    start = _seconds(frame) or 0.0
+                yield self._frame(frame, index, first, offset, start, tic)
                 index += 1
                 tic = time.perf_counter()
+
+    def _frame(self, frame: Any, index: int, first: int, offset: float, start: float, tic: float) -> Frame:
+        """A decoded PyAV frame as a :class:`Frame` (RGB, size checked, time from its timestamp, relative to the
+        pass's first frame at ``start``)."""
+        image = frame.to_ndarray(format="rgb24")
+        self._check_size(self.info.name, image.shape[1], image.shape[0])
+        seconds = _seconds(frame)
+        if seconds is None:  # no timestamp (e.g. frames flushed out after damage): from the frame rate
+            seconds = start + (index - first) / (self.info.fps or 1.0)
+        now = time.perf_counter()
+        return Frame(index, offset + seconds - start, image, now, (now - tic) * 1e3)
 
     def close(self) -> None:
         if self._container is not None:

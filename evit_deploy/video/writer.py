@@ -8,6 +8,7 @@ folder and moves it into place only after :meth:`VideoWriter.close`.
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,8 @@ class VideoWriter:
         height, width = self.size
         if (frame.height, frame.width) != (height, width):
             frame = frame.reformat(width=width, height=height)
-        pts = self._last_pts + 1 if time is None else max(self._last_pts + 1, round(time * self.rate))
+        known = time is not None and math.isfinite(time)
+        pts = max(self._last_pts + 1, round(time * self.rate)) if known else self._last_pts + 1
         frame.pts, frame.time_base = pts, 1 / self.rate
         self._last_pts = pts
         self._container.mux(self._stream.encode(frame))
