@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def predict_video(spec: Any, source: str, output: str | None, options: dict[str,
     require("av", "video input")
     folder = check_output(output or Path("predictions") / source_label(source))
     schedule = PromptSchedule.read(prompts, options) if prompts else None
-    predictor = spec.load()
+    predictor = replace(spec, shared_cpu=True).load()  # the runtime shares the cores with the other stages
     check_prompts_task(predictor, schedule)
     video = VideoSettings(
         options=options, prompts=schedule,

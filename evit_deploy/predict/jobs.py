@@ -42,13 +42,14 @@ class PredictorSpec:
     weights: str | None = None
     ema: bool = False
     threads: int | None = None
+    shared_cpu: bool = False  # the runtime shares the cores with other stages (video pipeline)
 
     def load(self) -> Any:
         """The Predictor (loads the model)."""
         from .predictor import Predictor
 
         if self._is_export():
-            return Predictor.from_export(self.source, threads=self.threads)
+            return Predictor.from_export(self.source, threads=self.threads, shared_cpu=self.shared_cpu)
         return Predictor.from_model(self.source, self.weights, ema=self.ema)
 
     def manifest(self) -> Any:

@@ -75,14 +75,16 @@ class Predictor:
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
-    def from_export(cls, path: str | os.PathLike, threads: int | None = None) -> Predictor:
-        """An export folder, or one artifact file inside one (its ``export.json`` says the model and sizes)."""
+    def from_export(cls, path: str | os.PathLike, threads: int | None = None, shared_cpu: bool = False) -> Predictor:
+        """An export folder, or one artifact file inside one (its ``export.json`` says the model and sizes).
+        ``shared_cpu``: other work runs on the same cores (a video pipeline), so idle runtime threads must not spin
+        or pin cores."""
         path = Path(path)
         if not path.exists():
             raise EvitError(f"not found: {path}")
         folder, artifact = (path.parent, path) if path.is_file() else (path, None)
         manifest = read_manifest(folder, verify=False)  # each artifact is hash-checked when the engine opens it
-        engine = ExportEngine(folder, manifest, artifact, threads)
+        engine = ExportEngine(folder, manifest, artifact, threads, shared_cpu=shared_cpu)
         return cls(engine, manifest.model, manifest.input_size, source=str(path))
 
     @classmethod
