@@ -127,6 +127,22 @@ def test_source_kinds_and_labels(clip, tmp_path):
     assert (looped[12].image == frames[0].image).all()
 
 
+def test_rotated_video_is_read_upright(tmp_path):
+    stored = np.zeros((32, 64, 3), np.uint8)
+    stored[:, :8] = 255  # a white band along the left edge of the stored picture
+    with av.open(str(tmp_path / "phone.mp4"), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv444p"
+        stream.set_display_rotation(90)  # shown turned a quarter counter-clockwise
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
+        out.mux(stream.encode(None))
+    with open_source(str(tmp_path / "phone.mp4")) as source:
+        assert source.info.size == (64, 32)
+        frame = next(source.frames()).image
+    assert frame.shape == (64, 32, 3)
+    assert frame[-6:].mean() > 200 and frame[:-10].mean() < 30  # the left band is now the bottom band
+
+
 def test_newest_frames_buffer_and_queue_keep_the_newest():
     buffer = NewestFrames(1)
     for i in range(5):

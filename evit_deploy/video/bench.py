@@ -20,6 +20,7 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,7 @@ def _memory(predictor: Any, source: str, folder: Path, frames: tuple[int, int], 
         if stats.frames in frames:
             marks[stats.frames] = {"rss_mb": round(rss_mb(), 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
 
-    settings = VideoSettings(source=SourceSettings(loop=loops),
-                             stream=StreamSettings(frames[1], draw=True, torch_threads=stream.torch_threads))
+    settings = VideoSettings(source=SourceSettings(loop=loops), stream=replace(stream, max_frames=frames[1]))
     run_video(predictor, source, folder, settings, on_frame)
     first, last = marks.get(frames[0]), marks.get(frames[1])
     if first is None or last is None:
@@ -107,7 +107,7 @@ def decode_rates(source: str, repeats: int = 3) -> dict[str, float | None]:
 
 def bench_video(export: str | os.PathLike, source: str | os.PathLike, *, threads: int | None = None,
                 repeats: int = 3, memory_frames: tuple[int, int] | None = (60, 600), torch_count: int = 1,
-                decoders: bool = True) -> dict[str, Any]:
+                helper_nice: int = 0, decoders: bool = True) -> dict[str, Any]:
     """Model-only vs end-to-end frame rates of ``export`` on the video file ``source``, where the time goes, and
     (``memory_frames``) whether memory stays flat over a looped run. ``threads``: the runtime's (default: the
     export's). Returns the figures as a dict (see the module docstring)."""
@@ -120,7 +120,7 @@ def bench_video(export: str | os.PathLike, source: str | os.PathLike, *, threads
         info = opened.info
     if info.live or not info.frames:
         raise EvitError(f"{source}: bench_video needs a video file with a known frame count")
-    stream = StreamSettings(draw=True, torch_threads=torch_count)
+    stream = StreamSettings(draw=True, torch_threads=torch_count, helper_nice=helper_nice)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="evit-bench-video-") as tmp:
         memory = (_memory(predictor, source, Path(tmp) / "memory", memory_frames, stream, info.frames)
@@ -141,7 +141,7 @@ def bench_video(export: str | os.PathLike, source: str | os.PathLike, *, threads
         "source": {"path": source, "frames": info.frames, "fps": info.fps, "size": list(info.size or ()),
                    "codec": info.codec},
         "threads": {"runtime": threads if threads is not None else "export default", "decoder": 1, "encoder": 1,
-                    "torch (pre/post)": torch_count, "python stages": 5},
+                    "torch (pre/post)": torch_count, "python stages": 5, "helper nice": helper_nice},
         "repeats": repeats, "load_average": {"before": [round(v, 2) for v in load_before],
                                              "after": [round(v, 2) for v in os.getloadavg()]},
         "model_only_fps": {"median": round(statistics.median(model_fps), 3), "runs": [round(v, 3) for v in model_fps]},

@@ -19,7 +19,9 @@ release it.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -62,6 +64,7 @@ class StreamSettings:
     depth: int = 1
     draw: bool = False
     torch_threads: int | None = None
+    helper_nice: int = 0  # Linux: niceness added to every stage thread but inference (and the threads they start)
 
 
 Stage = tuple[str, Callable[[FrameJob], None]]
@@ -90,8 +93,10 @@ class Pipeline:
     jobs in order. Leaving the iteration (end, error, ``break``, KeyboardInterrupt) stops and joins the threads.
     ``newest``: how many of the first queues keep the newest frames instead of blocking (live sources)."""
 
-    def __init__(self, feed: Iterator[FrameJob], stages: Sequence[Stage], depth: int = 1, newest: int = 0) -> None:
+    def __init__(self, feed: Iterator[FrameJob], stages: Sequence[Stage], depth: int = 1, newest: int = 0,
+                 on_start: Callable[[str], None] | None = None) -> None:
         self._feed = feed
+        self._on_start = on_start or (lambda name: None)
         self._stages = list(stages)
         size = max(1, depth)
         self._queues: list[queue.Queue] = [NewestQueue(size) if i < newest else queue.Queue(size)
@@ -125,6 +130,7 @@ class Pipeline:
 
     def _run_feed(self) -> None:
         try:
+            self._on_start("decode")
             for job in self._feed:
                 if not self._put(self._queues[0], job):
                     return
@@ -136,6 +142,7 @@ class Pipeline:
         name, work = self._stages[index]
         source, sink = self._queues[index], self._queues[index + 1]
         try:
+            self._on_start(name)
             while True:
                 job = self._get(source)
                 if job is _END:
@@ -247,7 +254,21 @@ def build_pipeline(predictor: Any, source: FrameSource, settings: StreamSettings
     if sink is not None:
         stages.append(("encode", sink))
     newest = [name for name, _ in stages].index(NEWEST_UNTIL) + 1 if source.info.live else 0
-    return Pipeline(_feed(source, settings), stages, settings.depth, newest)
+    return Pipeline(_feed(source, settings), stages, settings.depth, newest, _helper_priority(settings.helper_nice))
+
+
+def _helper_priority(nice: int) -> Callable[[str], None] | None:
+    """Lower the priority of the calling stage thread (not inference) by ``nice`` (Linux, where niceness is per
+    thread), so that the model's threads win the cores when both are ready and the other stages fill the gaps."""
+    if not nice or not sys.platform.startswith("linux"):
+        return None
+
+    def lower(stage: str) -> None:
+        if stage != "infer":
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
+
+    return lower
 
 
 def pipeline_threads(predictor: Any, settings: StreamSettings) -> contextlib.AbstractContextManager[None]:

@@ -99,8 +99,7 @@ class _Outputs:
     def write(self, job: FrameJob) -> None:
         if self.settings.video:
             if self.video is None:
-                size = self.source.info.size or tuple(job.drawn.shape[:2])
-                self.video = VideoWriter(self.folder / VIDEO_FILE, self.source.info.fps, size,
+                self.video = VideoWriter(self.folder / VIDEO_FILE, self.source.info.fps, job.drawn.shape[:2],
                                          self.settings.encoder_threads)
             self.video.write(job.drawn, job.frame.time)
             job.drawn = None

@@ -26,6 +26,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -128,6 +129,18 @@ class AvSource(FrameSource):
         loops = settings.loop if kind == "file" else 1
         self.info = SourceInfo(name, kind, live, fps, (height, width) if width and height else None,
                                declared * loops if declared else None, stream.codec_context.name)
+        # the first frame is decoded now: a source without frames fails here, before any output exists, and the
+        # size is the upright frame's (a rotated phone video swaps height and width)
+        self._frames = self._passes()
+        try:
+            self._first: Frame = next(self._frames)
+        except StopIteration:  # _passes raises for a source without frames; this is a safety net
+            self.close()
+            raise VideoError(f"{name} holds no video frames") from None
+        except BaseException:
+            self.close()
+            raise
+        self.info = replace(self.info, size=tuple(self._first.image.shape[:2]))
 
     def _open(self, name: str) -> tuple[Any, Any]:
         av = require("av", PURPOSE)
@@ -161,6 +174,11 @@ class AvSource(FrameSource):
                              f"{limit} (--max-pixels)")
 
     def frames(self) -> Iterator[Frame]:
+        yield self._first
+        yield from self._frames
+
+    def _passes(self) -> Iterator[Frame]:
+        """Every frame of every pass (``loop``), then the damage check."""
         index, offset = 0, 0.0
         for loop in range(self._settings.loop if self._kind == "file" else 1):
             if loop:
@@ -243,6 +261,9 @@ class AvSource(FrameSource):
         pass's first frame at ``start``)."""
         image = frame.to_ndarray(format="rgb24")
         self._check_size(self.info.name, image.shape[1], image.shape[0])
+        quarter = round((getattr(frame, "rotation", 0) or 0) / 90) % 4  # display matrix: counter-clockwise turns
+        if quarter:
+            image = np.ascontiguousarray(np.rot90(image, quarter))
         seconds = _seconds(frame)
         if seconds is None:  # no timestamp (e.g. frames flushed out after damage): from the frame rate
             seconds = start + (index - first) / (self.info.fps or 1.0)
