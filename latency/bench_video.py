@@ -60,15 +60,19 @@ def export_model(folder: Path) -> Path:
 
 def markdown(report: dict) -> str:
     r = report["result"]
+    facts = next(iter(r["runtime_facts"].values()), {})
+    ran = ", ".join(f"{k} {facts[k]}" for k in ("inference_precision", "threads", "streams") if k in facts)
     lines = [
         "# Video: end-to-end pipeline vs the model alone (`latency/bench_video.py`)", "",
         f"{r['model']} (`{report['target']}`, {r['backend']}) on a generated {r['source']['frames']}-frame "
         f"{r['source']['size'][0]}x{r['source']['size'][1]} {r['source']['codec']} file at {r['source']['fps']:g} fps; "
-        f"{report['machine']['cpu']}, {report['machine']['cores']} cores.", "",
+        f"{report['machine']['cpu']}, {report['machine']['cores']} cores; the runtime ran "
+        f"{ran or 'as the export says'}.",
+        "",
         f"**Machine shared**: {report['note']} Load average before/after: {r['load_average']['before']} / "
         f"{r['load_average']['after']}.", "",
         "| | frames/s | runs |", "|---|---|---|",
-        f"| model only (pre-processed frames, nothing else running) | {r['model_only_fps']['median']:.3f} | "
+        f"| model only (pre-processed frames, no other stage running) | {r['model_only_fps']['median']:.3f} | "
         f"{r['model_only_fps']['runs']} |",
         f"| end to end (decode → pre → infer → post/draw → encode) | {r['end_to_end_fps']['median']:.3f} | "
         f"{r['end_to_end_fps']['runs']} |",

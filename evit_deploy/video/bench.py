@@ -138,6 +138,7 @@ def bench_video(export: str | os.PathLike, source: str | os.PathLike, *, threads
     return {
         "export": str(export), "model": predictor.model, "task": predictor.task,
         "backend": ", ".join(b.name for b in predictor.engine.backends.values()),
+        "runtime_facts": {role: b.facts for role, b in predictor.engine.backends.items()},
         "source": {"path": source, "frames": info.frames, "fps": info.fps, "size": list(info.size or ()),
                    "codec": info.codec},
         "threads": {"runtime": threads if threads is not None else "export default", "decoder": 1, "encoder": 1,
