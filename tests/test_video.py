@@ -248,6 +248,40 @@ def test_predictor_stream_yields_what_predict_returns(seg_pred, cls_pred, clip, 
     assert not [t for t in threading.enumerate() if t.name.startswith("evit-video")]
 
 
+def test_bench_video_reports_model_only_and_end_to_end_side_by_side(seg_export, clip):
+    from evit_deploy.video.bench import bench_video
+
+    report = bench_video(seg_export[0], clip, repeats=1, memory_frames=(3, 9))
+    assert report["source"]["frames"] == 6 and report["task"] == "seg"
+    assert report["ratio"] == pytest.approx(report["end_to_end_fps"]["runs"][0] / report["model_only_fps"]["runs"][0],
+                                            rel=1e-2)
+    assert set(report["stages_ms"]) == {"decode", "pre", "infer", "post", "encode"}
+    memory = report["memory"]
+    assert memory["loops"] == 2 and set(memory["at"]) == {"3", "9"}
+    assert memory["growth"]["peak_rss_mb"] == pytest.approx(
+        memory["at"]["9"]["peak_rss_mb"] / memory["at"]["3"]["peak_rss_mb"] - 1, abs=1e-3)
+    assert report["decoders"]["pyav"] > 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_helper_stages_can_run_at_a_lower_priority():
+    from evit_deploy.video.pipeline import _helper_priority
+
+    lower, seen = _helper_priority(3), {}
+
+    def stage(name):
+        lower(name)
+        seen[name] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    for name in ("pre", "infer"):
+        thread = threading.Thread(target=stage, args=(name,))
+        thread.start()
+        thread.join()
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert seen == {"pre": min(19, base + 3), "infer": base}
+    assert _helper_priority(0) is None
+
+
 # -- classification and SAM -----------------------------------------------------------------------------------
 def test_classification_video_writes_label_and_score(cls_pred, tmp_path):
     bright = [np.full((*SIZE, 3), 230, np.uint8) for _ in range(3)]
