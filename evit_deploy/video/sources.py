@@ -116,9 +116,10 @@ class AvSource(FrameSource):
         declared = int(stream.frames) or None
         # the video's declared length: its own duration, or the container's when it holds nothing else
         if stream.duration is not None and stream.time_base:
-            self._seconds: float | None = float(stream.duration * stream.time_base)
+            self._declared_seconds: float | None = float(stream.duration * stream.time_base)
         else:
-            self._seconds = container.duration / 1e6 if container.duration and len(container.streams) == 1 else None
+            alone = container.duration and len(container.streams) == 1
+            self._declared_seconds = container.duration / 1e6 if alone else None
         width, height = stream.codec_context.width, stream.codec_context.height
         if width and height:
             self._check_size(name, width, height)
@@ -207,10 +208,11 @@ class AvSource(FrameSource):
         if declared:
             return None if count >= declared else (
                 f"it ends after {count} of the {declared} frames its header declares (cut short?)")
-        if self._seconds and fps and last is not None and last.time is not None and self._settings.loop == 1:
+        declared_s = self._declared_seconds
+        if declared_s and fps and last is not None and last.time is not None and self._settings.loop == 1:
             shown = last.time + 1.0 / fps
-            if shown < self._seconds - max(2.0 / fps, 0.1):
-                return f"it ends at {shown:.2f} s of the {self._seconds:.2f} s its header declares (cut short?)"
+            if shown < declared_s - max(2.0 / fps, 0.1):
+                return f"it ends at {shown:.2f} s of the {declared_s:.2f} s its header declares (cut short?)"
         return None
 
     def _decode(self, first: int, offset: float) -> Iterator[Frame]:
