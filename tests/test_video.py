@@ -464,6 +464,19 @@ def test_damaged_video_keeps_the_frames_before_the_damage(seg_export, clip, tmp_
         list(Predictor.from_export(seg_export[0]).stream(str(broken)))
 
 
+def test_file_cut_short_without_a_decoding_error_is_reported(tmp_path):
+    mkv = write_clip(tmp_path / "a.mkv", frames_of(20), fps=10, fmt="matroska")
+    with av.open(str(mkv)) as container:  # cut after the 8th packet: Matroska declares the duration up front
+        ends = [p.pos + p.size for p in container.demux(video=0) if p.size]
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(mkv.read_bytes()[: ends[7]])
+    with open_source(str(cut)) as source:
+        frames = list(source.frames())
+    assert 0 < len(frames) < 20 and "cut short" in source.damage and "of the 2.00 s" in source.damage
+    with open_source(str(mkv)) as source:
+        assert len(list(source.frames())) == 20 and source.damage is None
+
+
 def test_writer_odd_size_and_time_stamps(tmp_path):
     writer = VideoWriter(tmp_path / "odd.mp4", 12.5, (33, 47))
     for i, frame in enumerate(frames_of(4, (33, 47))):
