@@ -110,6 +110,9 @@ class ArtifactEntry:
     sha256: str = ""
     notes: list[str] = field(default_factory=list)
     companions: dict[str, str] = field(default_factory=dict)  # files the artifact needs beside it → sha256
+    # Settings every consumer must pass when it loads the artifact, because the runtime does not take them from the
+    # file (OpenVINO ignores the precision an IR carries): {setting: value}, in the runtime's own names.
+    load_settings: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.companions and self.format in FORMATS:
@@ -133,6 +136,8 @@ class ArtifactEntry:
         }
         if self.companions:
             out["companions"] = dict(self.companions)
+        if self.load_settings:
+            out["load_settings"] = dict(self.load_settings)
         return out
 
 
@@ -306,12 +311,15 @@ def _artifact(reader: _Reader, data: Any, i: int) -> ArtifactEntry:
     for name, digest in companions.items():
         if not isinstance(digest, str) or (digest and not _SHA_RE.fullmatch(digest)):
             raise reader.fail(f"'{at}.companions.{name}'", "is not a sha256 hex digest")
+    load_settings = reader.get(data, "load_settings", dict, at, {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in load_settings.items()):
+        raise reader.fail(f"'{at}.load_settings'", "must map setting names to string values")
     return ArtifactEntry(
         format=fmt, role=reader.choice(data, "role", ROLES, at), path=path,
         precision=reader.choice(data, "precision", PRECISIONS, at),
         layout=reader.choice(data, "layout", LAYOUTS, at), inputs=reader.tensors(data, "inputs", at),
         outputs=reader.tensors(data, "outputs", at), sha256=sha, notes=[str(n) for n in notes],
-        companions=dict(companions),
+        companions=dict(companions), load_settings=dict(load_settings),
     )
 
 

@@ -116,9 +116,9 @@ def check_output_dir(output: Path, what: str = "output folder") -> Path:
 
 
 
-def check_report_dir(folder: Path, files: tuple[str, ...], keys: set[str], what: str) -> None:
+def check_report_dir(folder: Path, files: tuple[str, ...], ours: Callable[[object], bool], what: str) -> None:
     """Refuse, before the work, a report folder we may not or cannot write: one that is a file, one holding any of
-    ``files`` that is not a previous report of ours (``files[0]``: a JSON object with ``keys``), a read-only place.
+    ``files`` that is not a previous report of ours (``files[0]``: JSON that ``ours`` accepts), a read-only place.
     ``what``: the report, in words (``benchmark report``)."""
     if folder.exists() and not folder.is_dir():
         raise EvitError(f"{what} folder {folder} exists and is not a folder")
@@ -126,15 +126,16 @@ def check_report_dir(folder: Path, files: tuple[str, ...], keys: set[str], what:
     if existing:
         try:
             doc = json.loads((folder / files[0]).read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             doc = None
-        if not (isinstance(doc, dict) and keys <= set(doc)):
+        if not ours(doc):
             article = "an" if what[0] in "aeiou" else "a"
             raise EvitError(f"refusing to overwrite {folder / existing[0]}: it is not {article} {what} written by "
                             "evit-deploy; choose another --output folder")
     parent = next(p for p in (folder, *folder.parents) if p.exists())
     with writing(f"write the {what} to {folder}"):  # a read-only place fails now, not after the work
         tempfile.TemporaryFile(dir=parent).close()
+
 
 def _alive(host: str, pid: int) -> bool:
     if host != socket.gethostname():
@@ -164,6 +165,10 @@ def remove_stale_staging(output: Path) -> list[Path]:
     return removed
 
 
+SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # turned into Terminated while an output is written
+DEFERRED = (*SIGNALS, signal.SIGINT)  # held back while a folder is created, moved into place or removed
+
+
 @contextlib.contextmanager
 def terminate_as_exception() -> Iterator[None]:
     """While the block runs, SIGTERM and SIGHUP raise :class:`Terminated` (so ``finally``/``except`` cleanups
@@ -175,12 +180,44 @@ def terminate_as_exception() -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         raise Terminated(signum)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.signal(s, handler) for s in SIGNALS}
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGTERM, SIGHUP and SIGINT back while the block runs; one that arrived is acted on when it ends, as
+    it would have been (its previous handler is called, or the default action taken).
+
+    For the steps that must not be cut in two: creating a staging folder and marking it, moving a finished
+    folder into place, removing a staging folder. Python runs signal handlers in the main thread whichever thread
+    the signal reached (a signal mask would not hold it: the runtimes' worker threads take it), so the handlers
+    here record the signal instead. Outside the main thread it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: arrived.append(signum)) for s in DEFERRED}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if arrived:
+            _act_on(arrived[0], previous[arrived[0]])
+
+
+def _act_on(signum: int, handler: object) -> None:
+    """Do what ``handler`` (a previous disposition of ``signum``) does with the signal."""
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL:
+        os.kill(os.getpid(), signum)  # the default action, now that the default is back
 
 
 def _entries(folder: Path) -> list[str]:
@@ -233,26 +270,30 @@ def not_ours_error(dest: Path, what: str) -> EvitError:
 def commit_staged(tmp: Path, output: Path, ours: OwnedCheck, force: bool = False, what: str = "folder"
                   ) -> Path | None:
     """Move a finished staging folder into place (see :func:`replace_dir`); returns where an old one went."""
-    (tmp / STAGING_MARKER).unlink(missing_ok=True)
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it private (0700); give it the mode mkdir would have
-    with writing(f"move {output} into place"):
+    with signals_deferred(), writing(f"move {output} into place"):  # all of the move, or none of it
+        (tmp / STAGING_MARKER).unlink(missing_ok=True)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it private (0700); give it the mode mkdir would have
         return replace_dir(tmp, output, ours, force, what)
 
 
 @contextlib.contextmanager
 def staged_dir(output: Path, what: str = "output folder") -> Iterator[Path]:
     """A fresh staging folder beside ``output`` (marked as ours), removed when the block exits by any path
-    unless it was moved into place. SIGTERM/SIGHUP inside the block raise :class:`Terminated`."""
+    unless it was moved into place. SIGTERM/SIGHUP raise :class:`Terminated` from before the folder exists until
+    after it is gone, and are held back while it is created and marked and while it is removed, so no signal
+    leaves it behind."""
     output = check_output_dir(Path(output), what)
     parent = output.parent
-    with writing(f"create the {what} {output}"):
-        parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_staging(output)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-{os.getpid()}-", dir=parent))
-    try:
-        with terminate_as_exception():
-            (tmp / STAGING_MARKER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    with terminate_as_exception():
+        tmp = None
+        try:
+            with signals_deferred(), writing(f"create the {what} {output}"):
+                parent.mkdir(parents=True, exist_ok=True)
+                remove_stale_staging(output)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-{os.getpid()}-", dir=parent))
+                (tmp / STAGING_MARKER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
             yield tmp
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            with signals_deferred():
+                if tmp is not None and tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)

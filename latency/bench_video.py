@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from evit_deploy.bench.harness import cpu_model
 from evit_deploy.samples import sample_photos
 from evit_deploy.video.bench import bench_video
 from evit_deploy.video.writer import VideoWriter
@@ -118,9 +115,7 @@ def main() -> None:
         export = Path(args.export) if args.export else export_model(Path(tmp))
         result = bench_video(export, clip, threads=args.threads, repeats=args.repeats,
                              memory_frames=None if args.no_memory else tuple(args.memory_frames))
-    report = {"target": TARGET, "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
-                                            "platform": platform.platform()},
-              "note": args.note, "result": result}
+    report = {"target": TARGET, "machine": result["machine"], "note": args.note, "result": result}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "video-cpu.json").write_text(json.dumps(report, indent=2) + "\n")

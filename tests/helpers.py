@@ -43,3 +43,24 @@ def zero_query_heads_(model: nn.Module) -> nn.Module:
             if hasattr(m, "kernel_func"):
                 m.qkv.conv.weight[: m.dim] = 0
     return model
+
+
+def fast_bench(threads: int = 1, native: bool = False, **overrides):  # noqa: ANN003, ANN201
+    """BenchSettings for tests: the real protocol (worker processes, alternating blocks), with tiny blocks and
+    budget so a run takes seconds. Latency figures from it mean nothing; the rows' structure does."""
+    from evit_deploy.bench.harness import BenchSettings
+    from evit_deploy.bench.protocol import ProtocolSettings
+    from evit_deploy.bench.worker import Warmup
+
+    batches = overrides.pop("batches", [1])
+    baselines = overrides.pop("baselines", ["eager"])
+    fields = dict(threads=threads, block_s=0.02, min_blocks=2, budget_s=1.0, native=native, overhead_calls=3,
+                  warmup=Warmup(min_calls=1, min_s=0.0, max_s=2.0, window=2))
+    protocol = ProtocolSettings(**(fields | overrides))
+    return BenchSettings(batches, baselines, protocol)
+
+
+# The same for the command line: `evit-deploy bench run EXPORT *FAST_ARGS` (every row settles after two blocks: a
+# 95% CI within ±1000%).
+FAST_ARGS = ["--threads", "1", "--block-s", "0.02", "--min-blocks", "2", "--ci", "1000", "--warmup-s", "0",
+             "--no-native"]

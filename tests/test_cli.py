@@ -80,7 +80,7 @@ def test_demo_exports_benchmarks_and_predicts(tmp_path, capsys):
     from .helpers import run_cli
 
     # The demo's path with the smallest classifier (make demo runs the default, B1, the same way).
-    assert run_cli(["demo", "--model", "efficientvit-b0-r224", "--runs", "1", "-o", str(tmp_path)]) == 0
+    assert run_cli(["demo", "--model", "efficientvit-b0-r224", "--budget-s", "0.5", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for target in ("cpu-ort", "mobile-cpu-tflite"):
         assert (tmp_path / f"efficientvit-b0-r224-{target}" / "export.json").is_file()

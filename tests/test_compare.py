@@ -11,6 +11,8 @@ import pytest
 import torch
 from torch import nn
 
+from evit_deploy.bench.schema import Row
+from evit_deploy.bench.stats import Stats
 from evit_deploy.compare.builders import BUILDERS, Builder, builder_for
 from evit_deploy.compare.cards import (
     BUILDER_PACKAGES,
@@ -25,7 +27,7 @@ from evit_deploy.compare.counts import count_competitor
 from evit_deploy.errors import EvitError, MissingDependency
 from evit_deploy.zoo.cards import all_cards
 
-from .helpers import run_cli
+from .helpers import FAST_ARGS, run_cli
 from .shared_exports import export_root
 
 
@@ -86,17 +88,15 @@ def test_unknown_names_and_missing_packages_are_one_line_errors(capsys):
         resolve_competitor("segformr-b1")
     assert resolve_competitor("segformer-b1-ade20k")[1] == "ade20k"
     for args, message in (
-        (["bench", "efficientvit-seg-b1-cityscapes", "--compare", "segformr-b1"], "did you mean segformer-b1"),
-        (["bench", "efficientvit-seg-b1-cityscapes", "--compare", "convnext-t"], "not on cityscapes"),
-        (["bench", "efficientvit-seg-b1-cityscapes", "--compare", "segformer-b1-ade20k"], "not on cityscapes"),
-        (["bench", "efficientvit-seg-b1-cityscapes", "--paper-table", "cityscapes"], "give no MODEL"),
-        (["bench", "--paper-table", "ade20k", "--models", "segformr-b2"], "did you mean segformer-b2"),
-        (["bench", "--paper-table", "ade20k", "--models", "segformer-b5"], "not in the paper's ade20k table"),
-        (["bench", "efficientvit-b1-r224", "--models", "convnext-t"], "--models chooses models of a --paper-table"),
-        (["bench", "--compare", "segformer-b1"], "--compare needs a MODEL"),
-        (["bench", "--paper-table", "kitti"], "Invalid value for '--paper-table'"),
-        (["bench", "--paper-table", "sam", "--weights", "x.pt"], "uses random weights for every model"),
-        (["bench", "--paper-table", "cityscapes", "--imgsz", "100"], "multiples of 32"),
+        (["bench", "compare", "efficientvit-seg-b1-cityscapes", "segformr-b1"], "did you mean segformer-b1"),
+        (["bench", "compare", "efficientvit-seg-b1-cityscapes", "convnext-t"], "not on cityscapes"),
+        (["bench", "compare", "efficientvit-seg-b1-cityscapes", "segformer-b1-ade20k"], "not on cityscapes"),
+        (["bench", "compare", "efficientvit-seg-b1-cityscapes", ","], "needs competitor names"),
+        (["bench", "paper-table", "ade20k", "--models", "segformr-b2"], "did you mean segformer-b2"),
+        (["bench", "paper-table", "ade20k", "--models", "segformer-b5"], "not in the paper's ade20k table"),
+        (["bench", "paper-table", "kitti"], "'kitti' is not one of"),
+        (["bench", "paper-table", "sam", "--weights", "x.pt"], "No such option '--weights'"),
+        (["bench", "paper-table", "cityscapes", "--imgsz", "100"], "multiples of 32"),
     ):
         assert run_cli(args) == 2, args
         err = capsys.readouterr().err.strip()
@@ -110,7 +110,7 @@ def test_unknown_names_and_missing_packages_are_one_line_errors(capsys):
 
 def test_list_comparisons(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "300")  # rich wraps to the terminal's width (80 when there is none)
-    assert run_cli(["bench", "--list-comparisons"]) == 0
+    assert run_cli(["bench", "comparisons"]) == 0
     out = capsys.readouterr().out
     assert "segformer-b1" in out and "sam-vit-h" in out and "not measured: no PyPI package" in out
     assert "13.9×" in out
@@ -121,20 +121,19 @@ def test_claim_is_the_ratio_of_measured_medians_beside_the_papers():
     table = paper_tables()["sam"]
 
     def row(model, fmt, median):
-        return {"model": model, "backend": "onnxruntime" if fmt == "onnx" else "pytorch", "format": fmt,
-                "precision": "fp32", "batch": 1, "artifact": "encoder.onnx" if fmt == "onnx" else None,
-                "latency_ms": {"median": median}}
+        return Row(model, "onnxruntime" if fmt == "onnx" else "pytorch", fmt, "fp32", 1,
+                   "encoder.onnx" if fmt == "onnx" else None, latency=Stats(median=median))
 
     results = [row("efficientvit-sam-l2", "pytorch-eager", 40.0), row("efficientvit-sam-l2", "onnx", 30.0),
                row("sam-vit-h", "pytorch-eager", 900.0), row("sam-vit-h", "onnx", 720.0)]
     entry = claim_entry(table, "sam-vit-h", "efficientvit-sam-l2",
                         (competitors()["sam-vit-h"].rows["sam"], table.efficientvit["efficientvit-sam-l2"]),
                         results, "CPU X (2 threads)", 1)
-    assert [h["id"] for h in entry["headlines"]] == ["sam-vit-h-48.9x"]
-    assert entry["speedup"] == 720.0 / 30.0 and entry["speedup_backend"]["format"] == "onnx"
-    assert entry["text"] == ("paper: 48.9× on NVIDIA A100 TensorRT fp16 bs16 (end to end: encoder + decoder) — "
+    assert [h["id"] for h in entry.headlines] == ["sam-vit-h-48.9x"]
+    assert entry.speedup == 720.0 / 30.0 and entry.speedup_backend["format"] == "onnx"
+    assert entry.text == ("paper: 48.9× on NVIDIA A100 TensorRT fp16 bs16 (end to end: encoder + decoder) — "
                              "measured here: 24.0× on CPU X (2 threads) onnxruntime fp32 bs1")
-    a100 = next(p for p in entry["paper"] if p["column"] == "a100")
+    a100 = next(p for p in entry.paper if p["column"] == "a100")
     assert a100["ratio"] == pytest.approx(538 / 11) and a100["batch"] == 16
 
 
@@ -167,28 +166,29 @@ def test_compare_segformer_end_to_end(tmp_path, monkeypatch, capsys, broken_comp
     and one whose export fails are named in one line each and the rest of the report is written."""
     monkeypatch.chdir(tmp_path)
     light = str(export_root() / "light.yaml")
-    code = run_cli(["bench", "efficientvit-seg-b1-cityscapes", "--target", light, "--imgsz", "128", "256",
-                    "--compare", "segformer-b1,segnext-t,broken-net", "--runs", "2", "--warmup", "1",
-                    "--threads", "1", "-o", "rep"])
+    code = run_cli(["bench", "compare", "efficientvit-seg-b1-cityscapes", "segformer-b1,segnext-t,broken-net",
+                    "--target", light, "--imgsz", "128", "256", *FAST_ARGS, "-o", "rep"])
     out, err = capsys.readouterr()
     assert code == 0, err
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
-    rows = report["results"]
+    assert report["kind"] == "comparison" and report["schema"] == 2
+    rows = report["rows"]
     assert all(r["model"] for r in rows)
     assert {(r["model"], r["format"]) for r in rows} == {
         ("efficientvit-seg-b1-cityscapes", "pytorch-eager"), ("efficientvit-seg-b1-cityscapes", "onnx"),
         ("segformer-b1", "pytorch-eager"), ("segformer-b1", "onnx")}
     assert {r["role"] for r in rows if r["model"] == "segformer-b1"} == {"comparison"}
-    assert all(r["input_size"] == [128, 256] and r["batch"] == 1 for r in rows)
-    segformer = report["models"]["segformer-b1"]
+    assert all(r["extra"]["input_size"] == [128, 256] and r["batch"] == 1 for r in rows)
+    segformer = report["sections"]["models"]["segformer-b1"]
     assert segformer["counted"]["params_M"] == pytest.approx(14, rel=0.05)
     assert segformer["counted"]["params_M"] == pytest.approx(13.68, abs=0.01) and not segformer["mismatch"]
     assert segformer["counted"]["at"] == [1024, 2048]
-    assert all(r["params_M"] == segformer["counted"]["params_M"] for r in rows if r["model"] == "segformer-b1")
+    assert all(r["extra"]["params_M"] == segformer["counted"]["params_M"] for r in rows
+               if r["model"] == "segformer-b1")
 
     (claim,) = report["claims"]
     assert (claim["baseline"], claim["ours"]) == ("segformer-b1", "efficientvit-seg-b1-cityscapes")
-    median = {(r["model"], r["format"]): r["latency_ms"]["median"] for r in rows}
+    median = {(r["model"], r["format"]): r["latency"]["median"] for r in rows}
     assert claim["speedup"] == median[("segformer-b1", "onnx")] / median[("efficientvit-seg-b1-cityscapes", "onnx")]
     for m in claim["measured"]:
         fmt = m["format"]
@@ -196,7 +196,7 @@ def test_compare_segformer_end_to_end(tmp_path, monkeypatch, capsys, broken_comp
     assert claim["text"].startswith("paper: 6.01× on NVIDIA Jetson AGX Orin TensorRT fp16 bs1 — measured here: ")
     assert claim["text"].endswith("onnxruntime fp32 bs1")
 
-    reasons = {n["model"]: n["reason"] for n in report["not_measured"]}
+    reasons = {n["model"]: n["reason"] for n in report["sections"]["not_measured"]}
     assert "no PyPI package" in reasons["segnext-t"]
     assert reasons["broken-net"].startswith("not measured on light: step 'export ONNX (model, opset 17, torchscript)' "
                                             "failed: RuntimeError: unsupported operator")
@@ -207,31 +207,31 @@ def test_compare_segformer_end_to_end(tmp_path, monkeypatch, capsys, broken_comp
     assert manifest["model"] == "segformer-b1-cityscapes" and manifest["validation"]["passed"]
     assert manifest["weights"]["random"] and manifest["artifacts"][0]["inputs"][0]["name"] == "pixel_values"
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| segformer-b1 | comparison | onnxruntime | onnx | fp32 | 1 |" in md and "13.68 / 14" in md
+    assert "| segformer-b1 | onnxruntime | onnx | fp32 | 1 |" in md and "| comparison | 13.68 |" in md
+    assert "13.68 / 14" in md
     assert "broken-net" in md and "segnext-t" in md
-    assert (tmp_path / "rep" / "report.html").read_text().count("data:image/png;base64,") == 1
+    assert (tmp_path / "rep" / "report.html").read_text().count("data:image/png;base64,") == 2  # latency, paper
     assert "segformer-b1 vs efficientvit-seg-b1-cityscapes: paper: 6.01×" in " ".join(out.split())
 
     # The competitor's export folder is an export like any other: bench measures it on its own.
-    assert run_cli(["bench", "exports/segformer-b1-cityscapes-light", "--runs", "1", "--warmup", "0",
-                    "--threads", "1", "-o", "rep2"]) == 0
+    assert run_cli(["bench", "run", "exports/segformer-b1-cityscapes-light", *FAST_ARGS, "-o", "rep2"]) == 0
     alone = json.loads((tmp_path / "rep2" / "report.json").read_text())
-    assert alone["model"] == "segformer-b1-cityscapes" and len(alone["results"]) == 2
+    assert alone["model"] == "segformer-b1-cityscapes" and len(alone["rows"]) == 2
 
 
 def test_budget_skips_what_would_not_fit(tmp_path, monkeypatch, capsys):
     """A paper table on a tiny budget: the first model is measured, the rest are skipped with a one-line reason,
     and the report is still written (exit 2: no competitor was measured)."""
     monkeypatch.chdir(tmp_path)
-    code = run_cli(["bench", "--paper-table", "cityscapes", "--models",
+    code = run_cli(["bench", "paper-table", "cityscapes", "--models",
                     "efficientvit-seg-b0-cityscapes,segformer-b1,segnext-s", "--target",
-                    str(export_root() / "light.yaml"), "--imgsz", "64", "64", "--runs", "1", "--warmup", "0",
-                    "--threads", "1", "--budget-s", "0.001", "-o", "rep"])
+                    str(export_root() / "light.yaml"), "--imgsz", "64", "64", *FAST_ARGS, "--budget-s", "0.001",
+                    "-o", "rep"])
     err = capsys.readouterr().err
     assert code == 2 and "no competitor was measured" in err and "segformer-b1: skipped: estimated" in err
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert {r["model"] for r in report["results"]} == {"efficientvit-seg-b0-cityscapes"}
+    assert {r["model"] for r in report["rows"]} == {"efficientvit-seg-b0-cityscapes"}
     assert any(s.startswith("segformer-b1: skipped: estimated") and "budget" in s for s in report["skipped"])
-    assert report["budget"]["calibrated_on"] == "efficientvit-seg-b0-cityscapes"
-    assert {n["model"] for n in report["not_measured"]} == {"segnext-s"}
-    assert report["mode"] == "paper-table" and report["model"] == "paper-table-cityscapes"
+    assert report["sections"]["budget"]["calibrated_on"] == "efficientvit-seg-b0-cityscapes"
+    assert {n["model"] for n in report["sections"]["not_measured"]} == {"segnext-s"}
+    assert report["sections"]["mode"] == "paper-table" and report["model"] == "paper-table-cityscapes"

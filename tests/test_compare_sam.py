@@ -15,14 +15,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from evit_deploy import runtime
-from evit_deploy.bench.harness import BenchSettings, bench_export
+from evit_deploy.bench.harness import bench_export
 from evit_deploy.compare.builders import SAM_MODELING, sam_modeling
 from evit_deploy.compare.cards import CompetitorCard, competitors, paper_tables
 from evit_deploy.compare.subjects import competitor_subject
 from evit_deploy.export.exporters.onnx import gather_external_data
 from evit_deploy.export.pipeline import ExportRequest, run_export
 
-from .helpers import run_cli
+from .helpers import FAST_ARGS, fast_bench, run_cli
 from .shared_exports import export_root
 
 TINY = {**competitors()["sam-vit-b"].recipe, "embed_dim": 64, "depth": 2, "num_heads": 2, "global_attn_indexes": [1]}
@@ -56,18 +56,20 @@ def test_sam_competitor_exports_validates_and_measures(tiny_sam, monkeypatch, tm
     (gate,) = manifest["validation"]["artifacts"]
     assert gate["passed"] and gate["agreement"]["metric"] == "min embedding cosine"
 
-    subject = competitor_subject(card, paper_tables()["sam"])
-    report = bench_export(folder, BenchSettings([1], runs=2, warmup=1, threads=1), subject=subject)
-    assert report["measured"] == "image encoder only" and report["model"] == "sam-tiny-sam"
-    assert [r["format"] for r in report["results"]] == ["pytorch-eager", "onnx"]
-    assert all(r["model"] == "sam-tiny-sam" for r in report["results"])
-
-    # The same export folder through the CLI: bench and validate find the competitor from its manifest's name.
+    # bench and validate find the competitor from its manifest's name (its card goes to the PyTorch worker).
     monkeypatch.setitem(competitors(), "sam-tiny", CompetitorCard("sam-tiny", "sam", "segment-anything", TINY,
                                                                   {"sam": competitors()["sam-vit-b"].rows["sam"]}))
+    # torch.compile's row on a model small enough to compile in seconds: compiled in its worker before timing
+    report = bench_export(folder, fast_bench(baselines=["eager", "compile"]))
+    assert report.measured == "image encoder only" and report.model == "sam-tiny-sam"
+    assert [(r.format, r.status in ("ok", "unsettled")) for r in report.rows] == [
+        ("pytorch-eager", True), ("pytorch-compile", True), ("onnx", True)]
+    compiled = report.row(format="pytorch-compile")
+    assert compiled.settings["compile_s"] > 0 and compiled.ratio_to_eager > 0
+    assert "compile_s" in report.to_json() and "torch.compile(backend='inductor'" in report.to_json()
+    assert all(r.model == "sam-tiny-sam" for r in report.rows)
     assert run_cli(["validate", str(folder)]) == 0
-    assert run_cli(["bench", str(folder), "--runs", "1", "--warmup", "0", "--threads", "1",
-                    "-o", str(tmp_path / "rep")]) == 0
+    assert run_cli(["bench", "run", str(folder), *FAST_ARGS, "-o", str(tmp_path / "rep")]) == 0
 
 
 def test_graphs_over_2gb_keep_their_weights_in_one_data_file(tmp_path):

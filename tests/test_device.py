@@ -424,17 +424,19 @@ def test_bench_import_android_results_report_device_paper_row_layers_and_correct
     assert run_cli(["bench", "import", str(results), "--bundle", str(android_bundle), "--device-name", name,
                     "-o", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
-    (row,) = report["results"]
+    assert report["kind"] == "import" and report["schema"] == 2
+    (row,) = report["rows"]
     assert row["device"] == name and report["machine"]["label"] == name
-    assert row["latency_ms"]["mean"] == 18.6542 and row["statistic"] == "mean" and row["runs"] == 100
-    assert row["latency_ms"]["median"] is None and row["throughput_img_s"] == pytest.approx(1000 / 18.6542)
-    (paper,) = report["reference"]["hardware"]
+    assert row["latency"]["mean"] == 18.6542 and row["extra"]["statistic"] == "mean" and row["latency"]["n"] == 100
+    assert "median" not in row["latency"] and row["throughput_img_s"] == pytest.approx(1000 / 18.6542)
+    (paper,) = report["references"]
     assert paper["device"] == "snapdragon-8gen1" and paper["value"] == 19 and paper["engine"] == "TensorFlow-Lite"
-    assert report["layers"]["top"][0]["avg_ms"] == 5.101 and report["layers"]["layers"] == 3
-    (c,) = report["correctness"]
+    sections = report["sections"]
+    assert sections["layers"]["top"][0]["avg_ms"] == 5.101 and sections["layers"]["layers"] == 3
+    (c,) = sections["correctness"]
     assert c["passed"] and c["samples"] == ["photo:astronaut", "noise:0"] and c["device"] == name
     assert c["tolerance"]["max_rel"] == 1e-4 and c["agreement"]["metric"] == "top-1 agreement"
-    assert report["imported"]["ignored"] == ["notes.txt"] and len(report["imported"]["checks"]) == 4
+    assert sections["imported"]["ignored"] == ["notes.txt"] and len(sections["imported"]["checks"]) == 4
     md = (out / "report.md").read_text()
     assert f"# {B1} on {name}" in md and "Measured on the device, not here" in md
     assert "Qualcomm Snapdragon 8Gen1 (CPU) | TensorFlow-Lite | fp32 | 1 | 19 ms" in md and "| pass |" in md
@@ -450,18 +452,18 @@ def test_bench_import_trtexec_times_alone_and_with_profile_and_outputs(jetson_bu
     assert run_cli(["bench", "import", str(times), "-b", str(jetson_bundle), "--device-name", "Jetson AGX Orin 64GB",
                     "-o", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
-    (row,) = report["results"]
-    assert row["device"] == "Jetson AGX Orin 64GB" and row["statistic"] == "median" and row["runs"] == len(lat)
-    assert row["latency_ms"]["median"] == float(np.median(lat)) and row["format"] == "trt-engine"
-    assert row["latency_ms"]["mean"] == pytest.approx(sum(lat) / len(lat), rel=1e-15)
-    assert {r["device"]: r["value"] for r in report["reference"]["hardware"]} == {"jetson-nano": 24.8,
-                                                                                  "jetson-agx-orin": 1.48}
-    assert report["correctness"] == [] and "not checked" in (out / "report.md").read_text()
+    (row,) = report["rows"]
+    assert row["device"] == "Jetson AGX Orin 64GB" and row["extra"]["statistic"] == "median"
+    assert row["latency"]["n"] == len(lat)
+    assert row["latency"]["median"] == float(np.median(lat)) and row["format"] == "trt-engine"
+    assert row["latency"]["mean"] == pytest.approx(sum(lat) / len(lat), rel=1e-15)
+    assert {r["device"]: r["value"] for r in report["references"]} == {"jetson-nano": 24.8, "jetson-agx-orin": 1.48}
+    assert report["sections"]["correctness"] == [] and "not checked" in (out / "report.md").read_text()
     # a single file of unknown provenance: every record counts, as written (its warm-up cannot be told apart)
     times.write_text(trtexec_times(lat, "trt8", warmup_records=3))
     assert run_cli(["bench", "import", str(times), "-b", str(jetson_bundle), "-o", str(out)]) == 0
-    (row,) = json.loads((out / "report.json").read_text())["results"]
-    assert row["runs"] == len(lat) + 3 and row["latency_ms"]["median"] == float(np.median([9.0] * 3 + lat))
+    (row,) = json.loads((out / "report.json").read_text())["rows"]
+    assert row["latency"]["n"] == len(lat) + 3 and row["latency"]["median"] == float(np.median([9.0] * 3 + lat))
 
     # the whole results folder: per-layer profile and the engine's outputs (printed with 6 digits) pass the gate
     doc = read_bundle(jetson_bundle).doc
@@ -477,12 +479,13 @@ def test_bench_import_trtexec_times_alone_and_with_profile_and_outputs(jetson_bu
         (results / g["device_output"]).write_text(trtexec_output("logits", ref))
     assert run_cli(["bench", "import", str(results), "-b", str(jetson_bundle), "-o", str(tmp_path / "r2")]) == 0
     report = json.loads((tmp_path / "r2" / "report.json").read_text())
-    assert report["results"][0]["runs"] == len(lat) and report["results"][0]["latency_ms"]["median"] == float(
+    assert report["rows"][0]["latency"]["n"] == len(lat) and report["rows"][0]["latency"]["median"] == float(
         np.median(lat))
-    assert report["layers"]["iterations"] == 100 and report["layers"]["top"][0]["name"] == "MatMul_12"
-    (c,) = report["correctness"]
+    layers = report["sections"]["layers"]
+    assert layers["iterations"] == 100 and layers["top"][0]["name"] == "MatMul_12"
+    (c,) = report["sections"]["correctness"]
     assert c["passed"] and c["precision"] == "fp16" and c["tolerance"]["max_rel"] == 1e-2
-    assert report["results"][0]["device"].startswith("unnamed jetson device")
+    assert report["rows"][0]["device"].startswith("unnamed jetson device")
 
 
 def test_device_outputs_with_nan_are_a_failed_correctness_row_not_an_error(jetson_bundle, tmp_path):
@@ -495,8 +498,8 @@ def test_device_outputs_with_nan_are_a_failed_correctness_row_not_an_error(jetso
         (results / g["device_output"]).write_text(trtexec_output("logits", ref))
     assert run_cli(["bench", "import", str(results), "-b", str(jetson_bundle), "-o", str(tmp_path / "r")]) == 0
     report = json.loads((tmp_path / "r" / "report.json").read_text())
-    (c,) = report["correctness"]
-    assert not c["passed"] and c["failures"] == ["logits: 2 non-finite values"] and report["results"] == []
+    (c,) = report["sections"]["correctness"]
+    assert not c["passed"] and c["failures"] == ["logits: 2 non-finite values"] and report["rows"] == []
     assert "FAIL: logits: 2 non-finite values" in (tmp_path / "r" / "report.md").read_text()
 
 
@@ -549,7 +552,7 @@ def test_android_results_of_another_model_are_refused(android_bundle, tmp_path, 
     assert "holds 40 bytes" in one_line_exit_2(capsys, ["bench", "import", str(results), *b])
     results = android_results(android_bundle, tmp_path / "nan", nan=True)
     assert run_cli(["bench", "import", str(results), *b]) == 0
-    assert not json.loads((tmp_path / "r" / "report.json").read_text())["correctness"][0]["passed"]
+    assert not json.loads((tmp_path / "r" / "report.json").read_text())["sections"]["correctness"][0]["passed"]
 
 
 # ------------------------------------------------------------------------------------------ bench --adb (stand-in)
@@ -602,11 +605,11 @@ def test_bench_adb_runs_push_run_pull_import_with_a_stand_in_adb(tflite_export, 
     monkeypatch.setenv("FAKE_ADB_FILES", str(files))
     monkeypatch.setenv("FAKE_ADB_SHA", doc["artifact"]["sha256"])
 
-    err = one_line_exit_2(capsys, ["bench", str(tflite_export), "--adb", "NOPE", "-o", str(tmp_path / "x")])
+    err = one_line_exit_2(capsys, ["bench", "adb", str(tflite_export), "NOPE", "-o", str(tmp_path / "x")])
     assert "no Android device 'NOPE'" in err
     log.unlink()
     out = tmp_path / "adb-report"
-    assert run_cli(["bench", str(tflite_export), "--adb", "R5CT1234", "--device-name", "Pixel 8 (Tensor G3)",
+    assert run_cli(["bench", "adb", str(tflite_export), "R5CT1234", "--device-name", "Pixel 8 (Tensor G3)",
                     "--tool-binary", str(binary), "--runs", "100", "--warmup", "10", "--threads", "4",
                     "--taskset", "f0", "--op-profiling", "-o", str(out)]) == 0
     calls = [line.split() for line in log.read_text().splitlines()]  # the stand-in logs "$*": words
@@ -622,14 +625,14 @@ def test_bench_adb_runs_push_run_pull_import_with_a_stand_in_adb(tflite_export, 
     assert "--num_runs=100" in calls[8] and "--report_peak_memory_footprint=true" in calls[8]
     assert calls[8][3:5] == ["taskset", "f0"] and any(w.startswith("--output_filepath=") for w in calls[10])
     report = json.loads((out / "report.json").read_text())
-    assert report["results"][0]["device"] == "Pixel 8 (Tensor G3)" and report["results"][0]["latency_ms"][
-        "mean"] == 18.6542
-    assert report["correctness"][0]["passed"] and report["imported"]["adb"]["serial"] == "R5CT1234"
-    assert report["layers"]["source"] == "op_profile.csv" and report["layers"]["top"][0]["avg_ms"] == 5.101
+    sections = report["sections"]
+    assert report["rows"][0]["device"] == "Pixel 8 (Tensor G3)" and report["rows"][0]["latency"]["mean"] == 18.6542
+    assert sections["correctness"][0]["passed"] and sections["imported"]["adb"]["serial"] == "R5CT1234"
+    assert sections["layers"]["source"] == "op_profile.csv" and sections["layers"]["top"][0]["avg_ms"] == 5.101
 
     capsys.readouterr()
     (files / "op_profile.csv").unlink()  # a required step that fails stops the run with the device's message
-    assert run_cli(["bench", str(tflite_export), "--adb", "R5CT1234", "--op-profiling", "-o", str(tmp_path / "x")]) == 2
+    assert run_cli(["bench", "adb", str(tflite_export), "R5CT1234", "--op-profiling", "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err  # the steps' progress lines, then one error line
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: pull the per-op profile (CSV) "
                                                                               "failed on R5CT1234: adb: error: remote")
@@ -637,7 +640,7 @@ def test_bench_adb_runs_push_run_pull_import_with_a_stand_in_adb(tflite_export, 
 
 def test_bench_adb_without_adb_on_the_path(cls_export, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))
-    err = one_line_exit_2(capsys, ["bench", str(cls_export[0]), "--adb", "X", "-o", str(tmp_path / "r")])
+    err = one_line_exit_2(capsys, ["bench", "adb", str(cls_export[0]), "X", "-o", str(tmp_path / "r")])
     assert "adb tool on the PATH" in err
 
 
@@ -653,5 +656,5 @@ def test_ort_bundle_uses_onnxruntime_perf_test(tmp_path, capsys):
     assert run_cli(["bench", "import", str(log), "-b", str(bundle), "--device-name", "Pixel 8", "-o",
                     str(tmp_path / "r")]) == 0
     report = json.loads((tmp_path / "r" / "report.json").read_text())
-    assert report["results"][0]["latency_ms"]["median"] == 99.5086 and report["reference"]["hardware"] == []
-    assert "The paper publishes no figure for this model on phones" in (tmp_path / "r" / "report.md").read_text()
+    assert report["rows"][0]["latency"]["median"] == 99.5086 and report["references"] == []
+    assert "No figure is published for this model on phones" in (tmp_path / "r" / "report.md").read_text()

@@ -24,7 +24,7 @@ from evit_deploy.samples import sample_photo
 from evit_deploy.zoo import get_card
 from evit_deploy.zoo.labels import class_ids
 
-from .helpers import run_cli
+from .helpers import FAST_ARGS, run_cli
 from .shared_exports import SEG_SIZE
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
@@ -343,9 +343,9 @@ def test_bench_takes_measured_accuracy_from_an_eval_json(cls_export, imagenet, t
     assert run_cli(["eval", str(folder), "--data", str(root), "-w", str(ckpt), "-o", str(tmp_path / "ev")]) == 0
     evaluation = read_report(tmp_path / "ev")
     assert accuracy_drops(evaluation) == [("model.onnx", 0.0)]
-    assert run_cli(["bench", str(folder), "-w", str(ckpt), "--runs", "1", "--warmup", "0", "--eval",
+    assert run_cli(["bench", "run", str(folder), "-w", str(ckpt), *FAST_ARGS, "--eval",
                     str(tmp_path / "ev" / "eval.json"), "-o", str(tmp_path / "b")]) == 0
     report = json.loads((tmp_path / "b" / "report.json").read_text())
-    assert report["accuracy"] == {"metric": "top1", "dataset": "imagenet", "images": 4,
+    assert report["sections"]["accuracy"] == {"metric": "top1", "dataset": "imagenet", "images": 4,
                                   "by_artifact": {"pytorch": 75.0, "model.onnx": 75.0}}
     assert "Measured top1 on 4 images of imagenet" in (tmp_path / "b" / "report.md").read_text()

@@ -28,7 +28,7 @@ from evit_deploy.images import ImageTooLarge, load_rgb, open_image
 from evit_deploy.predict import Predictor
 from evit_deploy.triton import write_repository
 
-from .helpers import run_cli
+from .helpers import FAST_ARGS, fast_bench, run_cli
 from .shared_exports import build_cls_export, build_seg_export
 
 
@@ -51,7 +51,7 @@ def edit_manifest(folder: Path, **changes) -> dict:  # noqa: ANN003
 
 def every_reader(folder: Path) -> list:
     """Each way a user opens an export folder (runtime, predictor, bench, validate, triton, serve)."""
-    from evit_deploy.bench.harness import BenchSettings, bench_export
+    from evit_deploy.bench.harness import bench_export
     from evit_deploy.export.pipeline import validate_export
     from evit_deploy.serve.app import create_app
 
@@ -59,7 +59,7 @@ def every_reader(folder: Path) -> list:
     return [
         lambda: runtime.load(folder),
         lambda: Predictor.from_export(folder),
-        lambda: bench_export(folder, BenchSettings(runs=1, warmup=0), ckpt),
+        lambda: bench_export(folder, fast_bench(), ckpt),
         lambda: validate_export(folder, ckpt),
         lambda: write_repository(folder, folder.parent / "repo"),
         lambda: create_app(folder),
@@ -218,7 +218,7 @@ def test_a_swapped_artifact_is_never_run(tmp_path, capsys):
     for reader in every_reader(folder):
         with pytest.raises(ManifestError, match="modified or is corrupt"):
             reader()
-    for args in (["predict", str(folder), str(tmp_path / "none.png")], ["bench", str(folder), "--runs", "1"],
+    for args in (["predict", str(folder), str(tmp_path / "none.png")], ["bench", "run", str(folder), *FAST_ARGS],
                  ["serve", str(folder), "--port", "0"], ["validate", str(folder), "-w", str(build_cls_export()[1])]):
         assert "model.onnx" in one_line_exit_2(capsys, args)
     import onnx
@@ -287,17 +287,114 @@ def test_export_sizes_are_checked_before_any_work(tmp_path, capsys):
 
 def test_bench_batch_over_the_export_maximum(tmp_path, capsys):
     folder = copy_export(tmp_path)
-    assert "up to 64" in one_line_exit_2(capsys, ["bench", str(folder), "--batch", "100000", "--runs", "1"])
+    assert "up to 64" in one_line_exit_2(capsys, ["bench", "run", str(folder), "--batch", "100000", *FAST_ARGS])
 
 
 # -- 6. SIGTERM and stale staging folders ---------------------------------------------------------------------------
-def test_sigterm_during_export_leaves_nothing(tmp_path):
+# SIGTERM at each moment of a staged write, sent by the process to itself at exactly that moment (the signal is
+# delivered at once unless we hold it back): the staging folder is never left behind, and a folder being moved into
+# place is moved whole or not at all.
+def _sigterm_self() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _signal_after(fn):  # noqa: ANN001, ANN202
+    def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        result = fn(*args, **kwargs)
+        _sigterm_self()
+        return result
+    return wrapped
+
+
+def _signal_before(fn):  # noqa: ANN001, ANN202
+    def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        _sigterm_self()
+        return fn(*args, **kwargs)
+    return wrapped
+
+
+@pytest.mark.parametrize("moment", ["folder created", "marker written", "inside the block", "cleanup after an error"])
+def test_sigterm_at_each_moment_of_staging_leaves_nothing(tmp_path, monkeypatch, moment):
+    from evit_deploy import files
+
+    out = tmp_path / "out"
+    if moment == "folder created":
+        monkeypatch.setattr(files.tempfile, "mkdtemp", _signal_after(files.tempfile.mkdtemp))
+    elif moment == "marker written":
+        monkeypatch.setattr(files.socket, "gethostname", _signal_after(files.socket.gethostname))
+    elif moment == "cleanup after an error":
+        monkeypatch.setattr(files.shutil, "rmtree", _signal_before(files.shutil.rmtree))
+    with pytest.raises(files.Terminated):
+        with files.staged_dir(out) as tmp:
+            (tmp / "model.onnx").write_bytes(b"x" * 1000)
+            if moment == "inside the block":
+                _sigterm_self()
+            if moment == "cleanup after an error":
+                raise RuntimeError("the export failed")
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone once the folder is
+
+
+@pytest.mark.parametrize("previous", [False, True], ids=["new folder", "replacing a previous export"])
+def test_sigterm_during_the_move_into_place_moves_all_or_nothing(tmp_path, monkeypatch, previous):
+    from evit_deploy import files
+
+    out = tmp_path / "out"
+    if previous:
+        out.mkdir()
+        (out / "old.txt").write_text("previous export")
+    monkeypatch.setattr(files.os, "replace", _signal_before(os.replace))  # every rename of the move
+    with pytest.raises(files.Terminated):
+        with files.staged_dir(out) as tmp:
+            (tmp / "model.onnx").write_text("complete")
+            files.commit_staged(tmp, out, lambda _: True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder, no old copy
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx"]
+    assert (out / "model.onnx").read_text() == "complete"
+
+
+DRIVER = """
+import os, signal, sys, tempfile
+from evit_deploy import files
+from evit_deploy.cli import main
+moment = sys.argv[1]
+def kill_after(fn):
+    def wrapped(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return result
+    return wrapped
+if moment == "staging folder created":
+    files.tempfile = type(tempfile)("tempfile_probe")
+    files.tempfile.__dict__.update(vars(tempfile))
+    files.tempfile.mkdtemp = kill_after(tempfile.mkdtemp)
+else:
+    files.replace_dir = kill_after(files.replace_dir)
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("moment", ["staging folder created", "moved into place"])
+def test_sigterm_to_a_real_export_exits_143_and_leaves_nothing_half_done(tmp_path, moment):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", DRIVER, moment, "export", "efficientvit-b0-r224", "-o", str(out)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr.decode()[-2000:]
+    assert "terminated by SIGTERM; cleaned up" in proc.stderr.decode()
+    if moment == "staging folder created":
+        assert list(tmp_path.iterdir()) == []
+    else:  # the signal came while the finished export was being moved: the move completed, whole
+        assert [p.name for p in tmp_path.iterdir()] == ["out"]
+        read_manifest(out, verify=True)
+
+
+def test_sigterm_from_outside_during_export_leaves_nothing(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "evit_deploy", "export", "efficientvit-b0-r224", "-o", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".out.tmp-*")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+        time.sleep(0.005)
     assert list(tmp_path.glob(".out.tmp-*")), "the export never started staging"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 128 + signal.SIGTERM
@@ -386,13 +483,13 @@ def test_predict_never_overwrites_files_it_did_not_write(tmp_path, capsys):
 # -- 8. input problems are exit 2 with one line -----------------------------------------------------------------------
 def test_full_disk_and_read_only_file_system_are_input_errors(tmp_path, capsys, monkeypatch):
     folder = copy_export(tmp_path)
-    import evit_deploy.bench.report as report
+    import evit_deploy.bench.render as report
 
     def read_only(path, data, mode=None):  # noqa: ANN001
         raise OSError(errno.EROFS, "Read-only file system", str(path))
 
     monkeypatch.setattr(report, "atomic_write", read_only)
-    err = one_line_exit_2(capsys, ["bench", str(folder), "--runs", "1", "--warmup", "0", "-o", str(tmp_path / "b")])
+    err = one_line_exit_2(capsys, ["bench", "run", str(folder), *FAST_ARGS, "-o", str(tmp_path / "b")])
     assert "read-only file system" in err
 
     import evit_deploy.export.pipeline as pipeline

@@ -15,8 +15,8 @@ from PIL import Image
 
 from evit_deploy import create_model, runtime
 from evit_deploy.artifacts import ManifestError, read_manifest
-from evit_deploy.bench.harness import BenchSettings, bench_export
-from evit_deploy.bench.report import markdown
+from evit_deploy.bench.harness import bench_export
+from evit_deploy.bench.render import markdown
 from evit_deploy.errors import EvitError, MissingDependency
 from evit_deploy.export.pipeline import ExportRequest, run_export
 from evit_deploy.export.profiles import load_profile
@@ -25,7 +25,7 @@ from evit_deploy.predict import Predictor
 from evit_deploy.runtime.cpu import bf16_problem
 from evit_deploy.samples import sample_photo
 
-from .helpers import run_cli
+from .helpers import FAST_ARGS, fast_bench, run_cli
 
 pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
 pytest.importorskip("nncf", reason="the [openvino] extra is not installed")
@@ -211,11 +211,11 @@ def test_openvino_missing_is_one_line(monkeypatch, ov_export, capsys):
     with pytest.raises(MissingDependency, match=r"needs the \[openvino\] extra") as exc:
         runtime.load(ov_export("fp32"))
     assert "\n" not in str(exc.value) and "pip install 'evit-deploy[openvino]'" in str(exc.value)
-    assert run_cli(["bench", str(ov_export("fp32")), "--runs", "1", "-o", "never-bench"]) == 2
+    assert run_cli(["bench", "run", str(ov_export("fp32")), *FAST_ARGS, "-o", "never-bench"]) == 2
     assert "[openvino] extra" in capsys.readouterr().err
 
 
-def test_predictor_eval_and_bench_take_it_with_the_compile_baseline(ov_export, cls_export, tmp_path, capsys):
+def test_predictor_eval_and_bench_take_it(ov_export, cls_export, tmp_path, capsys):
     from evit_deploy.eval import EvalSettings, evaluate
 
     folder = ov_export("fp32")
@@ -230,15 +230,11 @@ def test_predictor_eval_and_bench_take_it_with_the_compile_baseline(ov_export, c
     report = evaluate(folder, EvalSettings(str(flat), "imagenet", str(tmp_path / "labels.txt"), str(cls_export[1])))
     pytorch, ours = report["results"]
     assert ours["metrics"]["top1"] == pytorch["metrics"]["top1"] and ours["agreement_with_pytorch"] == 1.0
-    tiny = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=8), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                               torch.nn.Linear(8, 1000)).eval()  # compiles in seconds
-    report = bench_export(folder, BenchSettings(runs=2, warmup=1, threads=2, baselines=["eager", "compile"]),
-                          model=tiny)
-    rows = {r["format"]: r for r in report["results"]}
-    assert set(rows) == {"pytorch-eager", "pytorch-compile", "openvino"}
-    assert rows["pytorch-compile"]["compile_s"] > 0 and rows["pytorch-compile"]["ratio_to_pytorch"] > 0
-    assert rows["openvino"]["precision"] == "fp32" and rows["openvino"]["runtime"]["inference_precision"] == "fp32"
-    text = markdown(report)
-    assert "| pytorch | pytorch-compile | fp32 | 1 |" in text and "compile time, not in the latency" in text
+    report = bench_export(folder, fast_bench(threads=2))
+    rows = {r.format: r for r in report.rows}
+    assert set(rows) == {"pytorch-eager", "openvino"} and rows["openvino"].ratio_to_eager > 0
+    assert rows["openvino"].precision == "fp32" and rows["openvino"].settings["inference_precision"] == "fp32"
+    assert rows["openvino"].settings["performance_hint"] == "LATENCY"  # the production setting, recorded
+    assert "| openvino | openvino | fp32 | 1 |" in markdown(report)
     assert run_cli(["bench", str(folder), "--baselines", "compile", "-o", "never-bench"]) == 2
     assert "--baselines takes eager, compile" in capsys.readouterr().err

@@ -1,48 +1,48 @@
-"""Benchmark an export folder (or export first): PyTorch (eager, and torch.compile on request) and every artifact,
-interleaved, one report."""
+"""Benchmark export folders: PyTorch eager (every ratio's reference), torch.compile on request, and every runnable
+artifact, each in its own worker process, timed in alternating blocks by :mod:`.protocol`, with the device's own
+benchmark tool beside each artifact where it is installed (:mod:`.native`). The result is a typed
+:class:`~.schema.Report`.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import platform
-import time
-import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .. import runtime
-from ..artifacts import FORMATS, ArtifactEntry, Manifest, check_name, read_manifest
-from ..errors import EvitError, one_line
-from ..export.pipeline import ExportRequest, run_export, versions
-from ..export.subjects import ExportSubject, zoo_subject
-from ..zoo import RandomWeightsWarning, get_card
-from .measure import Contender, interleaved, peak_rss_mb, summarize
+from ..artifacts import FORMATS, ArtifactEntry, Manifest, read_manifest
+from ..compare.cards import resolve_competitor
+from ..errors import EvitError
+from ..host import library_versions
+from ..zoo.cards import all_cards
+from .native import AGREEMENT, NativeRunner, NativeTarget, tool_for
+from .protocol import Contender, Outcome, Progress, ProtocolSettings, run
 from .reference import hardware_rows, model_facts
+from .schema import Machine, NativeFigure, Overhead, Reference, Report, Row
+from .stats import ratio, summarize
+from .worker import WorkerSpec
 
 MAX_PYTORCH_BATCH = 64  # the largest batch PyTorch is benchmarked at beside a static-batch export
 BENCH_ROLES = ("model", "encoder")  # the SAM decoder is light and prompt-dependent: not benchmarked here
 BASELINES = ("eager", "compile")  # PyTorch rows: eager (every ratio is against it), torch.compile (inductor)
-ProgressFactory = Callable[[str, int], contextlib.AbstractContextManager[Callable[[], None]]]
-
-
-@contextlib.contextmanager
-def no_progress(label: str, total: int) -> Iterator[Callable[[], None]]:
-    yield lambda: None
+OVERHEAD_LIMIT_PCT = 3.0
+NATIVE_TIMEOUT_S = 600.0
 
 
 @dataclass
 class BenchSettings:
     batches: list[int] = field(default_factory=lambda: [1])
-    runs: int = 30
-    warmup: int = 5
-    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     baselines: list[str] = field(default_factory=lambda: ["eager"])  # of BASELINES; eager is always one
+    protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
+
+    @property
+    def threads(self) -> int:
+        return self.protocol.threads
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batches": self.batches, "baselines": self.baselines, **self.protocol.to_dict()}
 
 
 def parse_baselines(text: str) -> list[str]:
@@ -55,228 +55,6 @@ def parse_baselines(text: str) -> list[str]:
     return names
 
 
-def compiled_baseline(module: torch.nn.Module, call_with: Callable[[torch.nn.Module], object]
-                      ) -> tuple[Callable[[], object], float]:
-    """``torch.compile`` (inductor, static shapes) of ``module`` and its compile time in seconds: the first call,
-    which compiles, is timed here and never again (raises on a compile failure, e.g. no C++ compiler)."""
-    compiled = torch.compile(module, backend="inductor", dynamic=False)
-    with torch.inference_mode():
-        start = time.perf_counter()
-        call_with(compiled)
-        seconds = time.perf_counter() - start
-    return (lambda: call_with(compiled)), seconds
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_facts(threads: int) -> dict[str, Any]:
-    return {
-        "device": "cpu",
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "threads": threads,
-        "platform": platform.platform(),
-        "label": f"this machine: {cpu_model()}, {threads} threads",
-    }
-
-
-def _batch_ok(backend: runtime.Backend, batch: int) -> bool:
-    dim = backend.inputs[0].shape[0]
-    return not isinstance(dim, int) or dim == batch
-
-
-@dataclass
-class BenchItem:
-    """One export in a measurement run: its PyTorch graph (timed beside the artifacts) and its runnable artifacts.
-    ``fields`` are added to every result row of the item (e.g. ``role``)."""
-
-    model: str
-    folder: Path
-    manifest: Manifest
-    graph: torch.nn.Module
-    backends: list[tuple[ArtifactEntry, runtime.Backend]]
-    fields: dict[str, Any] = field(default_factory=dict)
-    on_gpu: bool = False
-    measured: str = "whole model"  # what the PyTorch graph and the artifacts compute (SAM: the image encoder)
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.manifest.input_size
-
-
-def open_item(folder: str | Path, settings: BenchSettings, subject: ExportSubject | None = None,
-              weights: str | None = None, model: torch.nn.Module | None = None, name: str | None = None,
-              fields: dict[str, Any] | None = None) -> BenchItem:
-    """An export folder ready to measure: its artifacts opened (each hash-checked) and its PyTorch graph built.
-
-    ``subject``: what the export was made from (default: the zoo model its manifest names, with ``weights``);
-    ``model``: the subject's PyTorch module when the caller already has it; ``name``: the model name of its result
-    rows (default: the subject's); ``fields``: added to each of its rows.
-    """
-    folder = Path(folder)
-    manifest = read_manifest(folder, verify=False)  # each artifact is hash-checked as it is opened below
-    b = manifest.batch
-    limit = b.max if b.dynamic else max(b.size, MAX_PYTORCH_BATCH)  # static: other batches run PyTorch only
-    too_big = [batch for batch in settings.batches if batch > limit]
-    if too_big:
-        raise EvitError(f"{folder} is benchmarked at batches up to {limit}; got --batch {too_big[0]}")
-    torch.set_num_threads(settings.threads)
-    if subject is None:
-        recorded = manifest.weights.get("file")
-        if weights is None and recorded:  # a checkpoint the user put beside the artifacts
-            weights = str(folder / check_name(recorded, "weights file")) if (folder / recorded).is_file() else None
-        subject = zoo_subject(get_card(manifest.model), weights, bool(manifest.weights.get("ema")))
-    if model is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RandomWeightsWarning)  # said at export time; the report records it
-            model = subject.build(manifest.input_size)
-    graph = subject.bench_graph(model)
-    on_gpu = torch.cuda.is_available() and any(FORMATS[a.format].gpu for a in manifest.artifacts)
-    if on_gpu:  # compare GPU engines with PyTorch on the same GPU, input and output copies included
-        graph = graph.cuda()
-    backends = []
-    for a in [a for a in manifest.artifacts if a.role in BENCH_ROLES and a.runnable]:
-        try:
-            backends.append((a, runtime.open_artifact(folder, manifest, a, settings.threads, shared_cpu=True)))
-        except EvitError as exc:
-            raise type(exc)(f"cannot benchmark {a.path}: {exc}") from None
-    return BenchItem(name or subject.name, folder, manifest, graph, backends, dict(fields or {}), on_gpu,
-                     subject.measured)
-
-
-def measure_items(items: list[BenchItem], settings: BenchSettings, progress: ProgressFactory = no_progress
-                  ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Measure every item's PyTorch graph and artifacts at each batch, all interleaved in the same rounds (one call
-    of each per round, same threads; each item at its own export's input size). Returns (result rows, skipped)."""
-    torch.set_num_threads(settings.threads)
-    results, skipped = [], []
-    for batch in settings.batches:
-        contenders, meta, base = [], {}, {}
-        for item in items:
-            h, w = item.input_size
-            x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(batch))
-            x_np = x.numpy()
-
-            def call_with(module: torch.nn.Module, x: torch.Tensor = x, gpu: bool = item.on_gpu) -> object:
-                return module(x.cuda()).cpu() if gpu else module(x)
-
-            key = f"{item.model}:pytorch"
-            contenders.append(Contender(key, lambda g=item.graph, c=call_with: c(g)))
-            meta[key] = (item, {"backend": "pytorch", "format": "pytorch-eager", "artifact": None, "precision": "fp32"})
-            if "compile" in settings.baselines:
-                named = f"{item.model + ': ' if len(items) > 1 else ''}pytorch-compile at batch {batch}"
-                try:
-                    with progress(f"batch {batch}: torch.compile (inductor) of {item.model}, not timed", 1) as tick:
-                        compiled_call, compile_s = compiled_baseline(item.graph, call_with)
-                        tick()
-                except Exception as exc:  # noqa: BLE001 - inductor needs a C++ compiler; the other rows still run
-                    skipped.append(f"{named}: torch.compile failed ({one_line(exc, 160)})")
-                else:
-                    key = f"{item.model}:pytorch-compile"
-                    contenders.append(Contender(key, compiled_call))
-                    meta[key] = (item, {"backend": "pytorch", "format": "pytorch-compile", "artifact": None,
-                                        "precision": "fp32", "compile_s": round(compile_s, 2),
-                                        "runtime": {"compiler": "torch.compile(backend='inductor', dynamic=False)",
-                                                    "compile_s": round(compile_s, 2)}})
-            for a, backend in item.backends:
-                if not _batch_ok(backend, batch):
-                    skipped.append(f"{item.model + ': ' if len(items) > 1 else ''}{a.path} at batch {batch}: static "
-                                   f"batch {backend.inputs[0].shape[0]}")
-                    continue
-                key = f"{item.model}:{a.path}"
-                feeds = {backend.inputs[0].name: x_np}
-                contenders.append(Contender(key, lambda b=backend, f=feeds: b.run(f)))
-                meta[key] = (item, {"backend": backend.name, "format": a.format, "artifact": a.path,
-                                    "precision": a.precision, "runtime": backend.facts})
-        label = f"batch {batch}: {len(contenders)} backends" + (f" of {len(items)} models" if len(items) > 1 else "")
-        with torch.inference_mode(), progress(label, settings.runs) as tick:
-            interleaved(contenders, settings.runs, settings.warmup, tick)
-        for c in contenders:
-            item, row = meta[c.key]
-            stats = summarize(c.times_ms, batch)
-            if row["format"] == "pytorch-eager":
-                base[item.model] = stats["median"]
-            ratio = stats["median"] / base[item.model] if base.get(item.model) else None
-            results.append({"model": item.model, **item.fields, **row, "batch": batch,
-                            "latency_ms": {k: v for k, v in stats.items() if k != "throughput_img_s"},
-                            "throughput_img_s": stats["throughput_img_s"],
-                            "rss_growth_mb": round(c.rss_growth_mb, 1),
-                            "pytorch_device": "cuda" if item.on_gpu else "cpu",
-                            "ratio_to_pytorch": ratio,
-                            "host_device_copies": "included" if item.on_gpu else "n/a: CPU backends read host memory",
-                            "device": f"this machine ({torch.cuda.get_device_name() if item.on_gpu else 'cpu'})"})
-    return results, skipped
-
-
-def run_facts(settings: BenchSettings, items: list[BenchItem], weights: str | None = None) -> dict[str, Any]:
-    """The report fields every benchmark report shares: time, machine, settings, versions, memory."""
-    gpu = any(item.on_gpu for item in items)
-    return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_facts(settings.threads) | ({"gpu": torch.cuda.get_device_name()} if gpu else {}),
-        "settings": asdict(settings) | {"order": "interleaved rounds: one call per backend per round"
-                                                  + ("; torch.compile timed after its compilation (compile_s)"
-                                                     if "compile" in settings.baselines else ""),
-                                         "input": "random normal tensor (latency does not depend on values)",
-                                         "weights": weights and Path(weights).name or "random"},
-        "versions": versions(),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-    }
-
-
-def bench_export(folder: str | Path, settings: BenchSettings, weights: str | None = None,
-                 progress: ProgressFactory = no_progress, model: torch.nn.Module | None = None,
-                 subject: ExportSubject | None = None) -> dict[str, Any]:
-    """Measure PyTorch eager and each runnable artifact of an export folder at each batch size.
-
-    ``model``: the PyTorch model of the export when the caller already has it (else built from ``weights``);
-    ``subject``: what the export was made from when it is not a zoo model (a competitor of the paper).
-    """
-    item = open_item(folder, settings, subject, weights, model)
-    results, skipped = measure_items([item], settings, progress)
-    manifest = item.manifest
-    facts = run_facts(settings, [item], weights)
-    return {
-        "created": facts.pop("created"),
-        "model": item.model,
-        "task": manifest.task,
-        "target": manifest.target,
-        "export": str(item.folder),
-        "input_size": list(manifest.input_size),
-        "measured": item.measured,
-        **facts,
-        "results": results,
-        "skipped": skipped,
-        "reference": {"model": model_facts(item.model), "hardware": hardware_rows(item.model)},
-    }
-
-
-def bench_model(model: str, target: str, settings: BenchSettings, weights: str | None = None,
-                imgsz: tuple[int, ...] | None = None, export_dir: str | None = None,
-                step: Callable | None = None, progress: ProgressFactory = no_progress,
-                ema: bool = False) -> dict[str, Any]:
-    """Export ``model`` for ``target`` (validated as usual), then benchmark the export."""
-    card = get_card(model)
-    request = ExportRequest(model, target, weights, imgsz, None, None,
-                            export_dir or str(Path("exports") / f"{card.name}-{Path(target).stem}"), ema=ema)
-    result = run_export(request, step) if step else run_export(request)
-    return bench_export(result.folder, settings, weights, progress, result.model)
-
-
-def speedups(report: dict[str, Any]) -> list[tuple[str, int, float]]:
-    """(artifact, batch, PyTorch median / artifact median) for every measured artifact."""
-    return [(r["artifact"], r["batch"], 1 / r["ratio_to_pytorch"]) for r in report["results"]
-            if r["artifact"] and r["ratio_to_pytorch"]]
-
-
 def parse_batches(text: str) -> list[int]:
     try:
         batches = sorted({int(b) for b in text.split(",") if b.strip()})
@@ -286,3 +64,226 @@ def parse_batches(text: str) -> list[int]:
         raise EvitError(f"--batch needs positive integers; got '{text}'")
     return batches
 
+
+@dataclass
+class BenchItem:
+    """One export in a measurement run. ``model``: the name on its rows; ``extra``: added to each of its rows."""
+
+    model: str
+    folder: Path
+    manifest: Manifest
+    weights: str | None = None
+    ema: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+    role: str | None = None
+    competitor: tuple[Any, str] | None = None  # (CompetitorCard, table) when the export is a competitor's
+    pytorch: bool = True  # measure its PyTorch baselines (False: another item of the same model has them)
+    shared_cpu: bool = False  # open the artifacts with idle threads that do not spin (a variant, named in extra)
+
+    @property
+    def gpu(self) -> bool:
+        return any(FORMATS[a.format].gpu for a in self.manifest.artifacts)
+
+    @property
+    def artifacts(self) -> list[ArtifactEntry]:
+        return [a for a in self.manifest.artifacts if a.role in BENCH_ROLES and a.runnable]
+
+
+def open_item(folder: str | Path, settings: BenchSettings, weights: str | None = None, ema: bool = False,
+              name: str | None = None, extra: dict[str, Any] | None = None, role: str | None = None) -> BenchItem:
+    """An export folder ready to measure: its manifest read and every artifact hash-checked here, before any worker
+    starts (each worker checks its artifact again as it opens it)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder, verify=True)
+    b = manifest.batch
+    limit = b.max if b.dynamic else max(b.size, MAX_PYTORCH_BATCH)  # static: other batches run PyTorch only
+    too_big = [batch for batch in settings.batches if batch > limit]
+    if too_big:
+        raise EvitError(f"{folder} is benchmarked at batches up to {limit}; got --batch {too_big[0]}")
+    for a in manifest.artifacts:  # a missing runtime is one line now, not a failed row after minutes
+        if a.role in BENCH_ROLES and a.runnable:
+            runtime.require_runtime(a.path)
+    competitor = None
+    if manifest.model not in all_cards():  # a competitor's export: resolved here, its card sent to the worker
+        card, table = resolve_competitor(manifest.model)
+        competitor = (card, table)
+    return BenchItem(name or manifest.model, folder, manifest, weights, ema, dict(extra or {}), role, competitor)
+
+
+@dataclass
+class _Planned:
+    """A row to be: its worker's key and what the row says before it is measured."""
+
+    item: BenchItem
+    row: Row
+    native_key: str | None = None
+
+
+def _key(item: BenchItem, what: str, batch: int) -> str:
+    return f"{item.model}:{item.folder.name}{':shared-cpu' if item.shared_cpu else ''}:{what}:bs{batch}"
+
+
+def _native_contender(planned: _Planned, key: str, threads: int) -> Contender | NativeFigure:
+    """The native tool of an artifact row as a contender, or the figure saying why there is none."""
+    fmt = planned.row.format
+    tool = tool_for(fmt)
+    if tool is None:
+        return NativeFigure("none", "not applicable", detail=f"no native benchmark tool for {fmt} files on this host "
+                                                             "(onnxruntime_perf_test is not in the onnxruntime wheel; "
+                                                             "device bundles run it on phones)")
+    executable = tool.find()
+    if executable is None:
+        return NativeFigure(tool.name, "not installed", detail=f"{tool.executable} not found (it comes with "
+                                                               f"{tool.comes_with})")
+    item, batch = planned.item, planned.row.batch
+
+    def make(info: dict[str, Any], block_s: float) -> NativeRunner:
+        target = NativeTarget(item.folder / planned.row.artifact, fmt, batch, info["input_name"],
+                              (batch, 3, *item.manifest.input_size), threads, info.get("settings", {}))
+        runs = max(10, round(block_s * 1e3 / max(info["est_ms"], 1e-3)))
+        return NativeRunner(tool, executable, target, runs, NATIVE_TIMEOUT_S)
+
+    return Contender(key + ":native", native_for=key, make_native=make)
+
+
+def plan(items: list[BenchItem], batch: int, settings: BenchSettings) -> tuple[list[Contender], dict[str, _Planned],
+                                                                                list[str]]:
+    """The contenders of one batch size (PyTorch and artifact workers, native tools), the rows they make, and
+    what is skipped."""
+    contenders, planned, skipped = [], {}, []
+    threads = settings.threads
+    for item in items:
+        base = dict(model=item.model, batch=batch, role=item.role, extra=dict(item.extra),
+                    device="this machine" + (" (GPU)" if item.gpu else ""))
+        for baseline in settings.baselines if item.pytorch else ():
+            key = _key(item, f"pytorch-{baseline}", batch)
+            card, table = item.competitor or (None, None)
+            spec = WorkerSpec(key, f"pytorch-{baseline}", str(item.folder), batch, threads, weights=item.weights,
+                              ema=item.ema, gpu=item.gpu, warmup=settings.protocol.warmup, competitor=card,
+                              table=table)
+            contenders.append(Contender(key, spec))
+            planned[key] = _Planned(item, Row(backend="pytorch", format=f"pytorch-{baseline}", precision="fp32",
+                                              **base))
+        for a in item.artifacts:
+            dim = a.inputs[0].shape[0] if a.inputs else None
+            if isinstance(dim, int) and dim != batch:
+                skipped.append(f"{item.model}: {a.path} at batch {batch}: static batch {dim}")
+                continue
+            key = _key(item, a.path, batch)
+            spec = WorkerSpec(key, "artifact", str(item.folder), batch, threads, artifact=a.path,
+                              warmup=settings.protocol.warmup, shared_cpu=item.shared_cpu)
+            contenders.append(Contender(key, spec))
+            entry = _Planned(item, Row(backend="", format=a.format, precision=a.precision, artifact=a.path, **base))
+            planned[key] = entry
+            if settings.protocol.native:
+                native = _native_contender(entry, key, threads)
+                if isinstance(native, Contender):
+                    contenders.append(native)
+                    entry.native_key = native.key
+                else:
+                    entry.row.native = native
+    return contenders, planned, skipped
+
+
+def _native_figure(outcome: Outcome, row: Row) -> NativeFigure:
+    info = outcome.info
+    figure = NativeFigure(info.get("tool") or tool_for(row.format).name,
+                          "measured" if outcome.status in ("ok", "unsettled") else outcome.status,
+                          detail=outcome.error or "", command=info.get("command", []), settings=info.get("told", {}))
+    if outcome.blocks:
+        figure.latency = summarize(outcome.blocks)
+        figure.ratio = ratio(row.latency.median, figure.latency.median)
+        if figure.ratio is not None and not AGREEMENT[0] <= figure.ratio <= AGREEMENT[1]:
+            figure.differs = list(info["differences"])
+            ours_threads = row.settings.get("threads")
+            if ours_threads and ours_threads != info["told"].get("threads", ours_threads):
+                figure.differs.append(f"threads: ours {ours_threads}, the tool's {info['told']['threads']}")
+            if row.overhead and row.overhead.pct > OVERHEAD_LIMIT_PCT:
+                figure.differs.append(f"our harness overhead is {row.overhead.pct:.1f}% of the row")
+    return figure
+
+
+def _rows(planned: dict[str, _Planned], outcomes: dict[str, Outcome]) -> list[Row]:
+    rows = []
+    eager: dict[tuple[str, int], float | None] = {}
+    for key, p in planned.items():
+        o, row = outcomes[key], p.row
+        row.status, row.error = o.status, o.error
+        row.latency = summarize(o.blocks)
+        if o.info:
+            row.backend = row.backend or o.info["backend"]
+            row.settings = o.info.get("settings", {})
+            row.load_s, row.rss_mb = o.info.get("load_s"), o.info.get("rss_mb")
+        if row.backend == "" and not o.info:
+            row.backend = "not loaded"
+        if o.overhead:
+            row.overhead = Overhead(o.overhead["timed_ms"], o.overhead["bare_ms"])
+        if p.native_key:
+            row.native = _native_figure(outcomes[p.native_key], row)
+        if row.is_baseline:
+            eager[(row.model, row.batch)] = row.latency.median
+        rows.append(row)
+    for row in rows:
+        row.ratio_to_eager = ratio(row.latency.median, eager.get((row.model, row.batch)))
+    return rows
+
+
+def measure_items(items: list[BenchItem], settings: BenchSettings, progress: Progress = lambda text: None
+                  ) -> tuple[list[Row], list[str]]:
+    """Every item's PyTorch baselines and artifacts at each batch (one protocol run per batch). Returns (rows,
+    skipped)."""
+    rows, skipped = [], []
+    for batch in settings.batches:
+        contenders, planned, skipped_here = plan(items, batch, settings)
+        skipped += skipped_here
+        outcomes = run(contenders, settings.protocol, lambda text, b=batch: progress(f"batch {b}: {text}"))
+        rows += _rows(planned, outcomes)
+    return rows, skipped
+
+
+def references(model: str) -> list[Reference]:
+    return [Reference(r["model"], r["device"], r["device_name"], r["engine"], r["precision"], r.get("batch"),
+                      r["metric"], r["value"], r["source"], r.get("data_transfer", "")) for r in hardware_rows(model)]
+
+
+def new_report(kind: str, title: str, settings: BenchSettings, **fields: Any) -> Report:
+    return Report(kind=kind, title=title, machine=Machine.here(settings.threads), settings=settings.to_dict(),
+                  versions=library_versions(), **fields)
+
+
+def bench_export(folder: str | Path, settings: BenchSettings, weights: str | None = None, ema: bool = False,
+                 progress: Progress = lambda text: None) -> Report:
+    """Measure PyTorch eager (and compiled, if asked) and each runnable artifact of an export folder."""
+    item = open_item(folder, settings, weights, ema)
+    manifest = item.manifest
+    report = new_report("bench", f"{item.model}, {manifest.target} export", settings, model=item.model,
+                        task=manifest.task, target=manifest.target, export=str(item.folder),
+                        input_size=list(manifest.input_size),
+                        measured="image encoder only" if manifest.task == "sam" else "whole model")
+    report.rows, report.skipped = measure_items([item], settings, progress)
+    report.machine.finish()
+    report.references = references(item.model)
+    facts = model_facts(item.model)
+    if facts:
+        report.sections["published_model"] = facts
+    report.settings["weights"] = Path(weights).name if weights else (manifest.weights.get("file") or "random")
+    return report
+
+
+def bench_model(model: str, target: str, settings: BenchSettings, weights: str | None = None,
+                imgsz: tuple[int, ...] | None = None, export_dir: str | None = None,
+                step: Callable | None = None, progress: Progress = lambda text: None, ema: bool = False) -> Report:
+    """Export ``model`` for ``target`` (validated as usual), then benchmark the export."""
+    from ..export.pipeline import ExportRequest, run_export
+    from ..zoo import get_card
+
+    card = get_card(model)
+    request = ExportRequest(model, target, weights, imgsz, None, None,
+                            export_dir or str(Path("exports") / f"{card.name}-{Path(target).stem}"), ema=ema)
+    result = run_export(request, step) if step else run_export(request)
+    return bench_export(result.folder, settings, weights, ema, progress)
+
+
+def speedups(report: Report) -> list[tuple[str, int, float]]:
+    """(artifact, batch, PyTorch median / artifact median) for every measured artifact."""
+    return [(r.artifact, r.batch, 1 / r.ratio_to_eager) for r in report.rows if r.artifact and r.ratio_to_eager]

@@ -1,56 +1,58 @@
-"""What the benchmark scripts in ``latency/`` share: their common arguments, interleaved timing summarised by
-:func:`~evit_deploy.bench.measure.summarize`, the machine and library facts of a report, and writing it."""
+"""What the benchmark scripts in ``latency/`` share: their common arguments (the measurement protocol's), the
+protocol itself for export folders (:func:`~.harness.measure_items`), and the one report model and renderer, written
+as ``<stem>.json``, ``<stem>.md`` and ``<stem>.html`` in the reports folder."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import warnings
-from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write
-from .harness import machine_facts
-from .measure import Contender, interleaved, summarize
+from ..files import atomic_write, writing
+from .harness import BenchSettings, new_report
+from .protocol import ProtocolSettings
+from .render import html_page, markdown
+from .schema import Report
 
 REPORTS = Path(__file__).resolve().parents[2] / "latency" / "reports"
+DEFAULTS = ProtocolSettings()
 
 
-def script_parser(doc: str, runs: int = 30, warmup: int = 5, threads: int = 2) -> argparse.ArgumentParser:
-    """An argument parser with ``--runs``, ``--warmup``, ``--threads`` and ``--out`` (the report folder)."""
+def script_parser(doc: str, threads: int = 2, budget_s: float = DEFAULTS.budget_s) -> argparse.ArgumentParser:
+    """An argument parser with the protocol's options (as ``bench run`` has them) and ``--out`` (the reports
+    folder)."""
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
-    parser.add_argument("--runs", type=int, default=runs, help="timed interleaved rounds")
-    parser.add_argument("--warmup", type=int, default=warmup, help="untimed calls of each contender first")
     parser.add_argument("--threads", type=int, default=threads, help="threads of every backend")
+    parser.add_argument("--block-s", type=float, default=DEFAULTS.block_s, help="seconds of calls per block")
+    parser.add_argument("--min-blocks", type=int, default=DEFAULTS.min_blocks, help="blocks before a row settles")
+    parser.add_argument("--ci", type=float, default=DEFAULTS.ci_pct, help="settled: 95%% CI within +- this %%")
+    parser.add_argument("--budget-s", type=float, default=budget_s, help="seconds of timed blocks at most")
+    parser.add_argument("--no-native", action="store_true", help="skip the native benchmark tools")
     parser.add_argument("--out", type=Path, default=REPORTS, help="report folder")
     return parser
 
 
-def time_calls(calls: dict[str, Callable[[], object]], runs: int, warmup: int, batch: int = 1
-               ) -> dict[str, dict[str, float]]:
-    """Interleaved timing (one call of each per round) → :func:`summarize` per key (ms, img/s)."""
-    import torch
-
-    contenders = [Contender(key, call) for key, call in calls.items()]
-    with torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        interleaved(contenders, runs, warmup)
-    return {c.key: summarize(c.times_ms, batch) for c in contenders}
+def settings_from(args: argparse.Namespace, batches: list[int] | None = None,
+                  baselines: list[str] | None = None) -> BenchSettings:
+    """The :class:`BenchSettings` of a script's parsed arguments."""
+    protocol = ProtocolSettings(threads=args.threads, block_s=args.block_s, min_blocks=args.min_blocks,
+                                ci_pct=args.ci, budget_s=args.budget_s, native=not args.no_native)
+    return BenchSettings(batches or [1], baselines or ["eager"], protocol)
 
 
-def new_report(threads: int | None, settings: dict[str, Any], results: Any, **extra: Any) -> dict[str, Any]:
-    """A report with its creation time, the machine, the library versions, the settings and the results."""
-    from ..export.pipeline import versions
-
-    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": machine_facts(threads or 0), "versions": versions(), "settings": settings, **extra,
-            "results": results}
+def script_report(title: str, settings: BenchSettings, script: str, **fields: Any) -> Report:
+    """A ``script`` report (machine, library versions and settings filled in); ``script``: the file that wrote it."""
+    report = new_report("script", title, settings, **fields)
+    report.notes.append(f"Produced by `latency/{script}`.")
+    return report
 
 
-def write_report(out: Path, stem: str, report: dict[str, Any], markdown: str) -> None:
-    """``<stem>.json`` and ``<stem>.md`` in ``out``, each written whole; the Markdown is also printed."""
-    atomic_write(out / f"{stem}.json", json.dumps(report, indent=2) + "\n")
-    atomic_write(out / f"{stem}.md", markdown)
-    print(markdown)
+def write_script_report(out: Path, stem: str, report: Report) -> None:
+    """``<stem>.json``, ``<stem>.md`` and ``<stem>.html`` in ``out``, each written whole; the Markdown is printed."""
+    report.machine.finish()
+    md = markdown(report)
+    with writing(f"write the report to {out}"):
+        atomic_write(out / f"{stem}.json", report.to_json())
+        atomic_write(out / f"{stem}.md", md)
+        atomic_write(out / f"{stem}.html", html_page(report, md))
+    print(md)

@@ -12,7 +12,7 @@ from ..export.exporters import EXPORTERS
 from ..export.profiles import load_profile
 from ..samples import SAMPLE_PHOTOS, sample_photo
 from ..zoo import get_card
-from .output import RichSteps, progress_bar, results_table
+from .output import RichSteps, progress_line, results_table
 from .zoo_cmds import zoo_rows, zoo_table
 
 DEFAULT_MODEL = "efficientvit-b1-r224"
@@ -26,14 +26,16 @@ def _available(target: str) -> bool:
 @click.command()
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Classification model to run.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Official checkpoint (.pt or .safetensors).")
-@click.option("--runs", default=20, show_default=True, type=click.IntRange(min=1), help="Timed benchmark rounds.")
+@click.option("--budget-s", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds of timed benchmark blocks per export.")
 @click.option("--output", "-o", default="demo-output", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the exports and reports.")
-def demo(model: str, weights: str | None, runs: int, output: str) -> None:
+def demo(model: str, weights: str | None, budget_s: float, output: str) -> None:
     """List the zoo, export MODEL for cpu-ort (and mobile-cpu-tflite when available), validate, benchmark
     it against PyTorch eager, and classify a sample photo with the exported model."""
     from ..bench.harness import BenchSettings, bench_export
-    from ..bench.report import write_reports
+    from ..bench.protocol import ProtocolSettings
+    from ..bench.render import write_report
     from ..export.pipeline import run_export
     from ..export.request import ExportRequest, preflight
     from ..predict import Predictor
@@ -52,8 +54,10 @@ def demo(model: str, weights: str | None, runs: int, output: str) -> None:
             continue
         console.rule(f"{model} → {target}")
         result = run_export(ExportRequest(model, target, weights, output=str(out / f"{model}-{target}")), RichSteps())
-        report = bench_export(result.folder, BenchSettings(runs=runs, warmup=3), weights, progress_bar, result.model)
-        folder = write_reports(report, out / f"bench-{model}-{target}")
+        with progress_line() as progress:
+            report = bench_export(result.folder, BenchSettings(protocol=ProtocolSettings(budget_s=budget_s)), weights,
+                                  progress=progress)
+        folder = write_report(report, out / f"bench-{model}-{target}")
         console.print(results_table(report))
         console.print(f"reports: {folder}")
 

@@ -15,8 +15,14 @@ DEFAULTS = DeviceSettings()
 
 
 def device_options(f: Callable) -> Callable:
-    """The device-run settings shared by ``device-bundle`` (``bench --adb`` reuses --runs/--warmup/--threads)."""
+    """The device-run settings ``device-bundle`` and ``bench adb`` share."""
     for decorator in reversed([
+        click.option("--threads", default=DEFAULTS.threads, show_default=True, type=click.IntRange(min=1),
+                     help="Phone: inference threads."),
+        click.option("--runs", default=DEFAULTS.runs, show_default=True, type=click.IntRange(min=1),
+                     help="Timed inferences (benchmark_model --num_runs, perf_test -r, trtexec --iterations)."),
+        click.option("--warmup", default=DEFAULTS.warmup_runs, show_default=True, type=click.IntRange(min=0),
+                     help="Phone: warm-up inferences (benchmark_model --warmup_runs)."),
         click.option("--taskset", metavar="MASK", help="Pin the phone's timing run to the cores of this hex mask "
                      "(its big cores, e.g. f0 = cores 4-7) with taskset."),
         click.option("--op-profiling", is_flag=True, help="Phone: per-op profile (benchmark_model "
@@ -44,12 +50,6 @@ def settings_from(threads: int, runs: int, warmup: int, warmup_ms: int, taskset:
               help="Bundle folder (default: ./device-bundles/<export>-<device>/).")
 @click.option("--weights", "-w", type=click.Path(dir_okay=False),
               help="The checkpoint the export was made from (for the PyTorch reference outputs).")
-@click.option("--threads", default=DEFAULTS.threads, show_default=True, type=click.IntRange(min=1),
-              help="Phone: inference threads.")
-@click.option("--runs", default=DEFAULTS.runs, show_default=True, type=click.IntRange(min=1),
-              help="Timed inferences (benchmark_model --num_runs, perf_test -r, trtexec --iterations).")
-@click.option("--warmup", default=DEFAULTS.warmup_runs, show_default=True, type=click.IntRange(min=0),
-              help="Phone: warm-up inferences (benchmark_model --warmup_runs).")
 @click.option("--warmup-ms", default=DEFAULTS.warmup_ms, show_default=True, type=click.IntRange(min=0),
               help="Jetson: trtexec --warmUp in milliseconds.")
 @device_options

@@ -56,43 +56,40 @@ def reference_table() -> Table:
     return table
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+@contextlib.contextmanager
+def progress_line() -> Iterator[Callable[[str], None]]:
+    """A live status line on stderr for a measurement: each call replaces the text (loading, round n, settled)."""
+    console = Console(stderr=True)
+    with console.status("measuring …") as status:
+        yield lambda text: status.update(f"measuring: {text}")
 
 
-def results_table(report: dict) -> Table:
-    from ..bench.report import is_baseline, precision_label
+def results_table(report) -> Table:  # noqa: ANN001 - bench.schema.Report
+    """A report's rows in the terminal (the same columns as report.md)."""
+    from ..bench.render import ms, native_cells, precision_label
 
-    imported = bool(report.get("imported"))
-    table = Table(title=f"{report['model']}: {report['machine']['label']}",
-                  caption="measured on the device, imported" if imported else "vs PyTorch: time ratio")
-    for col in ("backend", "format", "precision", "batch", "median ms", "mean ms", "p90 ms", "std ms", "img/s",
-                "vs PyTorch"):
-        table.add_column(col, justify="left" if col in ("backend", "format", "precision") else "right")
-    for r in report["results"]:
-        lat = r["latency_ms"]
+    several = len({r.model for r in report.rows}) > 1
+    imported = report.kind == "import"
+    table = Table(title=f"{report.title}: {report.machine.label}",
+                  caption="measured on the device, imported" if imported else
+                  "each backend in its own process, alternating blocks; vs eager: time ratio")
+    cols = (["model"] if several else []) + ["backend", "format", "precision", "batch", "median ms", "p10-p90 ms",
+                                             "95% CI", "img/s", "vs eager", "native ms", "ours/native", "status"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("model", "backend", "format", "precision", "status")
+                         else "right")
+    for r in report.rows:
+        lat = r.latency
         if imported:
-            ratio = "n/a (no PyTorch on the device)"
+            ratio = "n/a"
         else:
-            ratio = "baseline" if is_baseline(r) else f"{r['ratio_to_pytorch']:.2f}x"
-        ips = f"{r['throughput_img_s']:.1f}" if r.get("throughput_img_s") else "-"
-        table.add_row(r["backend"], r["format"], precision_label(r), str(r["batch"]), _ms(lat.get("median")),
-                      _ms(lat.get("mean")), _ms(lat.get("p90")), _ms(lat.get("std")), ips, ratio)
-    return table
-
-
-def comparison_table(report: dict) -> Table:
-    """The rows of a comparison run: every model's backends, measured in the same rounds."""
-    from ..bench.report import precision_label
-
-    table = Table(title=f"{report['paper']['title']}: {report['machine_label']}",
-                  caption="same input, batch and threads, interleaved rounds")
-    for col in ("model", "role", "backend", "format", "precision", "batch", "median ms", "p90 ms", "img/s"):
-        table.add_column(col, justify="left" if col in ("model", "role", "backend", "format", "precision") else "right")
-    for r in report["results"]:
-        lat = r["latency_ms"]
-        table.add_row(r["model"], r["role"], r["backend"], r["format"], precision_label(r), str(r["batch"]),
-                      f"{lat['median']:.2f}", f"{lat['p90']:.2f}", f"{r['throughput_img_s']:.1f}")
+            ratio = "baseline" if r.is_baseline else (f"{r.ratio_to_eager:.2f}x" if r.ratio_to_eager else "-")
+        ci = f"±{lat.ci_pct:.1f}%" if lat.ci_pct is not None else "-"
+        spread = f"{ms(lat.p10)}-{ms(lat.p90)}" if lat.p10 is not None else "-"
+        ips = f"{r.throughput_img_s:.1f}" if r.throughput_img_s else "-"
+        native, vs = native_cells(r)
+        table.add_row(*([r.model] if several else []), r.backend, r.format, precision_label(r), str(r.batch),
+                      ms(lat.headline), spread, ci, ips, ratio, native, vs, r.status)
     return table
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..bench.schema import Claim, Row
 from .cards import PaperRow, PaperTable
 
 
@@ -29,27 +30,27 @@ def paper_ratios(table: PaperTable, baseline: PaperRow | None, ours: PaperRow | 
     return out
 
 
-def deployment_row(results: list[dict[str, Any]], model: str, batch: int) -> dict[str, Any] | None:
+def deployment_row(rows: list[Row], model: str, batch: int) -> Row | None:
     """The row of ``model``'s deployment artifact at ``batch``: the last artifact of its export's chain (the one
     the runtime would run), else PyTorch eager."""
-    rows = [r for r in results if r["model"] == model and r["batch"] == batch]
-    artifacts = [r for r in rows if r["artifact"]]
-    return (artifacts or rows or [None])[-1]
+    mine = [r for r in rows if r.model == model and r.batch == batch]
+    artifacts = [r for r in mine if r.artifact]
+    return (artifacts or mine or [None])[-1]
 
 
-def measured_ratios(results: list[dict[str, Any]], baseline: str, ours: str) -> list[dict[str, Any]]:
+def measured_ratios(rows: list[Row], baseline: str, ours: str) -> list[dict[str, Any]]:
     """competitor median / EfficientViT median for every backend, format, precision and batch both have."""
-    def key(r: dict[str, Any]) -> tuple:
-        return r["backend"], r["format"], r["precision"], r["batch"]
+    def key(r: Row) -> tuple:
+        return r.backend, r.format, r.precision, r.batch
 
-    theirs = {key(r): r for r in results if r["model"] == baseline}
+    theirs = {key(r): r for r in rows if r.model == baseline and r.latency.median}
     out = []
-    for r in results:
-        b = theirs.get(key(r)) if r["model"] == ours else None
+    for r in rows:
+        b = theirs.get(key(r)) if r.model == ours and r.latency.median else None
         if b is None:
             continue
-        b_ms, o_ms = b["latency_ms"]["median"], r["latency_ms"]["median"]
-        out.append({"backend": r["backend"], "format": r["format"], "precision": r["precision"], "batch": r["batch"],
+        b_ms, o_ms = b.latency.median, r.latency.median
+        out.append({"backend": r.backend, "format": r.format, "precision": r.precision, "batch": r.batch,
                     "baseline_median_ms": b_ms, "ours_median_ms": o_ms, "speedup": b_ms / o_ms})
     return out
 
@@ -59,7 +60,7 @@ def _x(value: float) -> str:
 
 
 def claim_entry(table: PaperTable, baseline: str, ours: str, rows: tuple[PaperRow | None, PaperRow | None],
-                results: list[dict[str, Any]], machine: str, batch: int) -> dict[str, Any]:
+                results: list[Row], machine: str, batch: int) -> Claim:
     """One pair: the paper's ratios, the headline claim it carries (if any), the ratios measured here, and the
     sentence that puts them side by side."""
     headlines = [c for c in table.claims.values() if (c.baseline, c.ours) == (baseline, ours)]
@@ -67,7 +68,7 @@ def claim_entry(table: PaperTable, baseline: str, ours: str, rows: tuple[PaperRo
     measured = measured_ratios(results, baseline, ours)
     ours_row = deployment_row(results, ours, batch)
     main = next((m for m in measured if ours_row and (m["format"], m["precision"], m["batch"]) == (
-        ours_row["format"], ours_row["precision"], ours_row["batch"])), measured[0] if measured else None)
+        ours_row.format, ours_row.precision, ours_row.batch)), measured[0] if measured else None)
     # The headline claims as the paper prints them; else the table's figure column (else any common column).
     shown = [(f"{c.ratio:g}×", p) for c in headlines for p in paper if p["column"] == c.column]
     shown = shown or [(_x(p["ratio"]), p) for p in paper if p["column"] == table.figure_column] or [
@@ -83,16 +84,11 @@ def claim_entry(table: PaperTable, baseline: str, ours: str, rows: tuple[PaperRo
                  f"bs{main['batch']}")
     else:
         said += " — not measured here on a common backend"
-    return {
-        "baseline": baseline, "ours": ours, "table": table.name,
-        "headlines": [{"id": c.id, "text": c.text, "where": c.where, "ratio": c.ratio, "column": c.column,
-                       "pair": c.pair} for c in headlines],
-        "paper": paper,
-        "measured": measured,
-        "speedup": main["speedup"] if main else None,
-        "speedup_backend": {k: main[k] for k in ("backend", "format", "precision", "batch")} if main else None,
-        "text": said,
-    }
+    return Claim(baseline, ours, said,
+                 headlines=[{"id": c.id, "text": c.text, "where": c.where, "ratio": c.ratio, "column": c.column,
+                             "pair": c.pair, "table": table.name} for c in headlines],
+                 paper=paper, measured=measured, speedup=main["speedup"] if main else None,
+                 speedup_backend={k: main[k] for k in ("backend", "format", "precision", "batch")} if main else None)
 
 
 def unreached_claims(table: PaperTable, measured: set[str], unmeasurable: dict[str, str]) -> list[str]:

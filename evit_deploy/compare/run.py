@@ -20,7 +20,9 @@ from typing import Any
 import torch
 
 from ..artifacts import FORMATS
-from ..bench.harness import BenchItem, BenchSettings, ProgressFactory, measure_items, no_progress, open_item, run_facts
+from ..bench.harness import BenchItem, BenchSettings, measure_items, new_report, open_item
+from ..bench.protocol import Progress
+from ..bench.schema import Report, Row
 from ..errors import EvitError, one_line
 from ..export.pipeline import ExportRequest, ExportResult, run_export
 from ..export.profiles import ExportProfile, load_profile
@@ -87,16 +89,18 @@ class Budget:
                                                                      self.estimates_s.items()},
                 "skipped": self.skipped,
                 "method": "estimated seconds = GMACs at the measured size x seconds per GMAC of one PyTorch call "
-                          "(timed on the first model) x calls (export, validation, warm-up and timed rounds)"}
+                          "(timed on the first model) x calls (export, validation, warm-up); the timed blocks of "
+                          "every model share what is left of the budget"}
 
 
 def _calls(profile: ExportProfile, bench: BenchSettings) -> tuple[int, int]:
-    """(export + validation calls, warm-up + timed calls) of one model, in single-image forward passes."""
+    """(export + validation calls, warm-up calls) of one model, in single-image forward passes. The timed blocks
+    are the protocol's budget, shared by every model."""
     formats = sum(1 for f in profile.formats if FORMATS[f].runnable)
     samples = len(profile.validation.photos) + profile.validation.noise
     export = samples * (1 + formats) + 2 * formats
-    measure = sum(b * (bench.warmup + bench.runs) for b in bench.batches) * (1 + formats)
-    return export, measure
+    warmup = sum(b * 2 * bench.protocol.warmup.window for b in bench.batches) * (1 + formats)
+    return export, warmup
 
 
 def _seconds_per_gmac(subject: ExportSubject, result: ExportResult, gmacs: float) -> float:
@@ -131,7 +135,7 @@ def _count(entry: Entry) -> tuple[Count | None, Count | None, str]:
 
 
 def run_comparison(plan: Plan, settings: CompareSettings, bench: BenchSettings, step: StepReporter = silent_step,
-                   progress: ProgressFactory = no_progress, warn: Warn = lambda message: None) -> dict[str, Any]:
+                   progress: Progress = lambda text: None, warn: Warn = lambda message: None) -> Report:
     """Export, validate and measure every model of ``plan``; the report (see :mod:`evit_deploy.compare`)."""
     profile = load_profile(settings.target)
     budget = Budget(settings.budget_s)
@@ -187,19 +191,23 @@ def run_comparison(plan: Plan, settings: CompareSettings, bench: BenchSettings, 
             pending_measure += gmacs * budget.rate_s_per_gmac * measure_calls
         done.append((entry, subject, result))
 
-    items = [_item(entry, subject, result, bench, counts[entry.name]) for entry, subject, result in done]
-    results, skipped = measure_items(items, bench, progress) if items else ([], [])
-    return _report(plan, profile, bench, settings, done, items, results, skipped, counts, not_measured, budget)
+    items = [_item(entry, result, bench, settings, plan, counts[entry.name]) for entry, _, result in done]
+    if budget.limit_s is not None:  # the timed blocks get what is left of the budget
+        bench.protocol.budget_s = max(1.0, min(bench.protocol.budget_s, budget.limit_s - budget.elapsed()))
+    rows, skipped = measure_items(items, bench, progress) if items else ([], [])
+    return _report(plan, profile, bench, settings, done, items, rows, skipped, counts, not_measured, budget)
 
 
-def _item(entry: Entry, subject: ExportSubject, result: ExportResult, bench: BenchSettings,
+def _item(entry: Entry, result: ExportResult, bench: BenchSettings, settings: CompareSettings, plan: Plan,
           count: tuple[Count | None, Count | None, str]) -> BenchItem:
     here = count[1]
-    fields = {"role": entry.role, "table": entry.table.name,
-              "paper_name": entry.row.paper_name if entry.row else None, "input_size": list(entry.input_size),
-              "params_M": round(count[0].params_M, 3) if count[0] else None,
-              "macs_G": round(here.macs_G, 3) if here else None}
-    return open_item(result.folder, bench, subject, model=result.model, name=entry.name, fields=fields)
+    extra = {"table": entry.table.name, "paper_name": entry.row.paper_name if entry.row else None,
+             "input_size": list(entry.input_size),
+             "params_M": round(count[0].params_M, 3) if count[0] else None,
+             "macs_G": round(here.macs_G, 3) if here else None}
+    mine = entry.name == plan.subject
+    return open_item(result.folder, bench, settings.weights if mine else None, settings.ema and mine, entry.name,
+                     extra, entry.role)
 
 
 def unmeasurable() -> dict[str, str]:
@@ -207,22 +215,18 @@ def unmeasurable() -> dict[str, str]:
     return {c.name: re.split(r"[:(]", c.unavailable)[0].strip() for c in competitors().values() if not c.measurable}
 
 
-def _machine_label(facts: dict[str, Any]) -> str:
-    m = facts["machine"]
-    return m["gpu"] if m.get("gpu") else f"{m['cpu']} ({m['threads']} threads)"
-
-
 def _report(plan: Plan, profile: ExportProfile, bench: BenchSettings, settings: CompareSettings,
             done: list[tuple[Entry, ExportSubject, ExportResult]], items: list[BenchItem],
-            results: list[dict[str, Any]], skipped: list[str], counts: dict, not_measured: list[dict[str, str]],
-            budget: Budget) -> dict[str, Any]:
-    facts = run_facts(bench, items, settings.weights)
+            rows: list[Row], skipped: list[str], counts: dict, not_measured: list[dict[str, str]],
+            budget: Budget) -> Report:
+    report = new_report("comparison", f"{plan.table.title}: measured on this machine", bench, model=plan.title,
+                        task=plan.table.task, target=profile.name)
+    report.machine.finish()
     measured = {entry.name for entry, _, _ in done}
-    rows = {e.name: e.row for e in plan.entries}
+    paper_rows = {e.name: e.row for e in plan.entries}
     batch = min(bench.batches)
-    machine = _machine_label(facts)
-    claims = [claim_entry(plan.table, baseline, ours, (rows[baseline], rows[ours]), results, machine, batch)
-              for baseline, ours in pairs(plan, measured)]
+    report.claims = [claim_entry(plan.table, baseline, ours, (paper_rows[baseline], paper_rows[ours]), rows,
+                                 report.machine.label, batch) for baseline, ours in pairs(plan, measured)]
     models, mismatches = {}, []
     for entry in plan.entries:
         paper, here, error = counts.get(entry.name, (None, None, ""))
@@ -248,14 +252,25 @@ def _report(plan: Plan, profile: ExportProfile, bench: BenchSettings, settings: 
             "export_skipped": export.manifest.skipped if export else [],
         }
     sizes = {tuple(e.input_size) for e in plan.entries}
-    measured_what = sorted({item.measured for item in items}) or ["whole model"]
-    return {
-        "kind": "comparison",
-        "created": facts.pop("created"),
-        "model": plan.title,
+    measured_what = sorted({"image encoder only" if i.manifest.task == "sam" else "whole model" for i in items})
+    report.rows = rows
+    report.input_size = list(next(iter(sizes))) if len(sizes) == 1 else None
+    report.measured = ", ".join(measured_what or ["whole model"])
+    report.skipped = skipped + budget.skipped + [f"{e.name}: {line}" for e, _, r in done for line in r.manifest.skipped]
+    report.settings["weights"] = Path(settings.weights).name if settings.weights else "random"
+    report.columns = {"role": "role", "params_M": "params M (counted)"}
+    for row in report.rows:
+        row.extra["role"] = row.role
+    report.notes = [n for n in (
+        plan.table.note,
+        "Competitors run with random weights (latency does not depend on weights); accuracies are the paper's, not "
+        "measured here.",
+        "The paper's figures are TensorRT fp16 on its devices with data transfer included; compare ratios, not "
+        "absolute numbers, and only at the same batch and precision.",
+        "Measured ratio = the competitor's median latency / EfficientViT's median latency, same backend, precision, "
+        "batch and threads, from the rows above.") if n]
+    report.sections.update({
         "mode": plan.mode,
-        "task": plan.table.task,
-        "target": profile.name,
         "table": plan.table.name,
         "paper": {"title": plan.table.title, "note": plan.table.note,
                   "columns": {k: c.to_dict() for k, c in plan.table.columns.items()},
@@ -264,16 +279,10 @@ def _report(plan: Plan, profile: ExportProfile, bench: BenchSettings, settings: 
                   "rows": [{"role": EFFICIENTVIT, **row.to_dict()} for row in plan.table.efficientvit.values()]
                   + [{"role": "comparison", **c.rows[plan.table.name].to_dict()} for c in competitors().values()
                      if plan.table.name in c.rows]},
-        "input_size": list(next(iter(sizes))) if len(sizes) == 1 else None,
-        "measured": ", ".join(measured_what),
-        **facts,
-        "machine_label": machine,
-        "results": results,
         "models": models,
-        "claims": claims,
         "claims_not_reached": unreached_claims(plan.table, measured, unmeasurable()),
         "count_mismatches": mismatches,
         "not_measured": not_measured,
-        "skipped": skipped + budget.skipped + [f"{e.name}: {line}" for e, _, r in done for line in r.manifest.skipped],
         "budget": budget.to_dict(),
-    }
+    })
+    return report

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..bench.schema import Report
 from ..errors import EvitError, one_line
 from ..export.steps import StepReporter, silent_step
 from .bundle import make_bundle, read_bundle
@@ -79,7 +80,7 @@ def run_steps(bundle: Path, adb: str, serial: str, values: dict[str, str],
 
 def adb_bench(export_dir: str | Path, serial: str, device_name: str | None = None,
               settings: DeviceSettings | None = None, weights: str | None = None,
-              tool_binary: str | None = None, step: StepReporter = silent_step) -> dict[str, Any]:
+              tool_binary: str | None = None, step: StepReporter = silent_step) -> Report:
     """Bundle ``export_dir`` for Android, run it on ``serial`` over adb, import the results; returns the report.
     ``tool_binary``: host path of the device tool to push first (else it must already be on the phone)."""
     adb = find_adb()
@@ -92,6 +93,6 @@ def adb_bench(export_dir: str | Path, serial: str, device_name: str | None = Non
         values = {variable: str(Path(tool_binary).resolve())} if tool_binary else {}
         ran = run_steps(bundle, adb, serial, values, step)
         report = import_results(bundle / RESULTS, bundle, device_name)
-    report["imported"].update({"adb": {"serial": serial, "steps": ran}, "bundle": "temporary (bench --adb)",
-                               "results": f"pulled from {serial} over adb"})
+    report.sections["imported"].update({"adb": {"serial": serial, "steps": ran}, "bundle": "temporary (bench --adb)",
+                                        "results": f"pulled from {serial} over adb"})
     return report

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,8 @@ import numpy as np
 from .. import __version__
 from ..artifacts import confined
 from ..bench.reference import hardware_rows, model_facts
+from ..bench.schema import Machine, Reference, Report, Row
+from ..bench.stats import Stats
 from ..errors import EvitError
 from ..export.profiles import profile_from_dict
 from ..export.tasks import task_agreement
@@ -273,9 +274,10 @@ def default_device_name(bundle_doc: dict[str, Any]) -> str:
     return f"unnamed {bundle_doc['device']} device (name it with --device-name)"
 
 
-def import_results(results: str | Path, bundle_dir: str | Path, device_name: str | None = None) -> dict[str, Any]:
+def import_results(results: str | Path, bundle_dir: str | Path, device_name: str | None = None) -> Report:
     """Parse ``results`` (a results folder of ``run.sh``, or one result file) against the bundle: one-line errors
-    for files that are not the tool's output or not from this bundle; returns the report (``bench`` layout)."""
+    for files that are not the tool's output or not from this bundle; returns the report (the typed report model
+    every benchmark writes)."""
     bundle = read_bundle(bundle_dir)
     doc = bundle.doc
     device_name = " ".join((device_name or default_device_name(doc)).split())[:120]
@@ -287,54 +289,60 @@ def import_results(results: str | Path, bundle_dir: str | Path, device_name: str
     layers = _layers(found, timing_file)
     run, settings = doc["run"], doc["settings"]
     batch = int(run.get("batch") or 1)
-    results_rows = []
+    rows = []
     if timing is not None:
         fmt, path = ("trt-engine", run["engine"]) if tool.name == "trtexec" else (doc["artifact"]["format"],
                                                                                    doc["artifact"]["path"])
-        headline = timing.headline_ms
-        results_rows.append({
-            "backend": tool.name, "format": fmt, "precision": run.get("precision") or doc["artifact"]["precision"],
-            "artifact": path, "batch": batch, "latency_ms": timing.latency_ms, "statistic": timing.statistic,
-            "runs": timing.count, "throughput_img_s": batch * 1000.0 / headline if headline > 0 else None,
-            "ratio_to_pytorch": None, "device": device_name, "device_class": doc["device_class"],
-            "host_device_copies": ("included: latencyMs = H2D + GPU compute + D2H" if tool.name == "trtexec"
-                                   else "n/a: the phone's CPU reads the inputs in place"),
-            "memory_mb": timing.memory_mb, "details": timing.details,
-            "source": {"file": timing_file.rel, "sha256": timing_file.sha256},
-        })
+        lat = timing.latency_ms
+        rows.append(Row(
+            model=doc["model"], backend=tool.name, format=fmt, precision=run.get("precision") or
+            doc["artifact"]["precision"], batch=batch, artifact=path, device=device_name,
+            latency=Stats(n=timing.count, median=lat.get("median"), mean=lat.get("mean"), p90=lat.get("p90"),
+                          p99=lat.get("p99"), min=lat.get("min"), max=lat.get("max"), std=lat.get("std")),
+            extra={"statistic": timing.statistic, "device_class": doc["device_class"],
+                   "host_device_copies": ("included: latencyMs = H2D + GPU compute + D2H" if tool.name == "trtexec"
+                                          else "n/a: the phone's CPU reads the inputs in place"),
+                   "memory_mb": timing.memory_mb, "details": timing.details,
+                   "source_file": timing_file.rel, "source_sha256": timing_file.sha256}))
     else:
         notes.append(f"latency not measured: the results hold no {tool.name} timing output")
     threads = timing.facts.get("threads") if timing else None
     threads = threads or (settings["threads"] if tool.name != "trtexec" else None)
     where = (f"measured on {device_name} by {tool.description}; imported by evit-deploy bench import, not "
              "measured by evit-deploy")
-    return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": doc["model"], "task": doc["task"], "target": doc["target"], "export": doc["export"]["source"],
-        "input_size": doc["input_size"],
-        "measured": "image encoder only" if doc["task"] == "sam" else "whole model",
-        "machine": {"device": doc["device_class"], "cpu": device_name, "threads": threads, "label": device_name,
-                    "where": where},
-        "settings": {"batches": [batch], "runs": timing.count if timing and timing.count else settings["runs"],
-                     "warmup": (f"{run['warmup_ms']} ms" if tool.name == "trtexec" else run.get("warmup_runs")),
-                     "threads": threads, "tool": tool.name, "taskset": settings.get("taskset"),
-                     "xnnpack": settings.get("xnnpack") if tool.name != "trtexec" else None,
-                     "commands": [s["bash"] for s in run["steps"] if "timing" in s["tags"]]},
-        "versions": {"evit-deploy": __version__, "bundle made by evit-deploy": doc["evit_deploy"]},
-        "results": results_rows,
-        "skipped": notes,
-        "reference": {"model": model_facts(doc["model"]), "device_class": doc["device_class"],
-                      "hardware": hardware_rows(doc["model"], device_class=doc["device_class"])},
-        "imported": {"bundle": str(bundle.folder), "bundle_id": doc["bundle_id"], "tool": tool.name,
-                     "device": device_name, "results": str(results), "checks": checks,
-                     "files": {f.rel: f.sha256 for group in found.files.values() for f in group},
-                     "ignored": found.ignored,
-                     "note": "device measurements imported from the tool's own output; evit-deploy measured nothing"},
-        "layers": layers,
-        "correctness": correctness,
-    }
+    report = Report(
+        kind="import", title=f"{doc['model']} on {device_name}",
+        machine=Machine(label=device_name, cpu=device_name, threads=threads, where=where),
+        rows=rows, model=doc["model"], task=doc["task"], target=doc["target"], export=doc["export"]["source"],
+        input_size=doc["input_size"], measured="image encoder only" if doc["task"] == "sam" else "whole model",
+        settings={"batches": [batch], "runs": timing.count if timing and timing.count else settings["runs"],
+                  "warmup": (f"{run['warmup_ms']} ms" if tool.name == "trtexec" else run.get("warmup_runs")),
+                  "threads": threads, "tool": tool.name, "taskset": settings.get("taskset"),
+                  "xnnpack": settings.get("xnnpack") if tool.name != "trtexec" else None,
+                  "commands": [s["bash"] for s in run["steps"] if "timing" in s["tags"]]},
+        versions={"evit-deploy": __version__, "bundle made by evit-deploy": doc["evit_deploy"]},
+        references=[Reference(r["model"], r["device"], r["device_name"], r["engine"], r["precision"], r.get("batch"),
+                              r["metric"], r["value"], r["source"], r.get("data_transfer", ""))
+                    for r in hardware_rows(doc["model"], device_class=doc["device_class"])],
+        skipped=notes,
+        notes=["The paper's phone figures are TFLite fp32 at batch 1 on a Snapdragon 8Gen1's CPU; its Jetson figures "
+               "TensorRT fp16 at batch 1 with data transfer included, at maximum clocks: compare like with like."],
+        sections={
+            "device_class": doc["device_class"],
+            "published_model": model_facts(doc["model"]),
+            "imported": {"bundle": str(bundle.folder), "bundle_id": doc["bundle_id"], "tool": tool.name,
+                         "device": device_name, "results": str(results), "checks": checks,
+                         "files": {f.rel: f.sha256 for group in found.files.values() for f in group},
+                         "ignored": found.ignored,
+                         "note": "device measurements imported from the tool's own output; evit-deploy measured "
+                                 "nothing"},
+            "layers": layers,
+            "correctness": correctness,
+        },
+    )
+    return report
 
 
-def report_name(report: dict[str, Any]) -> str:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", report["machine"]["label"]).strip("-")[:60] or "device"
-    return f"{report['model']}-{slug}"
+def report_name(report: Report) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", report.machine.label).strip("-")[:60] or "device"
+    return f"{report.model}-{slug}"

@@ -251,6 +251,46 @@ def parse_perf_test_log(text: str, source: str) -> Timing:
                   "median" if latency["median"] is not None else "mean", details, memory)
 
 
+# ----------------------------------------------------------------------------- benchmark_app, litert-benchmark
+
+_BENCHMARK_APP = {"median": rf"Median:\s+({NUM}) ms", "mean": rf"Average:\s+({NUM}) ms", "min": rf"Min:\s+({NUM}) ms",
+                  "max": rf"Max:\s+({NUM}) ms", "count": r"Count:\s+(\d+) iterations",
+                  "throughput": rf"Throughput:\s+({NUM}) FPS", "first_ms": rf"First inference took ({NUM}) ms"}
+
+
+def parse_benchmark_app_log(text: str, source: str) -> Timing:
+    """OpenVINO ``benchmark_app`` output (tools/benchmark_tool): ``Count: N iterations``, then under ``Latency:``
+    ``Median``, ``Average``, ``Min``, ``Max`` in ms, and ``Throughput: X FPS``."""
+    found = {key: m.group(1) for key, rx in _BENCHMARK_APP.items() if (m := re.search(rx, text))}
+    if "median" not in found:
+        if "[ ERROR ]" in text:
+            line = next(ln for ln in text.splitlines() if "[ ERROR ]" in ln)
+            raise _error(source, f"benchmark_app failed: {one_line(line.split('[ ERROR ]', 1)[1], 200)}")
+        raise _error(source, "not a benchmark_app report (no 'Median: ... ms' latency line)")
+    latency = {"median": float(found["median"]), "mean": float(found["mean"]) if "mean" in found else None,
+               "p90": None, "p99": None, "min": float(found["min"]) if "min" in found else None,
+               "max": float(found["max"]) if "max" in found else None, "std": None}
+    details = {k: found[k] for k in ("throughput", "first_ms") if k in found}
+    return Timing("benchmark_app", source, int(found["count"]) if "count" in found else None, latency, "median",
+                  details)
+
+
+def parse_litert_benchmark_json(doc: Any, source: str) -> Timing:
+    """``litert-benchmark --result_json`` (ai_edge_litert/tools/benchmark_litert_model.py): ``latency`` holds
+    ``median_ms``, ``avg_ms``, ``min_ms``, ``max_ms``, ``std_ms``, ``p5_ms``, ``p95_ms``, ``num_runs``."""
+    lat = doc.get("latency") if isinstance(doc, dict) else None
+    if not isinstance(lat, dict) or not isinstance(lat.get("median_ms"), (int, float)):
+        raise _error(source, "not a litert-benchmark result (no latency.median_ms)")
+    number = {k: float(v) for k, v in lat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    latency = {"median": number["median_ms"], "mean": number.get("avg_ms"), "p90": None, "p99": None,
+               "min": number.get("min_ms"), "max": number.get("max_ms"), "std": number.get("std_ms")}
+    details = {k: doc[k] for k in ("accelerators", "num_threads", "fully_accelerated") if k in doc}
+    details |= {k: number[k] for k in ("init_ms", "p5_ms", "p95_ms") if k in number}
+    count = lat.get("num_runs")
+    return Timing("litert-benchmark", source, int(count) if isinstance(count, int) else None, latency, "median",
+                  details)
+
+
 # ------------------------------------------------------------------------------------------------- trtexec
 
 
@@ -273,7 +313,7 @@ def _record_number(record: dict[str, Any], key: str, source: str, i: int) -> flo
 
 def parse_trtexec_times(doc: Any, source: str, warmup_ms: float | None = None) -> Timing:
     """``trtexec --exportTimes`` records: latency (H2D + compute + D2H) per iteration, warm-up dropped."""
-    from ..bench.measure import summarize
+    from ..bench.stats import summarize
 
     if not isinstance(doc, list) or not doc or not all(isinstance(r, dict) for r in doc):
         raise _error(source, "not a trtexec --exportTimes file (expected a non-empty list of per-iteration records)")
@@ -291,8 +331,9 @@ def parse_trtexec_times(doc: Any, source: str, warmup_ms: float | None = None) -
         for key, values in series.items():
             values.append(_record_number(r, key, source, i))
     lat = series["latencyMs"]
-    stats = {k: v for k, v in summarize(lat, 1).items() if k != "throughput_img_s"}
-    stats["mean"] = math.fsum(lat) / len(lat)
+    summary = summarize([lat])
+    stats = {"median": summary.median, "mean": math.fsum(lat) / len(lat), "p90": summary.p90, "p99": summary.p99,
+             "min": summary.min, "max": summary.max, "std": summary.std}
     rule = (f"records starting before the {warmup_ms} ms warm-up dropped (trtexec's own rule)" if warmup_ms is not None
             else "every record counted (warm-up unknown for a file not written by the bundle's run.sh)")
     details = {"key_set": "h2dMs/d2hMs (TensorRT 8+)" if new_keys else "inMs/outMs (TensorRT 7)",

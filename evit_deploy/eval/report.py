@@ -77,7 +77,11 @@ def markdown(report: dict[str, Any]) -> str:
 
 def check_report_folder(folder: Path) -> None:
     """Refuse a folder whose eval files are not ours, or one we cannot write, before any evaluation."""
-    check_report_dir(folder, REPORT_FILES, {"model", "dataset", "results"}, "evaluation report")
+    check_report_dir(folder, REPORT_FILES, _ours, "evaluation report")
+
+
+def _ours(doc: object) -> bool:
+    return isinstance(doc, dict) and {"model", "dataset", "results"} <= set(doc)
 
 
 def write_report(report: dict[str, Any], folder: Path) -> Path:

@@ -59,6 +59,7 @@ class Row:
     tally: Tally = field(default_factory=Tally)
     seconds: float = 0.0  # in the model runs
     scoring_seconds: float = 0.0  # in the metric (e.g. logits resized to the label size)
+    batch_ms: list[float] = field(default_factory=list)  # each model call (one batch of images)
 
 
 def _no_progress(label: str, total: int) -> Any:
@@ -172,6 +173,7 @@ def run_rows(protocol: Protocol, samples: list[Sample], rows: list[Row], setting
             scored = [protocol.score(row.tally, item, raw, None if reference is None else reference[i])
                       for i, (item, raw) in enumerate(zip(items, raws))]
             row.seconds += toc - tic
+            row.batch_ms.append((toc - tic) * 1e3)
             row.scoring_seconds += time.perf_counter() - toc
             reference = scored if reference is None else reference
         advance(len(next(iter(prepared.values()))))
@@ -224,7 +226,9 @@ def _pytorch_row(card: ModelCard, settings: EvalSettings, manifest: Manifest | N
 def _report(card: ModelCard, dataset: Dataset, settings: EvalSettings, protocol: Protocol, rows: list[Row],
             skipped: list[str], images: int, wall: float, folder: Path | None,
             manifest: Manifest | None) -> dict[str, Any]:
-    from ..bench.harness import machine_facts
+    from ..bench.schema import Row as SpeedRow
+    from ..bench.stats import summarize
+    from ..host import machine_facts
 
     results = []
     for row in rows:
@@ -237,6 +241,9 @@ def _report(card: ModelCard, dataset: Dataset, settings: EvalSettings, protocol:
             "images_per_s": images / row.seconds if row.seconds else None,
             "seconds": {"model": round(row.seconds, 3), "scoring": round(row.scoring_seconds, 3)},
             "protocol_deviations": row.deviations,
+            # The same typed row as every benchmark report: ms per model call of `batch` images, decoding excluded.
+            "speed": SpeedRow(card.name, row.backend, row.format, row.precision, settings.batch, row.artifact,
+                              device="this machine", latency=summarize([row.batch_ms])).to_dict(),
         })
     published = {k: card.published[k] for k in PUBLISHED_KEYS[dataset.kind] if k in card.published}
     return {

@@ -7,16 +7,13 @@ artifact passed validation; on any failure nothing is left behind and an existin
 from __future__ import annotations
 
 import copy
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..artifacts import (
     BatchInfo,
     Manifest,
@@ -29,6 +26,7 @@ from ..artifacts import (
 )
 from ..errors import EvitError
 from ..files import commit_staged, sha256_file, staged_dir, writing
+from ..host import library_versions
 from ..processing import InputFacts
 from ..zoo import get_card
 from .exporters import EXPORTERS, Artifact, ExportContext
@@ -58,17 +56,6 @@ class ExportResult:
     @property
     def skipped(self) -> list[str]:
         return self.manifest.skipped
-
-
-def versions() -> dict[str, str]:
-    found = {"evit-deploy": __version__, "python": platform.python_version()}
-    for dist in ("torch", "onnx", "onnxruntime", "onnxsim", "onnxscript", "numpy", "litert-torch", "ai-edge-litert",
-                 "ai-edge-quantizer", "tensorrt", "openvino", "nncf"):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
 
 
 def check_capabilities(profile: ExportProfile, precision: str, dynamic_batch: bool, task: str) -> None:
@@ -210,7 +197,7 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
                 artifacts=ctx.artifacts, files=written_files(tmp),
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 weights=subject.weights(), profile=profile.to_dict(),
-                versions=versions(), transforms=transforms, preprocessing=preprocessing_note(subject),
+                versions=library_versions(), transforms=transforms, preprocessing=preprocessing_note(subject),
                 skipped=ctx.skipped, quantization=ctx.quantization,
                 validation={
                     "passed": True,

@@ -57,6 +57,17 @@ def open_file(path: str | Path, threads: int = 0, providers: list[str] | None = 
     return backend(path, **kwargs)
 
 
+def require_runtime(path: str | Path) -> None:
+    """Raise the one-line MissingDependency when the runtime of this artifact file is not installed (without
+    loading the file)."""
+    from ..optional import require
+
+    ensure_registered()
+    backend = BACKENDS.get(Path(path).suffix)
+    if backend is not None and backend.requires:
+        require(backend.requires, f"running {Path(path).name}")
+
+
 def open_artifact(folder: str | Path, manifest: Manifest, entry: ArtifactEntry, threads: int | None = None,
                   shared_cpu: bool = False, verify: bool = True) -> Backend:
     """Open ``entry`` of the export ``folder``: confined path, sha256 checked (unless ``verify=False``), the

@@ -25,6 +25,7 @@ class Backend(ABC):
 
     name: str = ""
     runs_on_torch: bool = False  # runs in PyTorch, on torch's intra-op threads (callers must not restrict them)
+    requires: str = ""  # the module the runtime lives in (checked before a worker process loads it)
     path: Path
     _inputs: list[TensorSpec]  # set by each backend when it loads the artifact
     _outputs: list[TensorSpec]
@@ -48,6 +49,12 @@ class Backend(ABC):
         """Run on named inputs, return named outputs. The feeds are checked against :attr:`inputs` once, here
         (names, rank, fixed sizes, numeric types: a one-line EvitError), then the backend's ``_run`` runs them."""
         return self._run(self.check_feeds(feeds))
+
+    def bare_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+        """The runtime's own inference call on ``feeds``, prepared once: what its benchmark tool times (no input
+        check, conversion or output copy per call). A benchmark measures its own overhead against it."""
+        checked = self.check_feeds(feeds)
+        return lambda: self._run(checked)
 
     @abstractmethod
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -8,7 +8,7 @@ float32 interface; ``stored_inputs``/``stored_outputs`` and ``io_quantization`` 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +61,11 @@ class LiteRtBackend(Backend):
     """
 
     name = "litert"
+    requires = "ai_edge_litert.interpreter"
 
     def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None,
                  shared_cpu: bool = False) -> None:
-        interpreter = require("ai_edge_litert.interpreter", f"running {Path(path).name}")
+        interpreter = require(self.requires, f"running {Path(path).name}")
         Interpreter, OpResolverType = interpreter.Interpreter, interpreter.OpResolverType  # noqa: N806
         self.path = Path(path)
         if not self.path.is_file():
@@ -119,6 +120,20 @@ class LiteRtBackend(Backend):
         if q is None:
             return value
         return ((value.astype(np.float32) - q["zero_point"]) * q["scale"]).astype(np.float32)
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        return {"providers": self.providers, "threads": self.threads, "xnnpack_partitions": self.xnnpack_partitions,
+                "api": "Interpreter"}
+
+    def bare_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+        checked = self.check_feeds(feeds)
+        typed = {name: self._feed(name, checked[name]) for name in self._in_details}
+        if self._runner is not None:  # a signature runner holds the interpreter: only it may invoke
+            return lambda: self._runner(**typed)
+        for name, d in self._in_details.items():  # set once; the interpreter keeps its input buffers
+            self.interpreter.set_tensor(d["index"], typed[name])
+        return self.interpreter.invoke
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         typed = {name: self._feed(name, feeds[name]) for name in self._in_details}

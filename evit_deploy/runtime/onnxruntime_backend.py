@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,10 +19,11 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(
 @register_backend(".onnx", ".ort")
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    requires = "onnxruntime"
 
     def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None,
                  shared_cpu: bool = False) -> None:
-        ort = require("onnxruntime", f"running {Path(path).name}")
+        ort = require(self.requires, f"running {Path(path).name}")
         self.path = Path(path)
         if not self.path.is_file():
             raise EvitError(f"model file not found: {self.path}")
@@ -47,6 +49,25 @@ class OnnxRuntimeBackend(Backend):
     def _spec(node) -> TensorSpec:  # noqa: ANN001 - onnxruntime NodeArg
         shape = tuple(d if isinstance(d, int) else str(d) for d in node.shape)
         return TensorSpec(node.name, shape, _ORT_TYPES.get(node.type, node.type))
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """The session's settings as ONNX Runtime holds them (what a benchmark row records)."""
+        options = self.session.get_session_options()
+        try:
+            spinning = options.get_session_config_entry("session.intra_op.allow_spinning")
+        except RuntimeError:  # not set: ONNX Runtime's default (spinning on)
+            spinning = ""
+        return {"providers": list(self.session.get_providers()), "threads": options.intra_op_num_threads or "default",
+                "inter_op_threads": options.inter_op_num_threads or "default",
+                "spinning": "off" if spinning == "0" else "on (ONNX Runtime's default)",
+                "graph_optimization": str(options.graph_optimization_level).split(".")[-1],
+                "execution_mode": str(options.execution_mode).split(".")[-1]}
+
+    def bare_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+        typed = {s.name: np.ascontiguousarray(v, dtype=s.dtype) for s, v in zip(self._inputs,
+                                                                                 self.check_feeds(feeds).values())}
+        return lambda: self.session.run(None, typed)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         typed = {s.name: np.ascontiguousarray(feeds[s.name], dtype=s.dtype) for s in self._inputs}

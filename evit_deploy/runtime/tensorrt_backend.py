@@ -47,6 +47,7 @@ class TensorRtBackend(Backend):
     """
 
     name = "tensorrt"
+    requires = "tensorrt"
 
     def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None,
                  cuda_graph: bool | None = None, check_device: bool = True, device: int = 0,

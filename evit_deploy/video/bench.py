@@ -24,8 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..bench.measure import peak_rss_mb, rss_mb
 from ..errors import EvitError
+from ..host import load_average, machine_facts, peak_rss_mb, rss_mb
 from .frames import SourceSettings
 from .pipeline import StreamSettings, torch_threads
 from .run import VideoSettings, run_video
@@ -60,17 +60,17 @@ def _memory(predictor: Any, source: str, folder: Path, frames: tuple[int, int], 
 
     def on_frame(stats: Any, _: Any) -> None:
         if stats.frames in frames:
-            marks[stats.frames] = {"rss_mb": round(rss_mb(), 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
+            marks[stats.frames] = {"rss_mb": rss_mb(), "peak_rss_mb": peak_rss_mb()}
 
     settings = VideoSettings(source=SourceSettings(loop=loops), stream=replace(stream, max_frames=frames[1]))
     run_video(predictor, source, folder, settings, on_frame)
     first, last = marks.get(frames[0]), marks.get(frames[1])
     if first is None or last is None:
         raise EvitError(f"the looped run did not reach frame {frames[1]}")
-    growth = {k: round(last[k] / first[k] - 1.0, 4) for k in first}
+    growth = {k: round(last[k] / first[k] - 1.0, 4) if first[k] and last[k] else None for k in first}
     return {"frames": list(frames), "loops": loops, "at": {str(k): v for k, v in sorted(marks.items())},
             "growth": growth, "target_growth": TARGET_MEMORY_GROWTH,
-            "met": growth["peak_rss_mb"] <= TARGET_MEMORY_GROWTH}
+            "met": None if growth["peak_rss_mb"] is None else growth["peak_rss_mb"] <= TARGET_MEMORY_GROWTH}
 
 
 def decode_rates(source: str, repeats: int = 3) -> dict[str, float | None]:
@@ -121,7 +121,7 @@ def bench_video(export: str | os.PathLike, source: str | os.PathLike, *, threads
     if info.live or not info.frames:
         raise EvitError(f"{source}: bench_video needs a video file with a known frame count")
     stream = StreamSettings(draw=True, torch_threads=torch_count, helper_nice=helper_nice)
-    load_before = os.getloadavg()
+    machine = machine_facts(threads)
     with tempfile.TemporaryDirectory(prefix="evit-bench-video-") as tmp:
         memory = (_memory(predictor, source, Path(tmp) / "memory", memory_frames, stream, info.frames)
                   if memory_frames else None)
@@ -143,8 +143,8 @@ def bench_video(export: str | os.PathLike, source: str | os.PathLike, *, threads
                    "codec": info.codec},
         "threads": {"runtime": threads if threads is not None else "export default", "decoder": 1, "encoder": 1,
                     "torch (pre/post)": torch_count, "python stages": 5, "helper nice": helper_nice},
-        "repeats": repeats, "load_average": {"before": [round(v, 2) for v in load_before],
-                                             "after": [round(v, 2) for v in os.getloadavg()]},
+        "repeats": repeats, "machine": machine,
+        "load_average": {"before": machine["load_average"], "after": load_average()},
         "model_only_fps": {"median": round(statistics.median(model_fps), 3), "runs": [round(v, 3) for v in model_fps]},
         "end_to_end_fps": {"median": round(statistics.median(e2e_fps), 3), "runs": [round(v, 3) for v in e2e_fps]},
         "ratio": round(ratio, 3), "ratios": [round(v, 3) for v in ratios], "target_ratio": TARGET_RATIO,

@@ -81,7 +81,13 @@ class OpenVinoExporter(Exporter):
             for key, value in runtime.items():
                 model.set_rt_info(value, [RT_INFO_KEY, key])
             ov.save_model(model, str(path), compress_to_fp16=False)
-        notes.append(f"runtime settings pinned in the IR: INFERENCE_PRECISION_HINT={hint}, "
-                     f"PERFORMANCE_HINT={settings.performance_hint}, NUM_STREAMS={settings.streams or 'auto'}")
+        notes.append(f"runtime settings pinned in the IR for evit-deploy's runtime: INFERENCE_PRECISION_HINT={hint}, "
+                     f"PERFORMANCE_HINT={settings.performance_hint}, NUM_STREAMS={settings.streams or 'auto'}. "
+                     "OpenVINO itself does not apply them from the IR: any other consumer (benchmark_app "
+                     f"-infer_precision {hint}, OpenVINO Model Server, Triton's OpenVINO backend, compile_model) must "
+                     "pass load_settings, or it may run another precision (bf16 on CPUs with AVX512_BF16/AMX)")
+        load = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": settings.performance_hint}
+        if settings.streams:
+            load["NUM_STREAMS"] = str(settings.streams)
         return Artifact("openvino", unit.role, path.name, precision, "NCHW", _specs(model.inputs),
-                        _specs(model.outputs), notes=notes)
+                        _specs(model.outputs), notes=notes, load_settings=load)

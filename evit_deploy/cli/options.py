@@ -1,0 +1,78 @@
+"""Options every command shares, declared once so a flag means the same everywhere (Polygraphy's argument groups):
+the checkpoint, its EMA weights, threads, the target, the input size, batch sizes, the report folder, and the
+measurement protocol of ``bench``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from ..bench.protocol import ProtocolSettings
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+PROTOCOL = ProtocolSettings()
+
+
+def _apply(*decorators: Decorator) -> Decorator:
+    def apply(f: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
+
+
+weights_option = click.option(
+    "--weights", "-w", type=click.Path(dir_okay=False),
+    help="The model's checkpoint (official .pt/.pth/.safetensors, read safely); for an export folder, the one it was "
+         "made from. Default: the checkpoint recorded beside the export, else deterministic random weights.")
+ema_option = click.option("--ema", is_flag=True, help="Load the checkpoint's EMA weights (state_dict_ema / model_ema).")
+threads_option = click.option("--threads", type=click.IntRange(min=1),
+                              help="Threads of each runtime (and of PyTorch). Default: every core.")
+target_option = click.option("--target", "-t", default="cpu-ort", show_default=True,
+                             help="Export profile: a name from `evit-deploy profiles` or a YAML file.")
+imgsz_option = click.option("--imgsz", type=click.IntRange(min=1), multiple=True,
+                            help="Input size: --imgsz H [W] (square if one value).")
+batch_option = click.option("--batch", "batches", default="1", show_default=True,
+                            help="Batch sizes, comma-separated (1,4,16).")
+
+
+def output_option(default_text: str) -> Decorator:
+    return click.option("--output", "-o", type=click.Path(file_okay=False),
+                        help=f"Report folder (default: {default_text}); a folder holding files that are not a report "
+                             "of ours is refused.")
+
+
+protocol_options = _apply(
+    click.option("--block-s", type=click.FloatRange(min=0, min_open=True), default=PROTOCOL.block_s,
+                 show_default=True, help="Seconds of calls per block (blocks of the rows alternate)."),
+    click.option("--min-blocks", type=click.IntRange(min=2), default=PROTOCOL.min_blocks, show_default=True,
+                 help="Blocks of each row before it may count as settled."),
+    click.option("--ci", "ci_pct", type=click.FloatRange(min=0, min_open=True), default=PROTOCOL.ci_pct,
+                 show_default=True, help="A row is settled when its median's 95%% confidence interval is within "
+                                         "± this many %%."),
+    click.option("--budget-s", type=click.FloatRange(min=0, min_open=True), default=PROTOCOL.budget_s,
+                 show_default=True, help="Seconds of timed blocks at most (loading not counted); rows not settled "
+                                         "by then are named."),
+    click.option("--warmup-s", type=click.FloatRange(min=0), default=PROTOCOL.warmup.min_s, show_default=True,
+                 help="Seconds each backend warms up at least (then until its latency is steady)."),
+    click.option("--no-native", is_flag=True, help="Do not run the native benchmark tools beside the artifacts."),
+)
+
+
+def protocol_from(threads: int | None, block_s: float, min_blocks: int, ci_pct: float, budget_s: float,
+                  warmup_s: float, no_native: bool) -> ProtocolSettings:
+    settings = ProtocolSettings(block_s=block_s, min_blocks=min_blocks, ci_pct=ci_pct, budget_s=budget_s,
+                                warmup=replace(PROTOCOL.warmup, min_s=warmup_s), native=not no_native)
+    if threads:
+        settings.threads = threads
+    return settings
+
+
+def check_imgsz(imgsz: tuple[int, ...]) -> tuple[int, ...] | None:
+    if len(imgsz) > 2:
+        raise click.BadParameter("give at most two values (H and W)", param_hint="--imgsz")
+    return imgsz or None
