@@ -516,7 +516,8 @@ def test_killed_run_leaves_a_playable_video_of_the_frames_done(cls_export, tmp_p
     assert 3 <= len(records) < 120 and "stopped after" in err
     video, _ = decode(out / "annotated.mp4")
     assert len(video) == len(records)
-    assert json.loads((out / "summary.json").read_text())["stopped"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped"] and summary["frames"] == len(records)
     assert no_leftovers(out)
 
 

@@ -164,6 +164,7 @@ def _run(predictor: Any, source: FrameSource, folder: Path, settings: VideoSetti
             outputs.abort()
             raise EvitError("the run did not stop within its time; no output was written")
         stats.dropped, stats.skipped = source.dropped + pipeline.dropped, source.skipped
+        stats.frames = outputs.written  # a stop can fall between writing a frame and counting it
         with writing(f"write the video output to {folder}"):
             outputs.close()
             summary = _summary(predictor, source, settings, stats, outputs.written, stopped)
