@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first: this exact version resolves to the CPU wheel on the build machines (no multi-GB download)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[onnx,tflite,openvino,serve,eval,ray,compare,triton,test]"
+	$(PY) -m pip install -q -e ".[onnx,tflite,openvino,serve,eval,ray,compare,triton,video,test]"
 	# [sign] in a run of its own: pip cannot resolve it together with [tflite] (see pyproject.toml); litert's xdsl
 	# imports and converts with the newer typing-extensions it brings (tests/test_tflite*.py pass with it)
 	$(PY) -m pip install -q -e ".[sign]"

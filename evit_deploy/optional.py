@@ -19,6 +19,7 @@ EXTRAS = {  # importable module → the extra that installs it
     "openvino": "openvino", "nncf": "openvino",
     "ray": "ray",
     "tritonclient": "triton",
+    "av": "video",
     "transformers": "compare", "segment_anything": "compare",
     "timm": "compare-timm", "fastervit": "compare-timm",
     "model_signing": "sign",

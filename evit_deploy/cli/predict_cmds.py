@@ -119,11 +119,40 @@ def _predict_here(predictor: Any, paths: list[str], stems: list[str], out: Outpu
     return records, failed
 
 
+VIDEO_ONLY = ("source", "max_frames", "duration", "live", "prompts", "timeout", "loop", "no_video")
+IMAGES_ONLY = ("batch", "strict", "engine", "concurrency", "address")
+
+
+def _given(ctx: click.Context, names: tuple[str, ...]) -> list[str]:
+    """The options among ``names`` given on the command line, as flags."""
+    return ["--" + n.replace("_", "-") for n in names
+            if ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT)]
+
+
+def _video_source(images: tuple[str, ...], source: str | None) -> str | None:
+    """The video source of this run (``--source``, or a single video/camera/URL input), None for images."""
+    from ..video.sources import is_video_source, names_images
+
+    if source is not None:
+        if images:
+            raise click.UsageError("give IMAGES or --source, not both")
+        return None if names_images(source) else source
+    streams = [i for i in images if is_video_source(i)]
+    if streams and len(images) > 1:
+        raise click.UsageError(f"{streams[0]} is a video source: predict on one video source at a time, without "
+                               "images")
+    return streams[0] if streams else None
+
+
 @click.command()
 @click.argument("export_dir")
-@click.argument("images", nargs=-1, required=True)
+@click.argument("images", nargs=-1)
+@click.option("--source", metavar="SRC",
+              help="Video source: a video file, a camera number or device (0, /dev/video0), or an rtsp://, rtmp://, "
+                   "http(s):// URL (images, folders and globs work too). A single video input needs no --source.")
 @click.option("--output", "-o", default="predictions", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the JSON results and overlay PNGs.")
+              help="Folder for the JSON results and overlay PNGs; for a video: annotated.mp4, frames.jsonl and "
+                   "summary.json (default predictions/<source name>).")
 @click.option("--points", multiple=True, metavar="X,Y[,LABEL]",
               help="SAM point prompt in image pixels (label 1 foreground, default; 0 background). Repeatable.")
 @click.option("--box", metavar="X0,Y0,X1,Y1", help="SAM box prompt in image pixels.")
@@ -138,7 +167,8 @@ def _predict_here(predictor: Any, paths: list[str], stems: list[str], out: Outpu
               help="Runtime threads (default: the export profile's; --engine ray: per actor, 1 if the profile "
                    "leaves it to the runtime, and the CPUs each actor reserves).")
 @click.option("--max-pixels", default=LIMITS.max_image_pixels, show_default=True, type=click.IntRange(min=1),
-              help="Largest image (width x height) decoded; larger files are skipped as unreadable.")
+              help="Largest image or video frame (width x height) decoded; larger images are skipped as "
+                   "unreadable, a larger video is refused.")
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
 @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
               help="local: this process. ray: a Ray Data job (needs the [ray] extra); resumable.")
@@ -146,13 +176,29 @@ def _predict_here(predictor: Any, paths: list[str], stems: list[str], out: Outpu
               help="--engine ray: predictor actors (default: 1 up to as many as the cluster's CPUs hold).")
 @click.option("--address", default=RAY_DEFAULTS.address,
               help="--engine ray: join this Ray cluster (default: start a local one for the job).")
+@click.option("--max-frames", type=click.IntRange(min=1), help="Video: stop after this many frames.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Video: stop after this many seconds of video (of wall-clock time for a live source).")
+@click.option("--live/--no-live", default=None,
+              help="Video: keep only the newest frames when the model is slower, dropping the others (default: "
+                   "cameras and streams without a known length); --live reads a file at its frame rate.")
+@click.option("--prompts", type=click.Path(dir_okay=False), metavar="FILE.jsonl",
+              help='Video, SAM: prompts by frame, one JSON object a line: {"frame": 0, "points": [[x, y]], '
+                   '"point_labels": [1], "box": [x0, y0, x1, y1]}; a prompt holds until the next line.')
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              metavar="SECONDS", help="Video: how long a URL or camera may take to answer and between frames.")
+@click.option("--loop", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Video: play a file this many times (memory soak tests).")
+@click.option("--no-video", is_flag=True, help="Video: write frames.jsonl only, no annotated video.")
 @require_signature_option
 @click.pass_context
-def predict(ctx: click.Context, export_dir: str, images: tuple[str, ...], output: str, points: tuple[str, ...],
-            box: str | None, single_mask: bool, top_k: int | None, batch: int, weights: str | None, ema: bool,
-            threads: int | None, max_pixels: int, strict: bool, engine: str, concurrency: int | None,
-            address: str | None, require_signature: str | None) -> None:
-    """Predict on IMAGES with an export folder (or a zoo model name with --weights).
+def predict(ctx: click.Context, export_dir: str, images: tuple[str, ...], source: str | None, output: str,
+            points: tuple[str, ...], box: str | None, single_mask: bool, top_k: int | None, batch: int,
+            weights: str | None, ema: bool, threads: int | None, max_pixels: int, strict: bool, engine: str,
+            concurrency: int | None, address: str | None, max_frames: int | None, duration: float | None,
+            live: bool | None, prompts: str | None, timeout: float, loop: int, no_video: bool,
+            require_signature: str | None) -> None:
+    """Predict on IMAGES or a video with an export folder (or a zoo model name with --weights).
 
     IMAGES are files, folders (the images directly inside), quoted glob patterns ('photos/**/*.jpg') or list
     files (.txt/.lst: one path a line, relative to the list's folder). Writes <image>.json per image, overlay
@@ -163,13 +209,27 @@ def predict(ctx: click.Context, export_dir: str, images: tuple[str, ...], output
     --engine ray runs the same prediction as a Ray Data job (one model load per actor; Ray reports the
     progress), also writes predictions.jsonl (one record a line), reads URIs Ray Data can read (s3://...), and
     skips images whose outputs are already complete in the output folder (rerun to resume).
-    """
-    from ..predict.jobs import OutputFolder, PredictorSpec, collect_images, unique_stems
 
+    A video (a file, --source 0 for a camera, an rtsp/http URL; needs the [video] extra) is decoded,
+    pre-processed, run, drawn on and encoded in overlapping stages. It writes annotated.mp4 (segmentation
+    colours, the top class and score, or SAM masks, at the source's frame rate and size), frames.jsonl (per
+    frame: index, time, result, model ms, end-to-end ms) and summary.json, and prints frames, dropped frames,
+    model fps, pipeline fps and p50/p99 latency. Ctrl-C or SIGTERM keeps a playable video of the frames done
+    and their lines; a source damaged part-way keeps the frames before the damage and exits with status 2.
+    """
+    from ..predict.inputs import collect_images
+    from ..predict.jobs import OutputFolder, PredictorSpec, unique_stems
+
+    stream = _video_source(images, source)
+    if stream is None and source is None and not images:
+        raise click.UsageError("give IMAGES or --source")
+    if stream is not None and (wrong := _given(ctx, IMAGES_ONLY)):
+        raise click.UsageError(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} for images, not video")
+    if stream is None and (wrong := [f for f in _given(ctx, VIDEO_ONLY) if f != "--source"]):
+        raise click.UsageError(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} for video sources")
     _engine_only(ctx, engine, ("concurrency", "address"))
     on_ray = engine == "ray"
     spec = PredictorSpec(export_dir, weights, ema, threads, require_signature)
-    predictor = None if on_ray else spec.load()  # the Ray engine loads one per actor
     options: dict[str, Any] = {}
     pts, labels = parse_points(points)
     if pts:
@@ -180,7 +240,16 @@ def predict(ctx: click.Context, export_dir: str, images: tuple[str, ...], output
         options["multimask"] = False
     if top_k is not None:
         options["top_k"] = top_k
-    paths = collect_images(images, uris=on_ray)
+    if stream is not None:
+        from .predict_video import predict_video
+
+        given_output = ctx.get_parameter_source("output") not in (None, ParameterSource.DEFAULT)
+        predict_video(spec, stream, output if given_output else None, options, prompts,
+                      {"max_pixels": max_pixels, "timeout": timeout, "live": live, "loop": loop,
+                       "max_frames": max_frames, "duration": duration, "video": not no_video})
+        return
+    predictor = None if on_ray else spec.load()  # the Ray engine loads one per actor
+    paths = collect_images(images or (source,), uris=on_ray)
     stems = unique_stems(paths)
     out = OutputFolder(output)
     out.check(stems)

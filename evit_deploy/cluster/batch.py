@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import EvitError, NonFiniteOutput
 from ..images import ImageError, open_image
-from ..predict.jobs import OutputFolder, PredictorSpec, Rendered, is_uri, outputs, render, summary
+from ..predict.inputs import is_uri
+from ..predict.jobs import OutputFolder, PredictorSpec, Rendered, outputs, render, summary
 from ..signing import resolve_trust
 from .session import check_fits, cluster_cpus, connected, failure_reason
 from .settings import RaySettings, ray_settings_with, worker_resources

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,18 +86,20 @@ class Predictor:
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
     def from_export(cls, path: str | os.PathLike, threads: int | None = None,
-                    require_signature: TrustSpec = None) -> Predictor:
+                    require_signature: TrustSpec = None, shared_cpu: bool = False) -> Predictor:
         """An export folder, or one artifact file inside one (its ``export.json`` says the model and sizes).
 
         ``require_signature``: the public key or CA certificate file the folder's signature must verify with
-        (default: the ``EVIT_DEPLOY_REQUIRE_SIGNATURE`` environment variable), before any artifact is opened."""
+        (default: the ``EVIT_DEPLOY_REQUIRE_SIGNATURE`` environment variable), before any artifact is opened.
+        ``shared_cpu``: other work runs on the same cores (a video pipeline), so idle runtime threads must not spin
+        or pin cores."""
         path = Path(path)
         if not path.exists():
             raise EvitError(f"not found: {path}")
         folder, artifact = (path.parent, path) if path.is_file() else (path, None)
         # each artifact is hash-checked when the engine opens it, against the (signed) manifest read here
         manifest = read_manifest(folder, verify=False, require_signature=require_signature)
-        engine = ExportEngine(folder, manifest, artifact, threads)
+        engine = ExportEngine(folder, manifest, artifact, threads, shared_cpu=shared_cpu)
         return cls(engine, manifest.model, manifest.input_size, source=str(path))
 
     @classmethod
@@ -176,6 +178,37 @@ class Predictor:
         return results[0] if single else results
 
     __call__ = predict
+
+    def stream(self, source: Any, *, max_frames: int | None = None, duration: float | None = None,
+               live: bool | None = None, prompts: str | os.PathLike | None = None,
+               max_pixels: int = LIMITS.max_image_pixels, timeout: float = 10.0, **options: Any) -> Iterator[Result]:
+        """Results frame by frame (the same objects ``predict`` returns) for a video file, a camera (``0``,
+        ``"/dev/video0"``), an ``rtsp://``/``http(s)://`` URL, or images (a file, folder, glob or list of them).
+
+        Decoding, pre-processing, the model and post-processing run pipelined on threads (bounded queues), ahead of
+        the consumer by a few frames. ``max_frames``/``duration`` (seconds) stop early; ``live`` (default: cameras
+        and streams) keeps only the newest frame when the consumer is slower, dropping the others; ``prompts``: a
+        JSONL of SAM prompts by frame (:mod:`evit_deploy.video.prompts`); ``options`` as ``predict`` takes them.
+        Needs the ``[video]`` extra for video. A source damaged part-way raises :class:`VideoError` after its
+        last good frame. :func:`evit_deploy.video.run_video` writes the annotated video and per-frame JSONL.
+        """
+        from ..video.frames import SourceSettings, VideoError
+        from ..video.pipeline import StreamSettings, stream_jobs
+        from ..video.prompts import PromptSchedule, frame_options
+        from ..video.sources import open_source
+
+        schedule = None
+        if prompts is not None:
+            self._sam("prompts by frame")
+            schedule = PromptSchedule.read(prompts, {k: options.get(k) for k in ("points", "point_labels", "box")})
+        with open_source(source, SourceSettings(max_pixels, timeout, live)) as opened:
+            if schedule is not None:
+                schedule.check(opened.info.size, options.get("multimask", True))
+            for job in stream_jobs(self, opened, StreamSettings(max_frames, duration),
+                                   frame_options(options, schedule)):
+                yield job.result
+            if opened.damage is not None:
+                raise VideoError(f"{opened.info.name} is damaged: {opened.damage}")
 
     def warm_up(self) -> None:
         """One model run on a blank image, so the first real call does not pay for lazy initialisation."""
