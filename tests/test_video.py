@@ -263,6 +263,21 @@ def test_bench_video_reports_model_only_and_end_to_end_side_by_side(seg_export, 
     assert report["decoders"]["pyav"] > 0
 
 
+def test_bench_video_command_writes_the_typed_report(seg_export, clip, tmp_path):
+    """`bench video`: the same figures as one report of the one renderer (rows: model alone, end to end)."""
+    from evit_deploy.bench.schema import read_report
+
+    from .helpers import run_cli
+
+    assert run_cli(["bench", "video", str(seg_export[0]), str(clip), "--repeats", "1", "--memory-frames", "3", "6",
+                    "-o", str(tmp_path / "rep")]) == 0
+    report = read_report(tmp_path / "rep")
+    assert report.kind == "video" and [r.format for r in report.rows] == ["model only", "end to end"]
+    assert all(r.latency.median > 0 for r in report.rows)
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "Where the time goes" in md and "decode" in md and "Memory over the file played" in md
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
 def test_helper_stages_can_run_at_a_lower_priority():
     from evit_deploy.video.pipeline import _helper_priority

@@ -52,6 +52,7 @@ def bench() -> None:
     evit-deploy bench paper-table TABLE        a comparison table of the paper (cityscapes, ade20k, imagenet, sam)
     evit-deploy bench adb EXPORT SERIAL        an export on an attached Android phone (device bundle over adb)
     evit-deploy bench import RESULTS -b BUNDLE what a phone or Jetson measured with a device bundle
+    evit-deploy bench video EXPORT VIDEO       a video end to end beside the model alone
     evit-deploy bench reference                the published figures reports compare against
     evit-deploy bench comparisons              the paper's tables, claims and competitors
 
@@ -310,6 +311,36 @@ def _show_import(report, folder: Path) -> None:  # noqa: ANN001 - schema.Report
     if report.skipped:
         console.print("not measured: " + escape("; ".join(report.skipped)), soft_wrap=True)
     console.print(f"reports: {folder}/report.md, report.json, report.html", markup=False)
+
+
+@bench.command("video")
+@click.argument("export_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("source", type=click.Path(dir_okay=False, exists=True))
+@threads_option
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Alternating blocks of model-only and end-to-end runs.")
+@click.option("--memory-frames", nargs=2, type=click.IntRange(min=1), default=(60, 600), show_default=True,
+              help="Peak RSS after these two frame counts of the file played in a loop.")
+@click.option("--no-memory", is_flag=True, help="Skip the looped memory run.")
+@require_signature_option
+@output_option("./bench/<export>-video/")
+def video_command(export_dir: str, source: str, threads: int | None, repeats: int, memory_frames: tuple[int, int],
+                  no_memory: bool, require_signature: str | None, output: str | None) -> None:
+    """Frames per second of EXPORT_DIR on the video file SOURCE: the model alone beside the whole pipeline (decode
+    → pre-processing → inference → post-processing/drawing → encoding, as `predict --source` runs it), where the
+    time goes per stage, and whether memory stays flat over a looped run."""
+    from ..artifacts import read_manifest
+    from ..bench.render import check_report_folder, write_report
+    from ..video.bench import bench_video, video_report
+
+    folder = Path(output or Path("bench") / f"{Path(export_dir).name}-video")
+    check_report_folder(folder)
+    read_manifest(export_dir, verify=True, require_signature=require_signature)
+    with progress_line() as progress:
+        progress(f"{Path(source).name} through {Path(export_dir).name}")
+        result = bench_video(export_dir, source, threads=threads, repeats=repeats,
+                             memory_frames=None if no_memory else tuple(memory_frames))
+    _report_done(video_report(result), write_report(video_report(result), folder))
 
 
 @bench.command("reference")

@@ -153,3 +153,54 @@ def bench_video(export: str | os.PathLike, source: str | os.PathLike, *, threads
         "latency_ms": {q: round(statistics.median(run["latency_ms"][q] for run in runs), 1) for q in ("p50", "p99")},
         "stages_ms": stages, "memory": memory, "decoders": decode_rates(source) if decoders else None,
     }
+
+
+def video_report(result: dict[str, Any], title: str | None = None) -> Any:
+    """:func:`bench_video`'s figures as the typed report every benchmark writes (one renderer): a row each for the
+    model alone and the whole pipeline (ms a frame over the runs), and tables for the stages, memory and
+    decoders."""
+    from ..bench.schema import Machine, Report, Row
+    from ..bench.stats import summarize
+    from ..host import library_versions
+
+    facts = result["machine"]
+    machine = Machine(label=facts["label"], cpu=facts["cpu"], cpu_flags=facts["cpu_flags"], cores=facts["cores"],
+                      threads=facts["threads"], platform=facts["platform"], gpu=facts.get("gpu"),
+                      load_start=result["load_average"]["before"], load_end=result["load_average"]["after"])
+    settings = {"threads": result["threads"], "repeats": result["repeats"], "source": result["source"]}
+    rows = [Row(result["model"], result["backend"], what, "-", 1, device=machine.label,
+                latency=summarize([[1000.0 / fps for fps in result[key]["runs"]]]),
+                extra={"frames/s (median)": result[key]["median"]})
+            for what, key in (("model only", "model_only_fps"), ("end to end", "end_to_end_fps"))]
+    stages = result["stages_ms"]
+    tables = [{"title": "Where the time goes (mean ms a frame per stage; the stages overlap)",
+               "columns": list(stages), "rows": [list(stages.values())]}]
+    memory = result.get("memory")
+    if memory:
+        first, last = (memory["at"][str(f)] for f in memory["frames"])
+        tables.append({"title": f"Memory over the file played {memory['loops']} times",
+                       "columns": ["frame", "peak RSS MiB", "RSS MiB"],
+                       "rows": [[memory["frames"][0], first["peak_rss_mb"], first["rss_mb"]],
+                                [memory["frames"][1], last["peak_rss_mb"], last["rss_mb"]]],
+                       "note": f"peak RSS growth {100 * memory['growth']['peak_rss_mb']:+.1f}% (target within "
+                               f"{100 * memory['target_growth']:.0f}%: {'met' if memory['met'] else 'not met'})."})
+    decoders = result.get("decoders")
+    if decoders:
+        tables.append({"title": "Decoding alone, ms a frame to RGB", "columns": list(decoders),
+                       "rows": [[v if v is not None else "not installed" for v in decoders.values()]]})
+    report = Report(kind="video", title=title or f"{result['model']}: video end to end against the model alone",
+                    machine=machine, rows=rows, settings=settings, versions=library_versions(), model=result["model"],
+                    task=result["task"], export=result["export"], input_size=result["source"]["size"] or None,
+                    measured="frames of a video file", columns={"frames/s (median)": "frames/s"})
+    report.sections["tables"] = tables
+    report.notes = [
+        f"End to end / model only: {result['ratio']:.2f} (per block pair {result['ratios']}); target >= "
+        f"{result['target_ratio']}: {'met' if result['ratio_met'] else 'not met'}. Latency from decode to written "
+        f"frame: p50 {result['latency_ms']['p50']} ms, p99 {result['latency_ms']['p99']} ms; the model inside the "
+        f"pipeline ran {result['model_fps_in_pipeline']:.3f} frames/s.",
+        "Both rows are measured in this one process in alternating blocks: the model alone on pre-processed frames, "
+        "then the whole pipeline (decode → pre → infer → post/draw → encode) over the file; the rows give ms a frame "
+        "(1000 / frames per second of each block).",
+        "Threads: " + ", ".join(f"{k} {v}" for k, v in result["threads"].items()) + ".",
+    ]
+    return report
