@@ -9,9 +9,16 @@ they are. Everything that opens an export folder — the runtime, the Predictor,
   one-line errors;
 - artifact paths are relative, normalised and resolve inside the folder (symlinks resolved); nothing outside
   it is ever read;
+- ``export.json`` itself is confined like the artifacts (a symlink out of the folder is refused), bounded in
+  size and nesting, and checked against the model card it names (:mod:`evit_deploy.contract`: task, graphs,
+  I/O names and shapes, pre-processing);
 - each artifact's sha256 is checked when the folder is opened (``verify=False`` skips it), so a swapped or
   corrupt file is never run; a format made of two files (OpenVINO IR: ``model.xml`` + its weights ``model.bin``)
-  records the second as a *companion* of the first, with its own sha256, checked with it;
+  records the second as a *companion* of the first, with its own sha256, checked with it; every file an
+  artifact refers to (an ONNX graph's external data) must be one of its declared companions;
+- with a signature required (``require_signature=``, or the ``EVIT_DEPLOY_REQUIRE_SIGNATURE`` environment
+  variable), the whole folder is verified against its ``export.sig`` (:mod:`evit_deploy.signing`) before
+  anything in it is read, and the ``export.json`` read must be the one that was signed;
 - :func:`choose_artifact` is the one rule for which artifact of a role runs.
 
 Only the export pipeline and ``build-engine`` write manifests, through :func:`write_manifest` (atomic).
@@ -26,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, get_args
 
-from .errors import EvitError
-from .files import STAGING_MARKER, atomic_write, sha256_file
+from .errors import EvitError, ManifestError
+from .files import STAGING_MARKER, atomic_write, file_kind, sha256_file
 from .limits import LIMITS
+from .signing import SIGNATURE, TrustSpec, resolve_trust, signed_folder
 
 SCHEMA = 1
 MANIFEST = "export.json"
@@ -42,22 +50,21 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
 
 
-class ManifestError(EvitError):
-    """An ``export.json`` that is missing, malformed, unsafe or does not match the folder's files."""
-
-
 @dataclass(frozen=True)
 class FormatInfo:
     """An artifact format: its file suffixes, whether a runtime backend runs it, whether it needs a GPU, and the
     suffixes of the companion files it cannot run without (same stem, beside it: an OpenVINO ``.xml`` needs its
     ``.bin``). ``optional_companions``: suffixes added to the whole file name of companions some artifacts have (an
-    ONNX graph over 2 GB keeps its weights in ``model.onnx.data``); hash-checked like the others when listed."""
+    ONNX graph over 2 GB keeps its weights in ``model.onnx.data``); hash-checked like the others when listed.
+    ``references``: ``module:function`` listing the files an artifact file refers to by name (``path`` → the
+    names as written in it, relative to its folder); each must be a declared companion."""
 
     suffixes: tuple[str, ...]
     runnable: bool = True
     gpu: bool = False
     companions: tuple[str, ...] = ()
     optional_companions: tuple[str, ...] = ()
+    references: str = ""
 
     def companion_paths(self, path: str) -> list[str]:
         """The companion files of the artifact at ``path`` (relative POSIX paths)."""
@@ -69,7 +76,8 @@ class FormatInfo:
 
 
 FORMATS: dict[str, FormatInfo] = {
-    "onnx": FormatInfo((".onnx",), optional_companions=(".data",)),  # .data: external weights of a graph > 2 GB
+    "onnx": FormatInfo((".onnx",), optional_companions=(".data",),  # .data: external weights of a graph > 2 GB
+                       references="evit_deploy.external_data:external_data_locations"),
     "ort": FormatInfo((".ort",)),
     "tflite": FormatInfo((".tflite",)),
     "trt-engine": FormatInfo((".engine", ".plan"), gpu=True),
@@ -323,6 +331,20 @@ def _artifact(reader: _Reader, data: Any, i: int) -> ArtifactEntry:
     )
 
 
+def _check_unique(reader: _Reader, artifacts: list[ArtifactEntry]) -> None:
+    """Refuse a file listed twice (two entries, or an artifact that is also another's companion): which entry a
+    reader takes would otherwise decide which sha256 is checked."""
+    seen: dict[str, str] = {}
+    for i, entry in enumerate(artifacts):
+        for relative in entry.paths:
+            if relative in (MANIFEST, SIGNATURE):
+                raise reader.fail(f"'artifacts[{i}]'", f"lists {relative}, which is not an artifact")
+            if relative in seen:
+                raise reader.fail(f"'artifacts[{i}]'", f"lists {relative} again (already in {seen[relative]}); "
+                                  "each file may be listed once")
+            seen[relative] = f"artifacts[{i}]"
+
+
 def parse_manifest(data: Any, path: Path) -> Manifest:
     """Check the JSON of an ``export.json`` (types, names, limits, artifact paths) into a :class:`Manifest`."""
     r = _Reader(path)
@@ -332,6 +354,8 @@ def parse_manifest(data: Any, path: Path) -> Manifest:
     if schema is None:
         raise ManifestError(f"{path} has no schema version: it was written by evit-deploy 0.1.0 or by something "
                             "else; export the model again")
+    if isinstance(schema, bool) or not isinstance(schema, int):
+        raise r.fail("'schema'", f"must be an integer, not {type(schema).__name__}")
     if schema != SCHEMA:
         raise ManifestError(f"{path} has schema {schema!r}; this evit-deploy reads schema {SCHEMA}")
     model = r.get(data, "model", str)
@@ -354,6 +378,7 @@ def parse_manifest(data: Any, path: Path) -> Manifest:
     artifacts = [_artifact(r, a, i) for i, a in enumerate(r.get(data, "artifacts", list))]
     if not artifacts:
         raise r.fail("'artifacts'", "is empty")
+    _check_unique(r, artifacts)
     files = r.get(data, "files", list, default=[])
     for f in files:
         if not isinstance(f, str):
@@ -383,45 +408,106 @@ def is_export_folder(folder: str | Path) -> bool:
     return (Path(folder) / MANIFEST).is_file()
 
 
-def read_manifest(folder: str | Path, verify: bool = True) -> Manifest:
+def read_manifest(folder: str | Path, verify: bool = True, require_signature: TrustSpec = None) -> Manifest:
     """Read and check ``folder/export.json``; with ``verify`` every artifact must exist inside the folder and
-    match its recorded sha256 (each file is hashed once, here)."""
+    match its recorded sha256 (each file is hashed once, here).
+
+    ``require_signature`` (a public key or CA certificate file; default: the ``EVIT_DEPLOY_REQUIRE_SIGNATURE``
+    environment variable): the folder must carry a valid signature by that key over every one of its files,
+    verified before anything else is read; the ``export.json`` read here must be the signed one (its artifacts
+    are then bound to the signature by their sha256, checked when they are opened).
+    """
     folder = Path(folder)
-    path = folder / MANIFEST
     if not folder.is_dir():
         raise ManifestError(f"not an export folder: {folder} is not a folder")
-    if not path.is_file():
-        raise ManifestError(f"{folder} is not an export folder (no {MANIFEST})")
-    size = path.stat().st_size
-    if size > LIMITS.max_manifest_bytes:
-        raise ManifestError(f"{path} is {size} bytes; a manifest is at most {LIMITS.max_manifest_bytes} bytes")
+    trust = resolve_trust(require_signature)
+    signed = signed_folder(folder, trust) if trust is not None else None
+    path = folder / MANIFEST
     try:
-        data = json.loads(path.read_text())
+        target = confined(folder, MANIFEST)
+    except EvitError:
+        raise ManifestError(f"{path} is a symbolic link to {path.resolve()}, outside the export folder; refused"
+                            ) from None
+    kind = file_kind(target)
+    if kind == "missing":
+        raise ManifestError(f"{folder} is not an export folder (no {MANIFEST})")
+    if kind != "file":
+        raise ManifestError(f"{path} is {kind}, not a file; refused")
+    raw = _read_bounded(target)
+    if signed is not None:
+        signed.check_file(MANIFEST, raw)
+    try:
+        data = json.loads(raw.decode())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ManifestError(f"{path} is nested too deeply to be a manifest; refused") from None
     manifest = parse_manifest(data, path)
+    from .contract import check_contract
+
+    check_contract(manifest, path)
     if verify:
         for entry in manifest.artifacts:
             verify_artifact(folder, entry)
     return manifest
 
 
-def verify_artifact(folder: Path, entry: ArtifactEntry) -> Path:
-    """The confined path of ``entry``, refused when it or one of its companions (an OpenVINO ``.bin``) is missing,
-    not a regular file, or differs from its recorded sha256."""
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of ``path``, refused beyond the manifest size limit (read at most one byte past it)."""
+    limit = LIMITS.max_manifest_bytes
+    with open(path, "rb") as f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise ManifestError(f"{path} is larger than {limit} bytes; a manifest is at most {limit} bytes")
+    return raw
+
+
+def verify_artifact(folder: Path, entry: ArtifactEntry, check_hash: bool = True) -> Path:
+    """The confined path of ``entry``, refused when it or one of its companions (an OpenVINO ``.bin``) is missing
+    or not a regular file, when the artifact refers to a file that is not one of its declared companions (an
+    ONNX graph's external data), or (``check_hash``) when a file differs from its recorded sha256."""
     path = confined(folder, entry.path)
     for relative, digest in [(entry.path, entry.sha256), *entry.companions.items()]:
         what = "artifact" if relative == entry.path else f"the companion of {entry.path}"
         file = confined(folder, relative)
-        if not file.is_file():
+        kind = file_kind(file)
+        if kind == "missing":
             raise ManifestError(f"{what} missing: {folder / relative} (listed in {MANIFEST})")
+        if kind != "file":
+            raise ManifestError(f"{what} {folder / relative} is {kind}, not a file (listed in {MANIFEST}); refused")
+        if not check_hash:
+            continue
         if not digest:
             raise ManifestError(f"{folder / MANIFEST} records no sha256 for {relative}: its integrity cannot be "
                                 "checked; export again")
         if sha256_file(file) != digest:
             raise ManifestError(f"{what} {folder / relative} was swapped, modified or is corrupt (its sha256 differs "
                                 f"from {MANIFEST}); refusing to run it; export again")
+    check_references(folder, entry)
     return path
+
+
+def check_references(folder: Path, entry: ArtifactEntry) -> None:
+    """Refuse an artifact that refers to a file (by name, inside the artifact) that is not one of its declared,
+    hash-checked companions: an undeclared file, an absolute path, ``..``, or anything outside the folder."""
+    spec = FORMATS[entry.format].references
+    if not spec:
+        return
+    import importlib
+
+    module, function = spec.split(":")
+    listed = getattr(importlib.import_module(module), function)(confined(folder, entry.path))
+    base = PurePosixPath(entry.path).parent
+    for location in listed:
+        try:
+            relative = (base / relative_path(location)).as_posix()
+            confined(folder, relative)
+        except EvitError:
+            raise ManifestError(f"{folder / entry.path} refers to the file {location!r}, which is not a relative "
+                                "path inside the export folder; refused") from None
+        if relative not in entry.companions:
+            raise ManifestError(f"{folder / entry.path} refers to the file {relative}, which {MANIFEST} does not "
+                                "declare as its companion (so it has no sha256); refused")
 
 
 def seal(folder: Path, entry: ArtifactEntry) -> None:
@@ -446,7 +532,7 @@ def owns_folder(folder: Path) -> bool:
         manifest = read_manifest(folder, verify=False)
     except EvitError:
         return False
-    written = {MANIFEST, *manifest.files}
+    written = {MANIFEST, SIGNATURE, *manifest.files}
     for path in folder.rglob("*"):
         rel = path.relative_to(folder).as_posix()
         if path.is_symlink() or (path.is_file() and rel not in written):
@@ -457,10 +543,10 @@ def owns_folder(folder: Path) -> bool:
 
 
 def written_files(folder: Path) -> list[str]:
-    """Every regular file under ``folder`` (relative POSIX paths, sorted), the top-level ``export.json`` and the
-    staging marker excluded."""
+    """Every regular file under ``folder`` (relative POSIX paths, sorted), the top-level ``export.json``, its
+    signature and the staging marker excluded."""
     return sorted(rel for p in folder.rglob("*") if p.is_file() and not p.is_symlink()
-                  and (rel := p.relative_to(folder).as_posix()) not in (MANIFEST, STAGING_MARKER))
+                  and (rel := p.relative_to(folder).as_posix()) not in (MANIFEST, SIGNATURE, STAGING_MARKER))
 
 
 # ------------------------------------------------------------------------------------ choosing an artifact

@@ -18,6 +18,14 @@ class CheckpointError(EvitError):
     """A checkpoint that is missing, unreadable, unsafe or does not fit the model."""
 
 
+class ManifestError(EvitError):
+    """An ``export.json`` that is missing, malformed, unsafe or does not match the folder's files."""
+
+
+class NonFiniteOutput(EvitError):
+    """A model gave NaN or Inf for an input: an error for that input, never a result."""
+
+
 class MissingDependency(EvitError):
     """An optional dependency (an extra of this package) is not installed."""
 

@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -61,6 +62,22 @@ def writing(doing: str) -> Iterator[None]:
         if error is None:
             raise
         raise error from None
+
+
+def file_kind(path: str | os.PathLike) -> str:
+    """What ``path`` is, without opening it (a FIFO would block): ``file`` (regular), ``missing``, or in words
+    ``a folder``, ``a FIFO``, ``a socket``, ``a device``, ``a symbolic link`` (only when it cannot be followed)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken symbolic link" if os.path.islink(path) else "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return "file"
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -72,10 +73,29 @@ def load_average() -> list[float] | None:
         return None
 
 
+def rss_mb() -> float | None:
+    """This process's resident memory now, MiB (Linux /proc; None elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mb() -> float | None:
+    """This process's largest resident memory so far, MiB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, KiB on Linux
+
+
 def gpu_name() -> str | None:
     """The first CUDA GPU's name, when torch sees one (torch is imported only when already loaded)."""
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is None:
         return None

@@ -18,6 +18,7 @@ class Limits:
     max_manifest_bytes: int = 8 * 2**20  # export.json
     max_image_pixels: int = 25_000_000  # a decoded image (24 MP phone photo); decompression-bomb guard
     max_request_bytes: int = 16 * 2**20  # an HTTP request body
+    max_prompt_file_bytes: int = 64 * 2**20  # a JSONL of SAM prompts by video frame
 
     def input_size_problem(self, h: int, w: int, max_pixels: int | None = None) -> str | None:
         """Why an input size of H x W is refused (None = accepted)."""

@@ -18,8 +18,11 @@ EXTRAS = {  # importable module → the extra that installs it
     "cv2": "eval", "pycocotools": "eval", "cityscapesscripts": "eval",
     "openvino": "openvino", "nncf": "openvino",
     "ray": "ray",
+    "tritonclient": "triton",
+    "av": "video",
     "transformers": "compare", "segment_anything": "compare",
     "timm": "compare-timm", "fastervit": "compare-timm",
+    "model_signing": "sign",
 }
 
 

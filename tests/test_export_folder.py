@@ -235,6 +235,7 @@ def test_input_shape_disagreeing_with_the_manifest_is_refused_at_load(tmp_path, 
     folder = copy_export(tmp_path)
     data = json.loads((folder / MANIFEST).read_text())
     data["artifacts"][0]["inputs"][0]["shape"] = ["batch", 3, 256, 256]
+    data["input_size"] = [256, 256]  # consistent with the card's contract: only the graph disagrees
     (folder / MANIFEST).write_text(json.dumps(data))
     with pytest.raises(ManifestError, match="does not match export.json"):
         runtime.load(folder)

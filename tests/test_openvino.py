@@ -78,6 +78,8 @@ def test_fp32_matches_pytorch_and_the_bin_is_a_checked_companion(ov_export, cls_
     assert entry.format == "openvino" and entry.path == "model.xml" and entry.precision == "fp32"
     assert set(entry.companions) == {"model.bin"} and len(entry.companions["model.bin"]) == 64
     assert {"model.xml", "model.bin"} <= set(manifest.files)
+    # OpenVINO does not apply the precision the IR carries: export.json names what every consumer must pass
+    assert entry.load_settings["INFERENCE_PRECISION_HINT"] == "f32" and "load_settings" in entry.notes[-1]
     report = manifest.validation["artifacts"][0]
     assert report["passed"] and report["runtime"]["inference_precision"] == "fp32"
     backend = runtime.load(folder / "model.xml")  # a listed file: checked against the manifest

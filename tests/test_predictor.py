@@ -33,7 +33,7 @@ from evit_deploy.predict import (
     rle_decode,
     rle_encode,
 )
-from evit_deploy.predict.postprocess import label_map
+from evit_deploy.predict.postprocess import bicubic_matrix, label_map, resize_rows
 from evit_deploy.processing import classification_input, resized_input, sam_input
 from evit_deploy.samples import sample_photo, sample_photos
 from evit_deploy.zoo.labels import class_names
@@ -185,6 +185,17 @@ def test_label_map_in_class_chunks_equals_full_argmax():
     for max_elements in (2**25, 123 * 257 * 7, 1):
         out = label_map(logits, (123, 257), max_elements)
         assert out.dtype == np.uint8 and (out == ref).all()
+
+
+def test_banded_resize_equals_the_dense_bicubic_product():
+    rng = np.random.default_rng(1)
+    for size_in, size_out in ((16, 128), (64, 512), (16, 123), (40, 17), (7, 7)):
+        x = torch.from_numpy(rng.standard_normal((size_in, 37)).astype(np.float32))
+        dense = bicubic_matrix(size_in, size_out) @ x
+        assert torch.allclose(resize_rows(x, size_out), dense, rtol=1e-6, atol=1e-6)
+    logits = rng.standard_normal((19, 16, 32)).astype(np.float32)  # stride 8, as the seg heads give it
+    ref = F.interpolate(torch.from_numpy(logits)[None], size=(128, 256), mode="bicubic", align_corners=False)
+    assert (label_map(logits, (128, 256)) == ref[0].argmax(0).numpy()).all()
 
 
 class StubSamEngine(Engine):

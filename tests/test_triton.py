@@ -250,6 +250,10 @@ class FakeTriton:
             def as_numpy(self) -> np.ndarray:
                 return self._array
 
+            @classmethod
+            def from_dlpack(cls, name: str, array: object) -> Tensor:
+                return cls(name, np.from_dlpack(array))
+
         class TritonError:
             def __init__(self, msg: str) -> None:
                 self._msg = msg
@@ -311,6 +315,7 @@ class FakeTriton:
 
 
 def load_pipeline(repo: Path, name: str, fake: FakeTriton, monkeypatch: pytest.MonkeyPatch) -> object:
+    """The model.py of ``repo/name`` (the pipeline, or a python-platform graph) initialised on the stand-in."""
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake.module)
     spec = importlib.util.spec_from_file_location(f"triton_model_{name.replace('-', '_')}",
                                                   repo / name / "1" / "model.py")
@@ -382,3 +387,112 @@ def test_pipeline_model_sam_matches_predictor(tmp_path, monkeypatch):
     want = sam_onnx_predictor().predict_masks(options["points"], None, options["box"], image=sam_coffee_image())
     assert result["best"] == want.best and len(result["masks"]) == 3
     assert result["masks"] == want.to_dict()["masks"]
+
+
+# -- the python platform (graphs run by our runtime inside the Python backend) ---------------------------------
+def test_python_platform_repository(tmp_path):
+    folder = build_cls_export()[0]
+    manifest = json.loads((folder / "export.json").read_text())
+    models = write_repository(folder, tmp_path / "repo", platform="python", threads=1)
+    assert [m.platform for m in models] == ["python", "python"]
+    graph = tmp_path / "repo" / "efficientvit-b0-r224-model"
+    config = read_config(graph)
+    assert one(config, "backend") == "python" and "platform" not in config
+    assert "default_model_filename" not in config  # the Python backend runs 1/model.py
+    assert one(config, "max_batch_size") == manifest["profile"]["batch"]["max"] and "dynamic_batching" in config
+    assert one(one(config, "instance_group"), "kind") == "KIND_CPU"
+    settings = json.loads((graph / "1" / "graph.json").read_text())
+    entry = manifest["artifacts"][0]
+    assert settings["file"] == Path(entry["path"]).name and settings["threads"] == 1 and settings["batched"]
+    assert settings["sha256"] == {Path(entry["path"]).name: entry["sha256"]}
+    assert hashlib.sha256((graph / "1" / settings["file"]).read_bytes()).hexdigest() == entry["sha256"]
+    assert "evit_deploy.triton.graph_backend" in (graph / "1" / "model.py").read_text()
+
+
+def test_platform_follows_the_servers_backends(tmp_path):
+    folder = build_cls_export()[0]
+    only_python = write_repository(folder, tmp_path / "a", backends={"python"})
+    assert [m.platform for m in only_python] == ["python", "python"]
+    full = write_repository(folder, tmp_path / "b", backends={"python", "onnxruntime"})
+    assert full[1].platform == "onnxruntime_onnx"
+    with pytest.raises(EvitError, match="no onnxruntime backend"):
+        write_repository(folder, tmp_path / "c", platform="onnxruntime_onnx", backends={"python"})
+    assert not (tmp_path / "c").exists()
+
+
+def test_python_graph_model_batches_the_requests_it_is_given(tmp_path, monkeypatch):
+    folder = build_cls_export()[0]
+    write_repository(folder, tmp_path / "repo", platform="python")
+    model = load_pipeline(tmp_path / "repo", "efficientvit-b0-r224-model", FakeTriton(tmp_path / "repo"),
+                             monkeypatch)
+    runs = []
+    original = model.backend.run
+    monkeypatch.setattr(model.backend, "run", lambda feeds: runs.append(feeds["input"].shape) or original(feeds))
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((n, 3, 224, 224)).astype(np.float32) for n in (2, 1, 3)]
+    responses = model.execute([{"input": b} for b in batches] + [{"input": batches[0][:, :, :100]}])
+    assert runs[0] == (6, 3, 224, 224)  # the three well-formed requests ran as one batch
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    for batch, response in zip(batches, responses):
+        (logits,) = [t.as_numpy() for t in response.output_tensors]
+        np.testing.assert_allclose(logits, session.run(None, {"input": batch})[0], rtol=1e-4, atol=1e-5)
+    assert responses[3].has_error() and "shape" in responses[3].error().message()
+
+
+def test_python_graph_model_refuses_a_changed_graph(tmp_path, monkeypatch):
+    write_repository(build_cls_export()[0], tmp_path / "repo", platform="python")
+    graph = tmp_path / "repo" / "efficientvit-b0-r224-model" / "1" / "model.onnx"
+    graph.write_bytes(graph.read_bytes() + b"\0")
+    with pytest.raises(EvitError, match="sha256"):
+        load_pipeline(tmp_path / "repo", "efficientvit-b0-r224-model", FakeTriton(tmp_path / "repo"), monkeypatch)
+
+
+def test_a_stub_that_misreads_numpy_2_is_a_load_error(tmp_path, monkeypatch):
+    """A stand-in for a stub built with pybind11 < 2.12 under numpy 2: the arrays it builds repeat their first
+    element (what the bundled tritonserver 2.51 stub does); our models refuse to load on it."""
+    from evit_deploy.triton.stub_check import check_numpy_exchange
+
+    fake = FakeTriton(tmp_path)
+    good = fake.module.Tensor
+
+    class MisreadingTensor(good):
+        def as_numpy(self) -> np.ndarray:
+            flat = self._array.reshape(-1)
+            return np.full_like(flat, flat[0]).reshape(self._array.shape)
+
+    fake.module.Tensor = MisreadingTensor
+    if int(np.__version__.split(".")[0]) >= 2:
+        with pytest.raises(EvitError, match=r"misreads numpy .* it read \[0\.0, 0\.0, 0\.0, 0\.0\].*numpy<2"):
+            check_numpy_exchange(fake.module)
+    fake.module.Tensor = good
+    check_numpy_exchange(fake.module)  # a sound stub passes
+
+
+def test_error_line_of_a_triton_log():
+    from evit_deploy.triton.server import error_line
+
+    log = ['I1206 18:52:55.4 18017 server.cc:1] "started"',
+           'E1206 18:52:55.4 18017 server.cc:241] "CudaDriverHelper has not been initialized."',
+           "E1206 18:53:06.2 18017 model_lifecycle.cc:654] \"failed to load 'm-model' version 1: Internal: bad\"",
+           "error: creating server: Internal - failed to load all models"]
+    assert error_line(log) == "failed to load 'm-model' version 1: Internal: bad"
+    assert error_line(log[:2] + log[3:]) == "creating server: Internal - failed to load all models"
+    assert error_line(log[:1]) is None
+
+
+def test_openvino_platform_passes_the_load_settings_and_refuses_what_it_cannot_pin(tmp_path):
+    """Triton's OpenVINO backend: the IR's load_settings become its parameters (OpenVINO ignores the precision an
+    IR carries); an f32 IR is refused in one line, since that backend cannot be told to run f32."""
+    from evit_deploy.artifacts import ArtifactEntry, TensorSpec
+    from evit_deploy.errors import EvitError
+    from evit_deploy.triton.configs import openvino_parameters
+
+    def entry(hint):  # noqa: ANN001, ANN202
+        return ArtifactEntry("openvino", "model", "model.xml", "bf16", "NCHW", [TensorSpec("input", ("batch", 3, 8, 8),
+                             "float32")], [], load_settings={"INFERENCE_PRECISION_HINT": hint,
+                                                             "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"})
+
+    assert openvino_parameters(entry("bf16"), 2) == {"HINT_BF16": "YES", "PERFORMANCE_HINT": "LATENCY",
+                                                     "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": "2"}
+    with pytest.raises(EvitError, match="cannot be told to run f32.*--platform python"):
+        openvino_parameters(entry("f32"), 2)

@@ -77,6 +77,7 @@ class BenchItem:
     extra: dict[str, Any] = field(default_factory=dict)
     role: str | None = None
     competitor: tuple[Any, str] | None = None  # (CompetitorCard, table) when the export is a competitor's
+    require_signature: str | bool | None = None  # the key its folder must be signed with (see read_manifest)
     pytorch: bool = True  # measure its PyTorch baselines (False: another item of the same model has them)
     shared_cpu: bool = False  # open the artifacts with idle threads that do not spin (a variant, named in extra)
 
@@ -90,11 +91,13 @@ class BenchItem:
 
 
 def open_item(folder: str | Path, settings: BenchSettings, weights: str | None = None, ema: bool = False,
-              name: str | None = None, extra: dict[str, Any] | None = None, role: str | None = None) -> BenchItem:
-    """An export folder ready to measure: its manifest read and every artifact hash-checked here, before any worker
-    starts (each worker checks its artifact again as it opens it)."""
+              name: str | None = None, extra: dict[str, Any] | None = None, role: str | None = None,
+              require_signature: str | bool | None = None) -> BenchItem:
+    """An export folder ready to measure: its manifest read (its signature verified when one is required, see
+    :func:`~evit_deploy.artifacts.read_manifest`) and every artifact hash-checked here, before any worker starts
+    (each worker checks them again as it opens its artifact)."""
     folder = Path(folder)
-    manifest = read_manifest(folder, verify=True)
+    manifest = read_manifest(folder, verify=True, require_signature=require_signature)
     b = manifest.batch
     limit = b.max if b.dynamic else max(b.size, MAX_PYTORCH_BATCH)  # static: other batches run PyTorch only
     too_big = [batch for batch in settings.batches if batch > limit]
@@ -107,7 +110,8 @@ def open_item(folder: str | Path, settings: BenchSettings, weights: str | None =
     if manifest.model not in all_cards():  # a competitor's export: resolved here, its card sent to the worker
         card, table = resolve_competitor(manifest.model)
         competitor = (card, table)
-    return BenchItem(name or manifest.model, folder, manifest, weights, ema, dict(extra or {}), role, competitor)
+    return BenchItem(name or manifest.model, folder, manifest, weights, ema, dict(extra or {}), role, competitor,
+                     require_signature)
 
 
 @dataclass
@@ -160,7 +164,7 @@ def plan(items: list[BenchItem], batch: int, settings: BenchSettings) -> tuple[l
             card, table = item.competitor or (None, None)
             spec = WorkerSpec(key, f"pytorch-{baseline}", str(item.folder), batch, threads, weights=item.weights,
                               ema=item.ema, gpu=item.gpu, warmup=settings.protocol.warmup, competitor=card,
-                              table=table)
+                              table=table, require_signature=item.require_signature)
             contenders.append(Contender(key, spec))
             planned[key] = _Planned(item, Row(backend="pytorch", format=f"pytorch-{baseline}", precision="fp32",
                                               **base))
@@ -171,7 +175,8 @@ def plan(items: list[BenchItem], batch: int, settings: BenchSettings) -> tuple[l
                 continue
             key = _key(item, a.path, batch)
             spec = WorkerSpec(key, "artifact", str(item.folder), batch, threads, artifact=a.path,
-                              warmup=settings.protocol.warmup, shared_cpu=item.shared_cpu)
+                              warmup=settings.protocol.warmup, shared_cpu=item.shared_cpu,
+                              require_signature=item.require_signature)
             contenders.append(Contender(key, spec))
             entry = _Planned(item, Row(backend="", format=a.format, precision=a.precision, artifact=a.path, **base))
             planned[key] = entry
@@ -252,9 +257,10 @@ def new_report(kind: str, title: str, settings: BenchSettings, **fields: Any) ->
 
 
 def bench_export(folder: str | Path, settings: BenchSettings, weights: str | None = None, ema: bool = False,
-                 progress: Progress = lambda text: None) -> Report:
-    """Measure PyTorch eager (and compiled, if asked) and each runnable artifact of an export folder."""
-    item = open_item(folder, settings, weights, ema)
+                 progress: Progress = lambda text: None, require_signature: str | bool | None = None) -> Report:
+    """Measure PyTorch eager (and compiled, if asked) and each runnable artifact of an export folder.
+    ``require_signature``: the key the folder must be signed with (default: ``EVIT_DEPLOY_REQUIRE_SIGNATURE``)."""
+    item = open_item(folder, settings, weights, ema, require_signature=require_signature)
     manifest = item.manifest
     report = new_report("bench", f"{item.model}, {manifest.target} export", settings, model=item.model,
                         task=manifest.task, target=manifest.target, export=str(item.folder),
@@ -281,7 +287,7 @@ def bench_model(model: str, target: str, settings: BenchSettings, weights: str |
     request = ExportRequest(model, target, weights, imgsz, None, None,
                             export_dir or str(Path("exports") / f"{card.name}-{Path(target).stem}"), ema=ema)
     result = run_export(request, step) if step else run_export(request)
-    return bench_export(result.folder, settings, weights, ema, progress)
+    return bench_export(result.folder, settings, weights, ema, progress, require_signature=False)  # made just now
 
 
 def speedups(report: Report) -> list[tuple[str, int, float]]:

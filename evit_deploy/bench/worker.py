@@ -55,6 +55,7 @@ class WorkerSpec:
     gpu: bool = False  # PyTorch rows on the GPU (beside GPU artifacts), copies included
     warmup: Warmup = field(default_factory=Warmup)
     seed: int = 0
+    require_signature: str | bool | None = None  # the folder's signing key (see artifacts.read_manifest)
     shared_cpu: bool = False  # artifact: idle runtime threads must not spin (a variant; production spins)
     competitor: Any = None  # the CompetitorCard of a competitor's export, as the coordinator resolved it
     table: str | None = None  # and its paper table
@@ -88,7 +89,7 @@ def load_pytorch(spec: WorkerSpec) -> Loaded:
 
     torch.set_num_threads(spec.threads)
     folder = Path(spec.folder)
-    manifest = read_manifest(folder, verify=False)
+    manifest = read_manifest(folder, verify=False, require_signature=spec.require_signature)
     weights = spec.weights
     recorded = manifest.weights.get("file")
     if weights is None and recorded and (folder / check_name(recorded, "weights file")).is_file():
@@ -134,7 +135,8 @@ def load_artifact(spec: WorkerSpec) -> Loaded:
     from ..errors import EvitError
 
     folder = Path(spec.folder)
-    manifest = read_manifest(folder, verify=False)  # the artifact is hash-checked as it is opened
+    # the signature (when required) is verified again here, and the artifact hash-checked as it is opened
+    manifest = read_manifest(folder, verify=False, require_signature=spec.require_signature)
     entry = next((a for a in manifest.artifacts if a.path == spec.artifact), None)
     if entry is None:
         raise EvitError(f"{folder} lists no artifact {spec.artifact}")

@@ -26,6 +26,7 @@ from .options import (
     weights_option,
 )
 from .output import RichSteps, progress_line, reference_table, results_table
+from .sign_cmds import require_signature_option
 
 
 class DefaultGroup(click.Group):
@@ -51,6 +52,7 @@ def bench() -> None:
     evit-deploy bench paper-table TABLE        a comparison table of the paper (cityscapes, ade20k, imagenet, sam)
     evit-deploy bench adb EXPORT SERIAL        an export on an attached Android phone (device bundle over adb)
     evit-deploy bench import RESULTS -b BUNDLE what a phone or Jetson measured with a device bundle
+    evit-deploy bench video EXPORT VIDEO       a video end to end beside the model alone
     evit-deploy bench reference                the published figures reports compare against
     evit-deploy bench comparisons              the paper's tables, claims and competitors
 
@@ -88,11 +90,12 @@ def _report_done(report, folder: Path) -> None:  # noqa: ANN001 - schema.Report
               help="Put measured accuracy on the plots: a dataset folder (evaluated now, see `evit-deploy eval`) or "
                    "the eval.json of an earlier evaluation of this export.")
 @click.option("--eval-limit", type=click.IntRange(min=1), help="With --eval DATASET: the first N images only.")
+@require_signature_option
 @output_option("./bench/<name>/")
 def run_command(model_or_export: str, target: str, weights: str | None, ema: bool, imgsz: tuple[int, ...],
                 batches: str, threads: int | None, baselines: str, block_s: float, min_blocks: int, ci_pct: float,
                 budget_s: float, warmup_s: float, no_native: bool, eval_from: str | None, eval_limit: int | None,
-                output: str | None) -> None:
+                require_signature: str | None, output: str | None) -> None:
     """Measure an EXPORT folder, or MODEL exported for --target first: PyTorch eager (and torch.compile with
     --baselines eager,compile) and every artifact, each in its own worker process, with the native tool's median
     beside each artifact (benchmark_app for OpenVINO, litert-benchmark for TFLite, trtexec for TensorRT) where it is
@@ -115,7 +118,7 @@ def run_command(model_or_export: str, target: str, weights: str | None, ema: boo
     check_report_folder(folder)  # before minutes of measuring
     with progress_line() as progress:
         if is_export:
-            report = bench_export(model_or_export, settings, weights, ema, progress)
+            report = bench_export(model_or_export, settings, weights, ema, progress, require_signature)
         else:
             report = bench_model(model_or_export, target, settings, weights, size, step=RichSteps(),
                                  progress=progress, ema=ema)
@@ -253,10 +256,11 @@ def paper_table_command(table: str, table_models: str | None, target: str, imgsz
                    "for .ort exports); default: already on the phone.")
 @weights_option
 @device_options
+@require_signature_option
 @output_option("./bench/<model>-<device name>/")
 def adb_command(export_dir: str, serial: str, device_name: str | None, tool_binary: str | None,
                 weights: str | None, threads: int, runs: int, warmup: int, taskset: str | None, op_profiling: bool,
-                no_xnnpack: bool, device_dir: str, output: str | None) -> None:
+                no_xnnpack: bool, device_dir: str, require_signature: str | None, output: str | None) -> None:
     """Measure EXPORT_DIR on the attached Android phone SERIAL: device bundle, adb push, run its own benchmark
     tool, pull, import (correctness checked against PyTorch)."""
     from ..bench.render import check_report_folder, write_report
@@ -266,7 +270,8 @@ def adb_command(export_dir: str, serial: str, device_name: str | None, tool_bina
     if output:
         check_report_folder(Path(output))
     settings = settings_from(threads, runs, warmup, DEFAULTS.warmup_ms, taskset, op_profiling, no_xnnpack, device_dir)
-    report = adb_bench(export_dir, serial, device_name, settings, weights, tool_binary, RichSteps())
+    report = adb_bench(export_dir, serial, device_name, settings, weights, tool_binary, RichSteps(),
+                       require_signature)
     _show_import(report, write_report(report, Path(output or Path("bench") / report_name(report))))
 
 
@@ -275,8 +280,10 @@ def adb_command(export_dir: str, serial: str, device_name: str | None, tool_bina
 @click.option("--bundle", "-b", "bundle_dir", required=True, type=click.Path(file_okay=False, exists=True),
               help="The device bundle the results were produced with (evit-deploy device-bundle).")
 @click.option("--device-name", help="The device, on every row (e.g. \"Galaxy S23 (Snapdragon 8 Gen 2)\").")
+@require_signature_option
 @output_option("./bench/<model>-<device name>/")
-def import_command(results: str, bundle_dir: str, device_name: str | None, output: str | None) -> None:
+def import_command(results: str, bundle_dir: str, device_name: str | None, require_signature: str | None,
+                   output: str | None) -> None:
     """Report what a phone or Jetson measured with a device bundle: RESULTS is the bundle's results/ folder or
     one file (a benchmark_model log or op-profile CSV, an onnxruntime_perf_test log, a trtexec --exportTimes,
     --exportProfile or --exportOutput JSON).
@@ -291,7 +298,7 @@ def import_command(results: str, bundle_dir: str, device_name: str | None, outpu
 
     if output:
         check_report_folder(Path(output))
-    report = import_results(results, bundle_dir, device_name)
+    report = import_results(results, bundle_dir, device_name, require_signature)
     _show_import(report, write_report(report, Path(output or Path("bench") / report_name(report))))
 
 
@@ -304,6 +311,36 @@ def _show_import(report, folder: Path) -> None:  # noqa: ANN001 - schema.Report
     if report.skipped:
         console.print("not measured: " + escape("; ".join(report.skipped)), soft_wrap=True)
     console.print(f"reports: {folder}/report.md, report.json, report.html", markup=False)
+
+
+@bench.command("video")
+@click.argument("export_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("source", type=click.Path(dir_okay=False, exists=True))
+@threads_option
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Alternating blocks of model-only and end-to-end runs.")
+@click.option("--memory-frames", nargs=2, type=click.IntRange(min=1), default=(60, 600), show_default=True,
+              help="Peak RSS after these two frame counts of the file played in a loop.")
+@click.option("--no-memory", is_flag=True, help="Skip the looped memory run.")
+@require_signature_option
+@output_option("./bench/<export>-video/")
+def video_command(export_dir: str, source: str, threads: int | None, repeats: int, memory_frames: tuple[int, int],
+                  no_memory: bool, require_signature: str | None, output: str | None) -> None:
+    """Frames per second of EXPORT_DIR on the video file SOURCE: the model alone beside the whole pipeline (decode
+    → pre-processing → inference → post-processing/drawing → encoding, as `predict --source` runs it), where the
+    time goes per stage, and whether memory stays flat over a looped run."""
+    from ..artifacts import read_manifest
+    from ..bench.render import check_report_folder, write_report
+    from ..video.bench import bench_video, video_report
+
+    folder = Path(output or Path("bench") / f"{Path(export_dir).name}-video")
+    check_report_folder(folder)
+    read_manifest(export_dir, verify=True, require_signature=require_signature)
+    with progress_line() as progress:
+        progress(f"{Path(source).name} through {Path(export_dir).name}")
+        result = bench_video(export_dir, source, threads=threads, repeats=repeats,
+                             memory_frames=None if no_memory else tuple(memory_frames))
+    _report_done(video_report(result), write_report(video_report(result), folder))
 
 
 @bench.command("reference")

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from ..device.settings import DEVICES, DeviceSettings
 from .output import RichSteps
+from .sign_cmds import require_signature_option
 
 DEFAULTS = DeviceSettings()
 
@@ -54,9 +55,10 @@ def settings_from(threads: int, runs: int, warmup: int, warmup_ms: int, taskset:
               help="Jetson: trtexec --warmUp in milliseconds.")
 @device_options
 @click.option("--force", is_flag=True, help="Move an existing output folder that is not a bundle aside (kept).")
+@require_signature_option
 def device_bundle(export_dir: str, device: str, output: str | None, weights: str | None, threads: int, runs: int,
                   warmup: int, warmup_ms: int, taskset: str | None, op_profiling: bool, no_xnnpack: bool,
-                  device_dir: str, force: bool) -> None:
+                  device_dir: str, force: bool, require_signature: str | None) -> None:
     """Write a self-contained bundle of EXPORT_DIR for a device that does not run Python: the artifact, golden
     inputs (the export's validation photos and noise, pre-processed as its validation did; raw .bin and .npy),
     PyTorch's outputs on them, run.sh with the exact command lines, a README and bundle.json (settings and the
@@ -67,7 +69,7 @@ def device_bundle(export_dir: str, device: str, output: str | None, weights: str
     from ..device.bundle import make_bundle
 
     settings = settings_from(threads, runs, warmup, warmup_ms, taskset, op_profiling, no_xnnpack, device_dir)
-    folder = make_bundle(export_dir, device, output, settings, weights, force, RichSteps())
+    folder = make_bundle(export_dir, device, output, settings, weights, force, RichSteps(), require_signature)
     console = Console()
     console.print(f"[bold green]bundle[/] {folder}: see {folder}/README.md, then run {folder}/run.sh "
                   f"{'over adb' if device == 'android' else 'on the Jetson'}")

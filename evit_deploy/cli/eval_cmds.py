@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from .sign_cmds import require_signature_option
+
 DATASET_KINDS = ("imagenet", "cityscapes", "ade20k", "coco")
 
 
@@ -38,9 +40,10 @@ def counting_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
               help="Threads decoding and pre-processing images ahead of the model runs.")
 @click.option("--no-pytorch", is_flag=True, help="Evaluate the artifacts only (no PyTorch reference row).")
 @click.option("--output", "-o", type=click.Path(file_okay=False), help="Report folder (default: ./eval/<name>/).")
+@require_signature_option
 def eval_command(target: str, data: str, dataset: str | None, labels: str | None, weights: str | None, ema: bool,
                  limit: int | None, batch: int, threads: int | None, workers: int, no_pytorch: bool,
-                 output: str | None) -> None:
+                 output: str | None, require_signature: str | None) -> None:
     """Accuracy of TARGET (an export folder: each runnable artifact and PyTorch on the same images; or a zoo
     model name: PyTorch) on a dataset, with the official evaluation protocol: ImageNet top-1/top-5,
     Cityscapes/ADE20K mIoU, COCO box-prompted mIoU. Writes eval.json and eval.md.
@@ -59,7 +62,8 @@ def eval_command(target: str, data: str, dataset: str | None, labels: str | None
 
     folder = Path(output or Path("eval") / Path(target).name)
     check_report_folder(folder)
-    settings = EvalSettings(data, dataset, labels, weights, ema, limit, batch, threads, workers, not no_pytorch)
+    settings = EvalSettings(data, dataset, labels, weights, ema, limit, batch, threads, workers, not no_pytorch,
+                            require_signature)
     report = evaluate(target, settings, counting_bar)
     write_report(report, folder)
     console = Console()

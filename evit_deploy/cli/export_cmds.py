@@ -13,6 +13,7 @@ from rich.table import Table
 from ..artifacts import FORMATS
 from ..errors import EvitError
 from .output import RichSteps
+from .sign_cmds import password
 
 
 def _report_table(reports, folder: Path | None = None) -> Table:  # noqa: ANN001 - list[ArtifactReport]
@@ -61,10 +62,14 @@ def _report_table(reports, folder: Path | None = None) -> Table:  # noqa: ANN001
                    "float model on the calibration images). With --eval: the export is refused above it.")
 @click.option("--sensitivity", is_flag=True,
               help="int8: write a per-layer sensitivity table (each layer quantized alone) into the export.")
+@click.option("--sign", "sign_key", type=click.Path(dir_okay=False), metavar="PRIVATE_KEY",
+              help="Sign every file of the finished export with this key, as the last step after validation "
+                   "(see evit-deploy sign).")
+@click.option("--password-env", metavar="VAR", help="With --sign: read the key's password from this variable.")
 def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...], batch: int | None,
            precision: str | None, output: str | None, calib: str | None, ema: bool, force: bool,
            allow_large_input: bool, eval_data: str | None, eval_limit: int | None, max_drop: float | None,
-           sensitivity: bool) -> None:
+           sensitivity: bool, sign_key: str | None, password_env: str | None) -> None:
     """Export MODEL for a hardware target, validate it against PyTorch, write artifacts + export.json.
 
     Nothing is written unless every artifact passes the profile's validation tolerance. An existing output
@@ -74,8 +79,11 @@ def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...],
 
     if len(imgsz) > 2:
         raise click.BadParameter("give at most two values (H and W)", param_hint="--imgsz")
+    if password_env is not None and sign_key is None:
+        raise click.UsageError("--password-env needs --sign")
     request = ExportRequest(model, target, weights, imgsz or None, batch, precision, output, calib, force,
-                            allow_large_input, ema, sensitivity, max_drop)
+                            allow_large_input, ema, sensitivity, max_drop, sign=sign_key,
+                            sign_password=password(password_env))
     resolved = preflight(request)  # bad input fails here, before torch is imported
     if max_drop is not None and eval_data is None and resolved.precision != "int8":
         raise click.BadParameter("--max-drop needs --eval DIR (the dataset the drop is measured on), or "
@@ -110,7 +118,8 @@ def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...],
                       + ", ".join(f"{r['artifact']} {r[accuracy['metric']]:.2f}" for r in accuracy["results"]
                                   if r[accuracy["metric"]] is not None))
     console.print(f"[bold green]exported[/] {model} for {m.target} ({m.precision}, "
-                  f"{'x'.join(map(str, m.input_size))}) to {result.folder} in {result.seconds:.1f}s")
+                  f"{'x'.join(map(str, m.input_size))}) to {result.folder} in {result.seconds:.1f}s"
+                  + (f", signed with {sign_key}" if sign_key else ""))
 
 
 @click.command()

@@ -95,11 +95,11 @@ def results_table(report) -> Table:  # noqa: ANN001 - bench.schema.Report
 
 def comparisons_table() -> Table:
     """The paper's tables and competitors, and whether each can be measured here (packages found, not imported)."""
-    from ..compare.cards import competitors, paper_tables
+    from ..compare.cards import NOTES, competitors, paper_tables, unbuilt_claims
     from ..compare.plan import missing_package
     from ..optional import EXTRAS
 
-    table = Table(title="the paper's comparisons (evit-deploy bench MODEL --compare NAME, or --paper-table TABLE)")
+    table = Table(title="the paper's comparisons (evit-deploy bench compare MODEL NAMES, or bench paper-table TABLE)")
     for col in ("table", "model", "paper row", "paper figures", "measurable here"):
         table.add_column(col, no_wrap=col in ("table", "model"))
     for t in paper_tables().values():
@@ -113,9 +113,13 @@ def comparisons_table() -> Table:
             figures = ", ".join(f"{t.columns[d].device_name} {v:g}" for d, v in row.figures.items()) or "-"
             missing = missing_package(card) if card.measurable else None
             status = ("not measured: " + card.unavailable if not card.measurable else
-                      f"needs pip install 'evit-deploy[{EXTRAS.get(missing, missing)}]'" if missing else
+                      f"needs pip install 'evit-deploy[{EXTRAS.get(missing, missing)}]'"
+                      + (" beside a matching torchvision (make compare-timm-env)" if card.builder in NOTES else "")
+                      if missing else
                       f"yes ({card.builder})")
             table.add_row(t.name, card.name, f"{row.paper_name} ({row.source})", figures, status)
         for claim in t.claims.values():
             table.add_row(t.name, f"claim {claim.ratio:g}×", claim.text, f"{claim.baseline} vs {claim.ours}", "")
+    for claim in unbuilt_claims().values():  # the paper's claims outside these tables: one line each, with why
+        table.add_row("-", f"claim {claim.id}", claim.text, "-", claim.reason)
     return table

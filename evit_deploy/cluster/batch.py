@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EvitError
+from ..errors import EvitError, NonFiniteOutput
 from ..images import ImageError, open_image
-from ..predict.jobs import OutputFolder, PredictorSpec, Rendered, is_uri, outputs, render, summary
+from ..predict.inputs import is_uri
+from ..predict.jobs import OutputFolder, PredictorSpec, Rendered, outputs, render, summary
+from ..signing import resolve_trust
 from .session import check_fits, cluster_cpus, connected, failure_reason
 from .settings import RaySettings, ray_settings_with, worker_resources
 
@@ -54,7 +56,11 @@ class PredictBatch:
             except ImageError as exc:
                 row["error"] = str(exc)
         for (row, image, item), raw in zip(ready, p.infer([item for _, _, item in ready])):
-            done = render(p.model, p.finish(item, raw), image)
+            try:
+                done = render(p.model, p.finish(item, raw), image)
+            except NonFiniteOutput as exc:
+                row["error"] = f"{row['path']}: {exc}"
+                continue
             row.update(result=json.dumps(done.result), label_map_png=done.label_map_png or b"",
                        overlay_png=done.overlay_png or b"")
         return {c: np.array([r[c] for r in rows], dtype=object) for c in _COLUMNS}
@@ -102,8 +108,10 @@ def predict_on_ray(spec: PredictorSpec, images: list[str], stems: list[str], out
         res = worker_resources(manifest, spec.threads, rs)
         if owned:
             check_fits("actor", rs.concurrency or 1, res, "--concurrency")
+        trust = resolve_trust(spec.require_signature)  # actors check it too, wherever they run
         spec = PredictorSpec(os.path.abspath(spec.source) if os.path.exists(spec.source) else spec.source,
-                             spec.weights and os.path.abspath(spec.weights), spec.ema, res.threads)
+                             spec.weights and os.path.abspath(spec.weights), spec.ema, res.threads,
+                             str(trust.path) if trust else None)
         if rs.concurrency:
             pool = ray.data.ActorPoolStrategy(size=rs.concurrency)
         else:  # grows with the backlog up to what the cluster holds

@@ -22,12 +22,13 @@ from ray import serve
 
 from ..artifacts import read_manifest
 from ..errors import EvitError
+from ..ports import bind, free_port
 from ..predict import Prepared
 from ..serve.app import create_app
 from ..serve.batcher import run_isolated
 from ..serve.metrics import Metrics
-from ..serve.runner import bind
 from ..serve.settings import ServeSettings, settings_with
+from ..signing import resolve_trust
 from .session import check_fits, connected, failure_reason
 from .settings import RaySettings, WorkerResources, ray_settings_with, worker_resources
 
@@ -90,7 +91,11 @@ def build_application(export_dir: str | Path, settings: ServeSettings | None = N
     settings = settings_with(settings)
     rs = ray_settings_with(ray_settings)
     folder = Path(export_dir).resolve()  # replicas do not run in this process's folder
-    manifest = read_manifest(folder.parent if folder.is_file() else folder, verify=False)
+    # A required signature is checked here, and again by every replica (the trust file travels in its settings,
+    # so replicas on nodes without the environment variable check it too).
+    trust = resolve_trust(settings.require_signature)
+    manifest = read_manifest(folder.parent if folder.is_file() else folder, verify=False,
+                             require_signature=trust or False)
     res = worker_resources(manifest, settings.threads, rs)
     batch = max(1, min(settings.max_batch, manifest.batch.largest))
     options: dict[str, Any] = {
@@ -115,7 +120,8 @@ def build_application(export_dir: str | Path, settings: ServeSettings | None = N
         shown = f"{rs.replicas} replica{'s' if rs.replicas > 1 else ''}"
     shown += f", {res.num_cpus:g} CPU{'s' if res.num_cpus != 1 else ''}"
     shown += f" + {res.num_gpus:g} GPU each" if res.num_gpus else " each"
-    replica_settings = settings_with(settings, threads=res.threads)
+    replica_settings = settings_with(settings, threads=res.threads,
+                                     require_signature=str(trust.path) if trust else None)
     deployment = serve.deployment(PredictorReplica, name="predictor", **options)
     return ServeApp(deployment.bind(str(folder), replica_settings), manifest.model, manifest.task, shown, res,
                     rs.min_replicas if rs.replicas is None else rs.replicas)
@@ -130,14 +136,6 @@ def _deploy(app: ServeApp, name: str) -> None:
         with contextlib.suppress(Exception):
             detail = "\n".join(d.message for d in serve.status().applications[name].deployments.values()) or detail
         raise EvitError(f"the Serve application did not start: {failure_reason(detail)}") from None
-
-
-def _free_port(host: str) -> int:
-    sock = bind(host, 0)
-    try:
-        return sock.getsockname()[1]
-    finally:
-        sock.close()
 
 
 def _wait_for_stop() -> None:
@@ -169,7 +167,7 @@ def serve_on_ray(export_dir: str | Path, settings: ServeSettings | None = None,
     settings = settings_with(settings)
     rs = ray_settings_with(ray_settings)
     app = build_application(export_dir, settings, rs)  # a bad export folder fails before any cluster starts
-    port = _free_port(settings.host) if settings.port == 0 else settings.port  # 0: a free port here
+    port = free_port(settings.host) if settings.port == 0 else settings.port  # 0: a free port here
     if not rs.address:  # a busy port is a one-line error before the local cluster starts
         bind(settings.host, port).close()
     with connected(rs, "serving on Ray") as owned:

@@ -1,13 +1,15 @@
 """The paper's hardware comparisons on the user's device: competitor models measured beside EfficientViT.
 
 - ``cards``: the paper's comparison tables, headline claims and the competitor zoo (``models/competitors/*.yaml``);
-- ``builders``: one builder per package (transformers-segformer, segment-anything, timm, fastervit), imported
-  lazily (extras ``[compare]`` and ``[compare-timm]``);
+- ``builders``: one builder per route (transformers-segformer, transformers-image, segment-anything, timm,
+  fastervit; ``written``/``written-sam`` for the models written here in ``nets``), packages imported lazily (extras
+  ``[compare]`` and ``[compare-timm]``);
 - ``subjects``: a competitor as an export subject (a generic single-input image graph), so it goes through the
   same profile, exporters, validation gate and ``export.json`` as EfficientViT;
 - ``counts``: params and MACs counted beside the paper's; ``plan``: what a run measures and which pairs it
   reports; ``run``: export, validate, measure interleaved, assemble the report; ``claims``: the paper's ratios
-  beside the measured ones; ``report``: report.md / report.html with the paper's figure redrawn.
+  beside the measured ones, and which headline claims can be run here (or why not); ``report``: report.md /
+  report.html with the paper's figure redrawn; ``nets``: the competitors written here from their papers.
 """
 
 from __future__ import annotations

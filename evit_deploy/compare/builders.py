@@ -1,9 +1,13 @@
-"""How competitors are built, one registered builder per package (the cards name it): random weights, offline.
+"""How competitors are built, one registered builder per route (the cards name it): random weights, offline.
 
 Each builder turns a card's ``recipe`` and a :class:`Target` (classes, input size) into a single-input image graph
 (``[B,3,H,W]`` → one tensor) with its own I/O names, and says which module the paper's parameter count covers.
-Packages are imported lazily through :func:`evit_deploy.optional.require`: a missing one is a one-line error
-naming the extra (``[compare]``: transformers, segment-anything; ``[compare-timm]``: timm, fastervit).
+Routes: a package's own implementation (transformers: SegFormer, ConvNeXt, Swin, MobileViTV2; segment-anything:
+SAM; timm/fastervit: EfficientNetV2, CoAtNet, FasterViT), else the architecture written here from its paper and
+authors' configs (``written``: SegNeXt, DeepLabV3+ MobileNetV2-D8; ``written-sam``: the MobileSAM, EdgeSAM and
+EfficientSAM image encoders; :mod:`evit_deploy.compare.nets`). Packages are imported lazily through
+:func:`evit_deploy.optional.require`: a missing one is a one-line error naming the extra (``[compare]``:
+transformers, segment-anything; ``[compare-timm]``: timm, fastervit).
 """
 
 from __future__ import annotations
@@ -22,12 +26,7 @@ from torch import nn
 
 from ..errors import EvitError, MissingDependency, one_line
 from ..optional import require
-from .cards import CompetitorCard
-
-TORCHVISION_NOTE = (
-    "it also needs a torchvision built for this torch: PyPI's torchvision is a CUDA build, and beside a CPU-only torch "
-    "`import torchvision` fails ('operator torchvision::nms does not exist'); install torch and torchvision as a pair"
-)
+from .cards import TORCHVISION_NOTE, CompetitorCard
 
 
 @dataclass(frozen=True)
@@ -129,6 +128,24 @@ register_builder(Builder(
 ))
 
 
+def _transformers() -> ModuleType:
+    return _import("transformers", "the transformers image-classification builder")
+
+
+def _hf_image(recipe: dict[str, Any], target: Target) -> nn.Module:
+    """``recipe``: ``config`` and ``model`` (class names in transformers) and the config's ``args``."""
+    transformers = _transformers()
+    with _quiet_imports():
+        config, model = getattr(transformers, recipe["config"]), getattr(transformers, recipe["model"])
+    return HfLogits(model(config(**recipe.get("args", {}), num_labels=target.num_classes)))
+
+
+register_builder(Builder(
+    "transformers-image", _transformers, _hf_image, input_name="pixel_values",
+    graph_note="a transformers image classifier built from its config (offline, no torchvision)",
+))
+
+
 # ------------------------------------------------------------------------------------------ segment-anything
 
 SAM_MODELING = "_evit_segment_anything_modeling"
@@ -191,6 +208,42 @@ register_builder(Builder(
     "segment-anything", sam_modeling, _sam_encoder, input_name="input_image",
     output_name="image_embeddings", role="encoder", counted=_sam_whole,
     graph_note="the image encoder (ImageEncoderViT) at the run's input size; the prompt decoder is not timed",
+))
+
+
+# ------------------------------------------------------------------------------------- written from the papers
+
+
+def _no_package() -> None:
+    """The written competitors need torch only."""
+
+
+def _written_kwargs(recipe: dict[str, Any], target: Target | None) -> dict[str, Any]:
+    kwargs = {k: v for k, v in recipe.items() if k != "arch"}
+    if target is not None and target.num_classes is not None:
+        kwargs["num_classes"] = target.num_classes
+    return kwargs
+
+
+def _written(recipe: dict[str, Any], target: Target) -> nn.Module:
+    from . import nets
+
+    return nets.build(recipe["arch"], **_written_kwargs(recipe, target))
+
+
+def _written_counted(recipe: dict[str, Any], target: Target) -> nn.Module:
+    from . import nets
+
+    return nets.counted(recipe["arch"], **_written_kwargs(recipe, target))
+
+
+register_builder(Builder("written", _no_package, _written, counted=_written_counted,
+                         graph_note="written here from the paper and the authors' config (evit_deploy.compare.nets)"))
+register_builder(Builder(
+    "written-sam", _no_package, _written, input_name="input_image", output_name="image_embeddings", role="encoder",
+    counted=_written_counted,
+    graph_note="the image encoder, written here from the paper and the authors' config; the prompt decoder is not "
+               "timed",
 ))
 
 

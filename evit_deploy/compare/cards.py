@@ -25,8 +25,18 @@ METRICS = ("latency_ms", "throughput_img_s")
 SOURCES = ("paper", "poster", "not-in-paper")  # where a row's figures come from
 NO_BUILDER = "none"
 # What each builder of evit_deploy.compare.builders imports (checked without importing, e.g. for listings).
-BUILDER_PACKAGES = {"transformers-segformer": ("transformers",), "segment-anything": ("segment_anything",),
-                    "timm": ("timm",), "fastervit": ("timm", "fastervit")}
+BUILDER_PACKAGES = {"transformers-segformer": ("transformers",), "transformers-image": ("transformers",),
+                    "segment-anything": ("segment_anything",), "timm": ("timm",), "fastervit": ("timm", "fastervit"),
+                    "written": (), "written-sam": ()}
+
+
+# Where the timm-only competitors can run (builders' error and the claims' reason say it).
+TORCHVISION_NOTE = (
+    "timm imports torchvision, which must be built for the installed torch: PyPI's torchvision fails to import beside "
+    "the CPU torch 2.13.0 ('operator torchvision::nms does not exist'); run them in the second environment that "
+    "`make compare-timm-env` makes (torch 2.14.1 + torchvision 0.29.1 + [compare-timm])"
+)
+NOTES = {"timm": TORCHVISION_NOTE, "fastervit": TORCHVISION_NOTE}  # builder -> what its one-line error adds
 
 
 def competitors_dir() -> Path:
@@ -110,6 +120,33 @@ class PaperTable:
 
 
 @dataclass(frozen=True)
+class InputRule:
+    """The input sizes a competitor can take: sides that are multiples of ``multiple``, or only ``fixed`` (H, W);
+    ``why`` says what imposes it."""
+
+    multiple: int = 1
+    fixed: tuple[int, int] | None = None
+    why: str = ""
+
+    def check(self, name: str, size: tuple[int, int]) -> None:
+        """Raise a one-line error naming the constraint when ``size`` (H, W) cannot be taken."""
+        h, w = size
+        if self.fixed and (h, w) != self.fixed:
+            raise EvitError(f"{name} takes only {self.fixed[0]}x{self.fixed[1]} inputs ({self.why}); got {h}x{w}")
+        if h % self.multiple or w % self.multiple:
+            raise EvitError(f"{name} takes inputs whose sides are multiples of {self.multiple} ({self.why}); "
+                            f"got {h}x{w}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, where: str) -> InputRule:
+        data = data or {}
+        _keys(data, {"multiple", "fixed", "why"}, f"{where}, input")
+        fixed = data.get("fixed")
+        return cls(int(data.get("multiple", 1)), (int(fixed[0]), int(fixed[1])) if fixed else None,
+                   " ".join(str(data.get("why", "")).split()))
+
+
+@dataclass(frozen=True)
 class CompetitorCard:
     """A competitor of the paper: how to build it (``builder`` package + ``recipe``) or why it cannot be."""
 
@@ -120,6 +157,7 @@ class CompetitorCard:
     rows: dict[str, PaperRow]  # table name -> row
     unavailable: str = ""
     source: str = ""
+    input_rule: InputRule = InputRule()
 
     @property
     def measurable(self) -> bool:
@@ -209,7 +247,7 @@ def paper_tables() -> dict[str, PaperTable]:
     return tables
 
 
-_CARD_KEYS = {"task", "builder", "recipe", "rows", "unavailable"}
+_CARD_KEYS = {"task", "builder", "recipe", "rows", "unavailable", "input"}
 
 
 @cache
@@ -221,7 +259,7 @@ def competitors() -> dict[str, CompetitorCard]:
         if path.name == "tables.yaml":
             continue
         doc = _load(path)
-        _keys(doc, {"builder", "task", "recipe", "models"}, str(path.name))
+        _keys(doc, {"builder", "task", "recipe", "input", "models"}, str(path.name))
         for name, m in doc["models"].items():
             where = f"{path.name}, {name}"
             _keys(m, _CARD_KEYS, where)
@@ -241,12 +279,34 @@ def competitors() -> dict[str, CompetitorCard]:
                 raise EvitError(f"{where}: a competitor without a builder needs an 'unavailable' reason")
             cards[name] = CompetitorCard(name, task, builder if measurable else None,
                                          {**(doc.get("recipe") or {}), **(m.get("recipe") or {})}, rows,
-                                         " ".join(str(m.get("unavailable", "")).split()), path.name)
+                                         " ".join(str(m.get("unavailable", "")).split()), path.name,
+                                         InputRule.from_dict(m.get("input", doc.get("input")), where))
     return cards
 
 
 def all_claims() -> dict[str, Claim]:
     return {cid: c for t in paper_tables().values() for cid, c in t.claims.items()}
+
+
+@dataclass(frozen=True)
+class UnbuiltClaim:
+    """A headline claim of the paper outside the comparison tables, with why it is not measured."""
+
+    id: str
+    text: str
+    where: str
+    reason: str
+
+
+@cache
+def unbuilt_claims() -> dict[str, UnbuiltClaim]:
+    """The paper's claims that nothing here can measure (tables.yaml ``not_built``), by id."""
+    doc = _load(competitors_dir() / "tables.yaml")
+    out = {}
+    for cid, c in (doc.get("not_built") or {}).items():
+        _keys(c, {"text", "where", "reason"}, f"tables.yaml, not_built {cid}")
+        out[cid] = UnbuiltClaim(cid, c["text"], c["where"], " ".join(c["reason"].split()))
+    return out
 
 
 def get_table(name: str) -> PaperTable:
@@ -273,7 +333,7 @@ def resolve_competitor(name: str) -> tuple[CompetitorCard, str | None]:
                 return card, table
     known = list(cards) + [a for c in cards.values() for a in c.aliases()]
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; run `evit-deploy bench --list-comparisons`"
+    hint = f"; did you mean {', '.join(close)}?" if close else "; run `evit-deploy bench comparisons`"
     raise UnknownModelError(f"unknown competitor '{name}'{hint}")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..bench.schema import Claim, Row
-from .cards import PaperRow, PaperTable
+from .cards import NOTES, CompetitorCard, PaperRow, PaperTable, all_claims, competitors, unbuilt_claims
 
 
 def paper_ratios(table: PaperTable, baseline: PaperRow | None, ours: PaperRow | None) -> list[dict[str, Any]]:
@@ -103,4 +103,44 @@ def unreached_claims(table: PaperTable, measured: set[str], unmeasurable: dict[s
         why = (f"{blocked[0]} cannot be measured here ({unmeasurable[blocked[0]]})" if blocked
                else f"needs {' and '.join(missing)} in the run")
         out.append(f"{c.id} ({c.ratio:g}×, {c.baseline} vs {c.ours}): {why}")
+    return out
+
+
+def buildable(card: CompetitorCard, probe: bool = False) -> str | None:
+    """Why ``card`` cannot be built here (one line), or None when it can. Without ``probe`` only the packages'
+    presence is checked (no import); with it they are imported, which also catches a package that is installed
+    but broken (timm beside a torchvision built for another torch)."""
+    from ..optional import EXTRAS
+    from .plan import missing_package  # the no-torch check
+
+    if not card.measurable:
+        return card.unavailable
+    missing = missing_package(card)
+    if missing:
+        note = f"; {NOTES[card.builder]}" if card.builder in NOTES else ""
+        return (f"{card.name} needs pip install 'evit-deploy[{EXTRAS.get(missing, missing)}]' ({missing} is not "
+                f"installed){note}")
+    if probe:
+        from ..errors import MissingDependency
+        from .builders import builder_for
+
+        try:
+            builder_for(card)
+        except MissingDependency as exc:
+            return str(exc)
+    return None
+
+
+def claim_readiness(probe: bool = False) -> list[dict[str, Any]]:
+    """Every headline claim of the paper's tables, in table order: its pair, the paper's ratio and device column,
+    and ``runnable`` (both models can be built here) or the one-line ``reason`` it cannot be; then the claims no
+    table holds (``table`` None, never runnable). What a paper-table run lists for all claims."""
+    out = []
+    for c in all_claims().values():
+        reason = buildable(competitors()[c.baseline], probe)  # the EfficientViT side is this package's own
+        out.append({"id": c.id, "table": c.table, "text": c.text, "baseline": c.baseline, "ours": c.ours,
+                    "column": c.column, "ratio": c.ratio, "runnable": reason is None, "reason": reason})
+    for u in unbuilt_claims().values():
+        out.append({"id": u.id, "table": None, "text": u.text, "baseline": None, "ours": None, "column": None,
+                    "ratio": None, "runnable": False, "reason": u.reason})
     return out

@@ -1,8 +1,8 @@
 """What a comparison run measures, resolved before any work (no torch): the models (EfficientViT and competitors)
 with their paper rows and input sizes, what cannot be measured and why, and the pairs whose ratios it reports.
 
-Two ways in: ``bench MODEL --compare a,b`` (every competitor against MODEL, all at MODEL's input size) and
-``bench --paper-table T [--models ...]`` (the table's models, each at its paper input size unless ``--imgsz``).
+Two ways in: ``bench compare MODEL a,b`` (every competitor against MODEL, all at MODEL's input size) and
+``bench paper-table T [--models ...]`` (the table's models, each at its paper input size unless ``--imgsz``).
 """
 
 from __future__ import annotations
@@ -48,11 +48,11 @@ class Entry:
 
 @dataclass
 class Plan:
-    mode: str  # "compare" (MODEL --compare ...) or "paper-table"
+    mode: str  # "compare" (bench compare MODEL ...) or "paper-table"
     table: PaperTable
     entries: list[Entry]
     not_measured: list[dict[str, str]] = field(default_factory=list)  # {"model", "reason"}
-    subject: str | None = None  # the EfficientViT model of --compare
+    subject: str | None = None  # the EfficientViT model of bench compare
 
     @property
     def title(self) -> str:
@@ -82,6 +82,7 @@ def missing_package(card: CompetitorCard) -> str | None:
 
 
 def _competitor_entry(card: CompetitorCard, table: PaperTable, size: tuple[int, int]) -> Entry:
+    card.input_rule.check(card.name, size)  # a size the competitor cannot take: one line naming its constraint
     return Entry(card.name, COMPARISON, table, card.rows.get(table.name), size, card)
 
 
@@ -135,7 +136,7 @@ def plan_table(name: str, models: list[str] | None, size: tuple[int, int] | None
 def pairs(plan: Plan, measured: set[str]) -> list[tuple[str, str]]:
     """(competitor, EfficientViT model) pairs the run can speak to, among the ``measured`` models.
 
-    ``--compare``: every competitor against MODEL. A paper table: every headline claim whose two models were
+    ``bench compare``: every competitor against MODEL. A paper table: every headline claim whose two models were
     measured, and each measured competitor against the EfficientViT model the paper would pair it with: at least
     as accurate, and the fastest such on the table's figure column (the paper's rule for its "up to" ratios).
     """

@@ -207,7 +207,7 @@ def _item(entry: Entry, result: ExportResult, bench: BenchSettings, settings: Co
              "macs_G": round(here.macs_G, 3) if here else None}
     mine = entry.name == plan.subject
     return open_item(result.folder, bench, settings.weights if mine else None, settings.ema and mine, entry.name,
-                     extra, entry.role)
+                     extra, entry.role, require_signature=False)  # exported by this run, just now
 
 
 def unmeasurable() -> dict[str, str]:

@@ -28,6 +28,7 @@ def competitor_subject(card: CompetitorCard, table: PaperTable) -> ExportSubject
     default_size = row.input_size if row else table.input_size
 
     def build(size: tuple[int, int]) -> nn.Module:
+        card.input_rule.check(card.name, tuple(size))
         with torch.random.fork_rng(devices=[]):  # the same random weights every time
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
             return builder.build(card.recipe, Target(table.num_classes, tuple(size))).eval()

@@ -12,6 +12,7 @@ from typing import Any
 from ..bench.schema import Report
 from ..errors import EvitError, one_line
 from ..export.steps import StepReporter, silent_step
+from ..signing import TrustSpec
 from .bundle import make_bundle, read_bundle
 from .importer import import_results
 from .settings import DeviceSettings
@@ -80,19 +81,22 @@ def run_steps(bundle: Path, adb: str, serial: str, values: dict[str, str],
 
 def adb_bench(export_dir: str | Path, serial: str, device_name: str | None = None,
               settings: DeviceSettings | None = None, weights: str | None = None,
-              tool_binary: str | None = None, step: StepReporter = silent_step) -> Report:
+              tool_binary: str | None = None, step: StepReporter = silent_step,
+              require_signature: TrustSpec = None) -> Report:
     """Bundle ``export_dir`` for Android, run it on ``serial`` over adb, import the results; returns the report.
-    ``tool_binary``: host path of the device tool to push first (else it must already be on the phone)."""
+    ``tool_binary``: host path of the device tool to push first (else it must already be on the phone);
+    ``require_signature``: the key the export must be signed with (default: ``EVIT_DEPLOY_REQUIRE_SIGNATURE``)."""
     adb = find_adb()
     if tool_binary is not None and not Path(tool_binary).is_file():
         raise EvitError(f"--tool-binary {tool_binary} is not a file")
     check_device(adb, serial)
     with tempfile.TemporaryDirectory(prefix="evit-adb-") as tmp:
-        bundle = make_bundle(export_dir, "android", Path(tmp) / "bundle", settings, weights, step=step)
+        bundle = make_bundle(export_dir, "android", Path(tmp) / "bundle", settings, weights, step=step,
+                             require_signature=require_signature)
         variable = read_bundle(bundle).tool.variable
         values = {variable: str(Path(tool_binary).resolve())} if tool_binary else {}
         ran = run_steps(bundle, adb, serial, values, step)
-        report = import_results(bundle / RESULTS, bundle, device_name)
+        report = import_results(bundle / RESULTS, bundle, device_name, require_signature)
     report.sections["imported"].update({"adb": {"serial": serial, "steps": ran}, "bundle": "temporary (bench --adb)",
                                         "results": f"pulled from {serial} over adb"})
     return report

@@ -36,6 +36,7 @@ from ..files import (
     writing,
 )
 from ..limits import LIMITS
+from ..signing import SIGNATURE, TrustSpec
 from . import android, jetson  # noqa: F401 - register the tools
 from .golden import golden_samples, write_golden
 from .settings import DeviceSettings, device_kind
@@ -100,8 +101,11 @@ def _io(folder: Path, artifact: ArtifactEntry) -> dict[str, dict[str, Any]]:
 
 
 def _copy_export(src: Path, dst: Path, manifest: Manifest) -> None:
+    """The export's files into the bundle; a signed export's signature travels along (and is checked where the
+    bundle is read, when a signature is required)."""
     dst.mkdir(parents=True)
-    for rel in [MANIFEST, *manifest.files]:
+    signature = [SIGNATURE] if (src / SIGNATURE).is_file() else []
+    for rel in [MANIFEST, *signature, *manifest.files]:
         target = dst / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(confined(src, rel), target)
@@ -142,17 +146,19 @@ def owns_bundle(folder: Path) -> bool:
 
 def make_bundle(export_dir: str | Path, device: str, output: str | Path | None = None,
                 settings: DeviceSettings | None = None, weights: str | None = None, force: bool = False,
-                step: StepReporter = silent_step) -> Path:
+                step: StepReporter = silent_step, require_signature: TrustSpec = None) -> Path:
     """Write the device bundle of ``export_dir`` for ``device`` (``android`` or ``jetson``); returns its folder.
 
-    The export is read hash-verified; the golden inputs and PyTorch references are computed as the export's
-    validation computed its own (``weights``: the checkpoint the export was made from). The folder is built
-    aside and moved into place; an existing folder is replaced only when it is a bundle holding nothing else.
+    The export is read hash-verified (and signature-verified with ``require_signature``, default the
+    ``EVIT_DEPLOY_REQUIRE_SIGNATURE`` environment variable); the golden inputs and PyTorch references are
+    computed as the export's validation computed its own (``weights``: the checkpoint the export was made from).
+    The folder is built aside and moved into place; an existing folder is replaced only when it is a bundle
+    holding nothing else. A signed export is copied with its signature.
     """
     settings = (settings or DeviceSettings()).check()
     kind = device_kind(device)
     export_dir = Path(export_dir)
-    manifest = read_manifest(export_dir, verify=True)
+    manifest = read_manifest(export_dir, verify=True, require_signature=require_signature)
     role = _role(manifest)
     artifact = _artifact(manifest, role, device)
     tool = tool_for(device, artifact.format)
@@ -206,8 +212,10 @@ def make_bundle(export_dir: str | Path, device: str, output: str | Path | None =
     return output
 
 
-def read_bundle(folder: str | Path) -> Bundle:
-    """Read ``folder/bundle.json`` and check every file it lists against its sha256 (and the export inside)."""
+def read_bundle(folder: str | Path, require_signature: TrustSpec = None) -> Bundle:
+    """Read ``folder/bundle.json`` and check every file it lists against its sha256 (and the export inside; with
+    ``require_signature``, default the ``EVIT_DEPLOY_REQUIRE_SIGNATURE`` environment variable, the export's
+    signature too)."""
     folder = Path(folder)
     path = folder / BUNDLE_FILE
     if not path.is_file():
@@ -229,7 +237,7 @@ def read_bundle(folder: str | Path) -> Bundle:
         if sha256_file(file) != sha:
             raise EvitError(f"the bundle {folder} was modified: {rel} differs from bundle.json (sha256); make the "
                             "bundle again")
-    manifest = read_manifest(folder / EXPORT_DIR, verify=True)
+    manifest = read_manifest(folder / EXPORT_DIR, verify=True, require_signature=require_signature)
     return Bundle(folder, doc, manifest)
 
 

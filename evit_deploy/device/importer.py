@@ -21,6 +21,7 @@ from ..export.profiles import profile_from_dict
 from ..export.tasks import task_agreement
 from ..export.validate import ArtifactReport, compare, gate, weighted_agreement
 from ..files import sha256_file
+from ..signing import TrustSpec
 from .bundle import Bundle, read_bundle
 from .golden import dequantized
 from .parsers import (
@@ -274,11 +275,13 @@ def default_device_name(bundle_doc: dict[str, Any]) -> str:
     return f"unnamed {bundle_doc['device']} device (name it with --device-name)"
 
 
-def import_results(results: str | Path, bundle_dir: str | Path, device_name: str | None = None) -> Report:
+def import_results(results: str | Path, bundle_dir: str | Path, device_name: str | None = None,
+                   require_signature: TrustSpec = None) -> Report:
     """Parse ``results`` (a results folder of ``run.sh``, or one result file) against the bundle: one-line errors
     for files that are not the tool's output or not from this bundle; returns the report (the typed report model
-    every benchmark writes)."""
-    bundle = read_bundle(bundle_dir)
+    every benchmark writes). ``require_signature``: the key the bundled export must be signed with (default:
+    ``EVIT_DEPLOY_REQUIRE_SIGNATURE``)."""
+    bundle = read_bundle(bundle_dir, require_signature)
     doc = bundle.doc
     device_name = " ".join((device_name or default_device_name(doc)).split())[:120]
     tool = bundle.tool

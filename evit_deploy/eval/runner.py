@@ -7,6 +7,7 @@ report also gives the wall-clock rate of the whole pass.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -18,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import ArtifactEntry, Manifest, is_export_folder, read_manifest
-from ..errors import EvitError
+from ..errors import EvitError, NonFiniteOutput
 from ..limits import LIMITS
+from ..metrics import non_finite_count
 from ..predict.engines import Engine, ExportEngine, TorchEngine
+from ..signing import resolve_trust
 from ..zoo.cards import ModelCard, get_card
 from .datasets import Dataset, Sample, open_dataset
 from .protocols import PROTOCOLS, Item, Protocol, Tally
@@ -43,6 +46,9 @@ class EvalSettings:
     threads: int | None = None  # runtime threads (default: the export's); PyTorch uses the same
     workers: int = 2  # decoding / pre-processing threads
     pytorch: bool = True  # evaluate the PyTorch model beside the artifacts
+    # the export must be signed by this public key / CA certificate file (None: EVIT_DEPLOY_REQUIRE_SIGNATURE;
+    # False: not required, e.g. the export's own accuracy gate on the folder it is writing)
+    require_signature: str | bool | None = None
 
 
 @dataclass
@@ -136,7 +142,10 @@ def evaluate(target: str | Path, settings: EvalSettings, progress: Progress = _n
     if settings.limit is not None and settings.limit < 1:
         raise EvitError(f"--limit must be >= 1, got {settings.limit}")
     folder = Path(target) if is_export_folder(target) else None
-    manifest = read_manifest(folder, verify=False) if folder else None
+    manifest = read_manifest(folder, verify=False, require_signature=settings.require_signature) if folder else None
+    trust = resolve_trust(settings.require_signature) if folder is None else None
+    if trust is not None:
+        raise EvitError(f"a signed export is required ({trust.description}); {target} is not an export folder")
     card = get_card(manifest.model if manifest else str(target))
     dataset = open_dataset(settings.data, settings.dataset, settings.labels)
     _check_pairing(card, dataset)
@@ -170,6 +179,10 @@ def run_rows(protocol: Protocol, samples: list[Sample], rows: list[Row], setting
             tic = time.perf_counter()
             raws = protocol.run(row.engine, items)
             toc = time.perf_counter()
+            for item, raw in zip(items, raws):
+                if non_finite_count(raw):
+                    raise NonFiniteOutput(f"{row.artifact or row.backend} gave a non-finite output (NaN/Inf) for "
+                                          f"{item.sample.image}; no result for it, evaluation stopped")
             scored = [protocol.score(row.tally, item, raw, None if reference is None else reference[i])
                       for i, (item, raw) in enumerate(zip(items, raws))]
             row.seconds += toc - tic
@@ -287,7 +300,8 @@ def accuracy_gate(settings: EvalSettings, max_drop: float | None, step: Any = No
 
     def gate(folder: Path, manifest: Manifest) -> None:
         with (step or (lambda name: contextlib.nullcontext()))(f"evaluate on {settings.data}"):
-            report = evaluate(folder, settings)
+            # the folder being written is not signed yet (export --sign signs it after this gate)
+            report = evaluate(folder, dataclasses.replace(settings, require_signature=False))
         key = report["protocol"]["primary_metric"]
         drops = accuracy_drops(report)
         manifest.validation["accuracy"] = {

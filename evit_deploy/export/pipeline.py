@@ -25,9 +25,9 @@ from ..artifacts import (
     written_files,
 )
 from ..errors import EvitError
-from ..files import commit_staged, sha256_file, staged_dir, writing
+from ..files import STAGING_MARKER, commit_staged, sha256_file, staged_dir, writing
 from ..host import library_versions
-from ..processing import InputFacts
+from ..signed_exports import sign_export
 from ..zoo import get_card
 from .exporters import EXPORTERS, Artifact, ExportContext
 from .exporters.base import Int8Options
@@ -103,17 +103,6 @@ def export_unit(unit: ExportUnit, ctx: ExportContext) -> None:
             artifact.notes.append(f"the {unit.role} stays {target}: the {fmt} exporter does not convert it; it runs "
                                   f"beside the {fmt} artifacts")
         ctx.artifacts.append(artifact)
-
-
-def preprocessing_note(card: InputFacts) -> dict[str, Any]:
-    p = card.preprocess
-    return {
-        "embedded": False,
-        "input": "normalised float32 RGB, NCHW: (pixel / 255 - mean) / std",
-        "resize": p.resize, "interpolation": p.interpolation, "crop_ratio": p.crop_ratio,
-        "mean": list(p.mean),
-        "std": list(p.std),
-    }
 
 
 def validate_units(units: list[ExportUnit], artifacts: list[Artifact], folder: Path, profile: ExportProfile,
@@ -197,7 +186,7 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
                 artifacts=ctx.artifacts, files=written_files(tmp),
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 weights=subject.weights(), profile=profile.to_dict(),
-                versions=library_versions(), transforms=transforms, preprocessing=preprocessing_note(subject),
+                versions=library_versions(), transforms=transforms, preprocessing=subject.preprocess.note(),
                 skipped=ctx.skipped, quantization=ctx.quantization,
                 validation={
                     "passed": True,
@@ -209,6 +198,10 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
             write_manifest(tmp, manifest)
         if gate is not None:
             gate(tmp, manifest)
+        if request.sign is not None:
+            with step(f"sign every file with {request.sign}"):
+                (tmp / STAGING_MARKER).unlink()  # the signature covers exactly the files that are moved into place
+                sign_export(tmp, request.sign, password=request.sign_password)
         with step(f"move into place: {output}"):
             aside = commit_staged(tmp, output, owns_folder, request.force, "export folder")
     return ExportResult(output, manifest, reports, time.perf_counter() - started, original, aside)

@@ -39,6 +39,8 @@ class ExportRequest:
     sensitivity: bool = False  # int8: write the per-layer sensitivity table
     max_drop: float | None = None  # int8: keep sensitive layers float until the drop (points) is within this
     accuracy_drop: Callable[[Path], float] | None = None  # int8: the drop of a candidate ONNX, measured on a dataset
+    sign: str | None = None  # private key: sign the finished folder (every file) as the last step
+    sign_password: str | None = None  # the private key's password, when it is encrypted
 
 
 @dataclass
@@ -133,6 +135,10 @@ def preflight(request: ExportRequest, subject: ExportSubject | None = None) -> R
         exists = Path(request.calib).exists()
         raise EvitError(f"--calib must be a folder of images, but {request.calib} is a file" if exists
                         else f"--calib folder not found: {request.calib}")
+    if request.sign is not None:  # a bad key fails now, not after the export's minutes of work
+        from ..signing import load_private_key
+
+        load_private_key(request.sign, request.sign_password)
     output = Path(request.output or Path("exports") / f"{subject.name}-{profile.name}")
     check_output(output, request.force)
     return Resolved(subject, profile, precision, size, batch, output, precision_note)

@@ -13,6 +13,7 @@ Modules: ``predictor`` (the facade), ``handlers`` (per-task pre/post-processing,
 (SAM prompt checks), ``engines`` (how the graphs run), ``postprocess``/``results``/``palettes``/``overlay``.
 """
 
+from ..errors import NonFiniteOutput
 from ..images import ImageError, ImageTooLarge
 from .engines import Engine, ExportEngine, TorchEngine
 from .handlers import TASK_HANDLERS, Prepared, TaskHandler, register_task
@@ -24,7 +25,7 @@ from .results import Classification, Result, SamMasks, Segmentation
 
 __all__ = [
     "CITYSCAPES_PALETTE", "TASK_HANDLERS", "Classification", "Engine", "ExportEngine", "ImageError", "ImageTooLarge",
-    "OptionError", "Predictor", "Prepared", "PromptError", "Result", "SamImage", "SamMasks", "SamPrompt",
-    "Segmentation", "TaskHandler", "TorchEngine", "ade20k_palette", "decode_image", "decode_png", "palette_for",
-    "parse_prompt", "register_task", "rle_decode", "rle_encode", "to_rgb",
+    "NonFiniteOutput", "OptionError", "Predictor", "Prepared", "PromptError", "Result", "SamImage", "SamMasks",
+    "SamPrompt", "Segmentation", "TaskHandler", "TorchEngine", "ade20k_palette", "decode_image", "decode_png",
+    "palette_for", "parse_prompt", "register_task", "rle_decode", "rle_encode", "to_rgb",
 ]

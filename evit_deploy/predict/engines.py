@@ -28,6 +28,7 @@ class Engine(ABC):
     max_batch: int = 1  # largest image batch one call accepts
     static_batch: int | None = None  # the graph's fixed batch when its batch axis is not dynamic
     native_boxes: bool = False  # the decoder takes ``boxes`` [P,4] (stock prompt encoder), not corner points
+    runs_on_torch: bool = False  # the graphs run in PyTorch (torch's intra-op threads are the model's)
 
     @abstractmethod
     def run(self, role: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -58,6 +59,7 @@ class ExportEngine(Engine):
             picked[match[0].role] = match[0]
         self.backends = {role: runtime.open_artifact(self.folder, self.manifest, entry, threads, shared_cpu, verify)
                          for role, entry in picked.items()}
+        self.runs_on_torch = any(b.runs_on_torch for b in self.backends.values())
         batch = self.manifest.batch
         self.max_batch = batch.largest
         self.static_batch = None if batch.dynamic else batch.size
@@ -91,6 +93,7 @@ class TorchEngine(Engine):
     """
 
     native_boxes = True
+    runs_on_torch = True
     max_batch = TORCH_MAX_BATCH
 
     def __init__(self, model: Any) -> None:

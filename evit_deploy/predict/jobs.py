@@ -1,5 +1,5 @@
 """Batch prediction over image files, shared by both engines of ``evit-deploy predict`` (the local loop and the
-Ray Data job): which images, what is written for each, and the output folder's rules.
+Ray Data job): what is written for each image, and the output folder's rules (which images: ``inputs``).
 
 Per image: ``<stem>.json`` (the result record), for segmentation ``<stem>.labels.png`` (pixel value = class id),
 and ``<stem>.png`` (overlay) where the task has one; at the end ``predictions.json`` (every record, in input
@@ -14,11 +14,10 @@ it into the record and files of one input, so the same image listed twice gets t
 
 from __future__ import annotations
 
-import glob
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,15 +26,12 @@ from PIL import Image
 
 from ..errors import EvitError
 from ..files import atomic_write
-from ..images import IMAGE_SUFFIXES, is_image_file
 from .results import Result
 
 INDEX = "predictions.json"  # every record, in input order
 TABLE = "predictions.jsonl"  # the same records, one JSON object a line (written by the Ray engine)
 OUTPUT_SUFFIXES = (".json", ".png", ".labels.png")  # per image: result, overlay, segmentation label map
-LIST_SUFFIXES = (".txt", ".lst")  # an input file with these suffixes lists image paths, one a line
 _FILE_KEYS = ("result_file", "overlay", "label_map")  # record keys that name a file of the output folder
-_GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass(frozen=True)
@@ -46,13 +42,16 @@ class PredictorSpec:
     weights: str | None = None
     ema: bool = False
     threads: int | None = None
+    require_signature: str | None = None  # public key / CA certificates (None: EVIT_DEPLOY_REQUIRE_SIGNATURE)
+    shared_cpu: bool = False  # the runtime shares the cores with other stages (video pipeline)
 
     def load(self) -> Any:
         """The Predictor (loads the model)."""
         from .predictor import Predictor
 
         if self._is_export():
-            return Predictor.from_export(self.source, threads=self.threads)
+            return Predictor.from_export(self.source, threads=self.threads, require_signature=self.require_signature,
+                                         shared_cpu=self.shared_cpu)
         return Predictor.from_model(self.source, self.weights, ema=self.ema)
 
     def manifest(self) -> Any:
@@ -62,7 +61,8 @@ class PredictorSpec:
 
         if self._is_export():
             path = Path(self.source)
-            return read_manifest(path.parent if path.is_file() else path, verify=False)
+            return read_manifest(path.parent if path.is_file() else path, verify=False,
+                                 require_signature=self.require_signature)
         if self.weights is not None and not Path(self.weights).is_file():
             raise EvitError(f"weights not found: {self.weights}")
         return None
@@ -73,65 +73,17 @@ class PredictorSpec:
         if Path(self.source).exists():
             return True
         if self.source in all_cards():
+            from ..signing import resolve_trust
+
+            trust = resolve_trust(self.require_signature)
+            if trust is not None:
+                raise EvitError(f"a signed export is required ({trust.description}); {self.source} is a zoo model "
+                                "name, not an export folder")
             return False
         raise EvitError(f"{self.source} is neither an export folder/artifact nor a zoo model name")
 
 
-# -- inputs ------------------------------------------------------------------------------------------------------
-def is_uri(path: str) -> bool:
-    return "://" in path
-
-
-def _folder_images(folder: Path) -> list[str]:
-    return sorted(str(f) for f in folder.iterdir() if is_image_file(f) and f.is_file())
-
-
-def _listed(list_file: Path, uris: bool) -> list[str]:
-    """The paths a list file names (one a line, ``#`` comments; relative paths are relative to the list's folder)."""
-    found = []
-    for n, line in enumerate(list_file.read_text(errors="replace").splitlines(), 1):
-        entry = line.strip()
-        if not entry or entry.startswith("#"):
-            continue
-        if is_uri(entry):
-            if not uris:
-                raise EvitError(f"{list_file}:{n}: {entry} is a URI; only --engine ray reads those")
-            found.append(entry)
-            continue
-        path = Path(entry) if Path(entry).is_absolute() else list_file.parent / entry
-        if not path.is_file():
-            raise EvitError(f"{list_file}:{n}: image not found: {path}")
-        found.append(str(path))
-    return found
-
-
-def collect_images(inputs: Iterable[str], uris: bool = False) -> list[str]:
-    """Image paths from the inputs: files as given; folders → the image files directly inside (sorted); glob
-    patterns (``'photos/**/*.jpg'``) → the matching image files (sorted); list files (``.txt``, ``.lst``) → the
-    paths they name. ``uris``: inputs and list entries may be URIs (``s3://...``), which Ray Data reads."""
-    found: list[str] = []
-    for text in inputs:
-        p = Path(text)
-        if uris and is_uri(text):
-            found.append(text)
-        elif p.is_dir():
-            found += _folder_images(p)
-        elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
-            found += _listed(p, uris)
-        elif p.is_file():
-            found.append(str(p))
-        elif _GLOB_CHARS & set(text):
-            matches = sorted(m for m in glob.glob(text, recursive=True) if is_image_file(m) and os.path.isfile(m))
-            if not matches:
-                raise EvitError(f"no image files match {text}")
-            found += matches
-        else:
-            raise EvitError(f"image not found: {p}")
-    if not found:
-        raise EvitError("no images to predict on (folders are searched for " + ", ".join(sorted(IMAGE_SUFFIXES)) + ")")
-    return found
-
-
+# -- names -------------------------------------------------------------------------------------------------------
 def unique_stems(paths: Sequence[str]) -> list[str]:
     """Output names: each path's stem, ``-2``, ``-3``... for repeats (in input order, so reruns agree)."""
     seen: dict[str, int] = {}

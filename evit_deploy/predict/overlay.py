@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .palettes import bit_spread_palette
 
@@ -39,4 +39,18 @@ def mask_overlay(image: Image.Image, masks: np.ndarray, points: Sequence[Sequenc
         draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=fill, outline=(255, 255, 255))
     if box is not None:
         draw.rectangle(tuple(float(v) for v in box), outline=(0, 160, 255), width=max(2, radius // 2))
+    return out
+
+
+def caption_overlay(image: Image.Image, text: str) -> Image.Image:
+    """The photo with ``text`` in a dark box at its top left (classification: label and score), the font scaled
+    to the image (1/18 of its shorter side, at least 10 px)."""
+    out = image.convert("RGB")
+    draw = ImageDraw.Draw(out)
+    size = max(10, round(min(out.size) / 18))
+    font = ImageFont.load_default(size=size)
+    pad = max(2, size // 4)
+    left, top, right, bottom = draw.textbbox((pad, pad), text, font=font)
+    draw.rectangle((0, 0, right + pad, bottom + pad), fill=(0, 0, 0))
+    draw.text((pad, pad), text, fill=(255, 255, 255), font=font)
     return out

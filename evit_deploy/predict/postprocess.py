@@ -55,11 +55,37 @@ def bicubic_matrix(size_in: int, size_out: int) -> torch.Tensor:
     return torch.from_numpy(matrix)
 
 
+@lru_cache(maxsize=32)
+def _row_blocks(size_in: int, size_out: int) -> tuple[tuple[int, int, int, int], ...]:
+    """Blocks of output rows of :func:`bicubic_matrix` with the input rows they use: ``(r0, r1, c0, c1)``. A
+    block is as many rows as the upsampling factor, so each uses 4-5 input rows (all of them when downsampling)."""
+    nonzero = bicubic_matrix(size_in, size_out).numpy() != 0
+    step = max(1, -(-size_out // size_in))
+    blocks = []
+    for r0 in range(0, size_out, step):
+        r1 = min(size_out, r0 + step)
+        cols = np.flatnonzero(nonzero[r0:r1].any(0))
+        blocks.append((r0, r1, int(cols[0]), int(cols[-1]) + 1))
+    return tuple(blocks)
+
+
+def resize_rows(x: torch.Tensor, size_out: int) -> torch.Tensor:
+    """``[h, N]`` → ``[size_out, N]``, bicubic along the rows: the product with :func:`bicubic_matrix`, block by
+    block over its band (each output row has at most 4 non-zero weights), so the work grows with the output
+    size, not with output x input."""
+    matrix = bicubic_matrix(x.shape[0], size_out)
+    out = torch.empty((size_out, x.shape[1]), dtype=torch.float32)
+    for r0, r1, c0, c1 in _row_blocks(x.shape[0], size_out):
+        torch.matmul(matrix[r0:r1, c0:c1], x[c0:c1], out=out[r0:r1])
+    return out
+
+
 def bicubic_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``[C, h, w]`` → ``[C, H, W]``, bicubic (align_corners=False) as two matrix products (rows, then columns)."""
+    """``[C, h, w]`` → ``[H, C, W]`` (rows first), bicubic (align_corners=False): a matrix product along the
+    columns, then :func:`resize_rows` over all classes at once."""
     c, h, w = x.shape
-    rows = x.reshape(c * h, w) @ bicubic_matrix(w, size[1]).T
-    return bicubic_matrix(h, size[0]) @ rows.reshape(c, h, size[1])
+    cols = (x.reshape(c * h, w) @ bicubic_matrix(w, size[1]).T).reshape(c, h, size[1])
+    return resize_rows(cols.transpose(0, 1).reshape(h, c * size[1]), size[0]).reshape(size[0], c, size[1])
 
 
 def label_map(logits: np.ndarray, size: tuple[int, int], max_elements: int = 2**25) -> np.ndarray:
@@ -67,26 +93,28 @@ def label_map(logits: np.ndarray, size: tuple[int, int], max_elements: int = 2**
 
     Classes are upsampled in chunks of at most ``max_elements`` values, keeping a running maximum, so memory
     stays bounded for large images; the result equals ``interpolate(...).argmax(0)`` (each class is upsampled
-    independently, ties go to the lower class id) up to float rounding. The resize is two matrix products
-    (:func:`bicubic_resize`), about 2.5x faster on a CPU than ``interpolate`` at Cityscapes' 1024x2048.
+    independently, ties go to the lower class id) up to float rounding. The resize is two banded matrix products
+    (:func:`bicubic_resize`); with the running maximum in numpy, seg-B1's 19x64x128 logits to 512x1024 take about
+    a third of the time of ``interpolate`` + ``argmax`` on one CPU core.
     Returns uint8 for at most 256 classes, else int32.
     """
     x = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
     num_classes, (h, w) = x.shape[0], size
     chunk = max(1, max_elements // max(1, h * w))
-    best_val = best_idx = None
+    best = np.empty((h, w), np.float32)
+    best_idx = np.zeros((h, w), np.uint8 if num_classes <= 256 else np.int32)
+    better = np.empty((h, w), bool)
     for start in range(0, num_classes, chunk):
         part = x[start : start + chunk]
-        if tuple(part.shape[-2:]) != (h, w):
-            part = bicubic_resize(part, (h, w))
-        val, idx = part.max(0)  # first maximum within the chunk
-        idx = idx.to(torch.int32) + start
-        if best_val is None:
-            best_val, best_idx = val, idx
-        else:
-            better = val > best_val  # strict: an earlier class keeps a tie
-            best_val, best_idx = torch.where(better, val, best_val), torch.where(better, idx, best_idx)
-    return best_idx.numpy().astype(np.uint8 if num_classes <= 256 else np.int32)
+        up = (bicubic_resize(part, (h, w)) if tuple(part.shape[-2:]) != (h, w) else part.transpose(0, 1)).numpy()
+        for k in range(up.shape[1]):
+            if start + k == 0:
+                best[:] = up[:, 0]
+                continue
+            np.greater(up[:, k], best, out=better)  # strict: an earlier class keeps a tie
+            np.maximum(best, up[:, k], out=best)
+            np.putmask(best_idx, better, start + k)
+    return best_idx
 
 
 def sam_input_size(original_size: tuple[int, int]) -> tuple[int, int]:

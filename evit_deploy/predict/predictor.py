@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ import numpy as np
 from PIL import Image
 
 from ..artifacts import read_manifest
-from ..errors import EvitError
+from ..errors import EvitError, NonFiniteOutput
 from ..images import load_rgb, open_image
 from ..limits import LIMITS
+from ..metrics import non_finite_count
+from ..signing import TrustSpec
 from ..zoo.cards import get_card
 from .engines import Engine, ExportEngine, TorchEngine
 from .handlers import TASK_HANDLERS, ModelInfo, Prepared, SamHandler
@@ -49,6 +52,13 @@ class SamImage:
     original_size: tuple[int, int]
 
 
+def check_finite(raw: Any, what: str) -> None:
+    """Refuse a model output holding NaN or Inf (:class:`NonFiniteOutput`, one line)."""
+    bad = non_finite_count(raw)
+    if bad:
+        raise NonFiniteOutput(f"the model's output for {what} is not finite ({bad} NaN/Inf values); no result")
+
+
 class Predictor:
     """Pre-processing, model run and post-processing for one model, identical to the official evaluation.
 
@@ -75,14 +85,21 @@ class Predictor:
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
-    def from_export(cls, path: str | os.PathLike, threads: int | None = None) -> Predictor:
-        """An export folder, or one artifact file inside one (its ``export.json`` says the model and sizes)."""
+    def from_export(cls, path: str | os.PathLike, threads: int | None = None,
+                    require_signature: TrustSpec = None, shared_cpu: bool = False) -> Predictor:
+        """An export folder, or one artifact file inside one (its ``export.json`` says the model and sizes).
+
+        ``require_signature``: the public key or CA certificate file the folder's signature must verify with
+        (default: the ``EVIT_DEPLOY_REQUIRE_SIGNATURE`` environment variable), before any artifact is opened.
+        ``shared_cpu``: other work runs on the same cores (a video pipeline), so idle runtime threads must not spin
+        or pin cores."""
         path = Path(path)
         if not path.exists():
             raise EvitError(f"not found: {path}")
         folder, artifact = (path.parent, path) if path.is_file() else (path, None)
-        manifest = read_manifest(folder, verify=False)  # each artifact is hash-checked when the engine opens it
-        engine = ExportEngine(folder, manifest, artifact, threads)
+        # each artifact is hash-checked when the engine opens it, against the (signed) manifest read here
+        manifest = read_manifest(folder, verify=False, require_signature=require_signature)
+        engine = ExportEngine(folder, manifest, artifact, threads, shared_cpu=shared_cpu)
         return cls(engine, manifest.model, manifest.input_size, source=str(path))
 
     @classmethod
@@ -147,7 +164,9 @@ class Predictor:
         return self._handler.infer(self.engine, items) if items else []
 
     def finish(self, item: Prepared, raw: Any) -> Result:
-        """Post-process one raw output into its result."""
+        """Post-process one raw output into its result; :class:`NonFiniteOutput` when the model gave NaN or Inf
+        for this image (an error for the image, never a result)."""
+        check_finite(raw, "this image")
         return self._handler.finish(item, raw)
 
     def predict(self, images: ImageInput | Sequence[ImageInput], **options: Any) -> Result | list[Result]:
@@ -160,11 +179,46 @@ class Predictor:
 
     __call__ = predict
 
+    def stream(self, source: Any, *, max_frames: int | None = None, duration: float | None = None,
+               live: bool | None = None, prompts: str | os.PathLike | None = None,
+               max_pixels: int = LIMITS.max_image_pixels, timeout: float = 10.0, **options: Any) -> Iterator[Result]:
+        """Results frame by frame (the same objects ``predict`` returns) for a video file, a camera (``0``,
+        ``"/dev/video0"``), an ``rtsp://``/``http(s)://`` URL, or images (a file, folder, glob or list of them).
+
+        Decoding, pre-processing, the model and post-processing run pipelined on threads (bounded queues), ahead of
+        the consumer by a few frames. ``max_frames``/``duration`` (seconds) stop early; ``live`` (default: cameras
+        and streams) keeps only the newest frame when the consumer is slower, dropping the others; ``prompts``: a
+        JSONL of SAM prompts by frame (:mod:`evit_deploy.video.prompts`); ``options`` as ``predict`` takes them.
+        Needs the ``[video]`` extra for video. A source damaged part-way raises :class:`VideoError` after its
+        last good frame. :func:`evit_deploy.video.run_video` writes the annotated video and per-frame JSONL.
+        """
+        from ..video.frames import SourceSettings, VideoError
+        from ..video.pipeline import StreamSettings, stream_jobs
+        from ..video.prompts import PromptSchedule, frame_options
+        from ..video.sources import open_source
+
+        schedule = None
+        if prompts is not None:
+            self._sam("prompts by frame")
+            schedule = PromptSchedule.read(prompts, {k: options.get(k) for k in ("points", "point_labels", "box")})
+        with open_source(source, SourceSettings(max_pixels, timeout, live)) as opened:
+            if schedule is not None:
+                schedule.check(opened.info.size, options.get("multimask", True))
+            for job in stream_jobs(self, opened, StreamSettings(max_frames, duration),
+                                   frame_options(options, schedule)):
+                yield job.result
+            if opened.damage is not None:
+                raise VideoError(f"{opened.info.name} is damaged: {opened.damage}")
+
     def warm_up(self) -> None:
         """One model run on a blank image, so the first real call does not pay for lazy initialisation."""
         image = Image.new("RGB", (WARM_UP_SIDE, WARM_UP_SIDE), (128, 128, 128))
         item = self.prepare(image, **self._handler.example_options)
-        self.finish(item, self.infer([item])[0])
+        try:
+            self.finish(item, self.infer([item])[0])
+        except NonFiniteOutput as exc:  # an error for that input only, like any request's; say it once
+            warnings.warn(f"warm-up on a blank image: {exc}; inputs whose outputs are not finite get an error",
+                          stacklevel=2)
 
     # -- SAM: encode once, prompt many times ----------------------------------------------------------------
     def _sam(self, what: str) -> SamHandler:
@@ -176,7 +230,9 @@ class Predictor:
         """Encode an image once (the expensive part); it becomes the current image and is also returned."""
         handler = self._sam("set_image")
         rgb = to_rgb(image)
-        state = SamImage(handler.encode(self.engine, [handler.preprocess(rgb)]), (rgb.height, rgb.width))
+        embedding = handler.encode(self.engine, [handler.preprocess(rgb)])
+        check_finite(embedding, "this image (its embedding)")
+        state = SamImage(embedding, (rgb.height, rgb.width))
         with self._lock:
             self._image = state
         return state
@@ -197,4 +253,5 @@ class Predictor:
                 raise EvitError("no image set: call set_image(image) first or pass image=")
         prompt = parse_prompt(image.original_size, points, point_labels, box, multimask)
         raw = handler.decode(self.engine, image.embedding, image.original_size, prompt)
+        check_finite(raw, "this prompt")
         return handler.finish(Prepared(None, image.original_size, {"prompt": prompt}), raw)

@@ -1,4 +1,6 @@
-"""Prediction results: plain dataclasses with ``to_dict()`` (JSON-ready) and ``overlay(image)``."""
+"""Prediction results: plain dataclasses with ``to_dict()`` (JSON-ready), ``overlay(image)`` (the task's overlay,
+None where it has none) and ``annotate(image)`` (always an image: the overlay, or the top class written on the photo
+for classification; a video's frames)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .overlay import mask_overlay, segmentation_overlay
+from .overlay import caption_overlay, mask_overlay, segmentation_overlay
 from .postprocess import encode_png, mask_box, rle_encode
 
 
@@ -27,6 +29,10 @@ class Classification:
 
     def overlay(self, image: Image.Image) -> Image.Image | None:
         return None
+
+    def annotate(self, image: Image.Image) -> Image.Image:
+        """The photo with the top class and its score written on it."""
+        return caption_overlay(image, f"{self.labels[0]} {self.scores[0]:.2f}")
 
 
 @dataclass
@@ -58,6 +64,8 @@ class Segmentation:
 
     def overlay(self, image: Image.Image, alpha: float = 0.5) -> Image.Image:
         return segmentation_overlay(image, self.label_map, self.palette, alpha)
+
+    annotate = overlay
 
 
 @dataclass
@@ -92,6 +100,10 @@ class SamMasks:
         masks = self.masks[self.best : self.best + 1] if best_only else self.masks
         return mask_overlay(image, masks, self.prompt.get("points", []), self.prompt.get("point_labels", []),
                             self.prompt.get("box"), alpha)
+
+    def annotate(self, image: Image.Image) -> Image.Image:
+        """The best mask and the prompt over the photo."""
+        return self.overlay(image)
 
 
 Result = Classification | Segmentation | SamMasks

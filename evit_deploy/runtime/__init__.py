@@ -18,11 +18,11 @@ from ..artifacts import (
     Manifest,
     ManifestError,
     choose_artifact,
-    confined,
     read_manifest,
     verify_artifact,
 )
 from ..errors import EvitError
+from ..signing import TrustSpec, resolve_trust
 from .base import BACKENDS, Backend, TensorSpec, register_backend
 
 _BACKEND_MODULES = ("evit_deploy.runtime.onnxruntime_backend", "evit_deploy.runtime.litert_backend",
@@ -73,7 +73,7 @@ def open_artifact(folder: str | Path, manifest: Manifest, entry: ArtifactEntry, 
     """Open ``entry`` of the export ``folder``: confined path, sha256 checked (unless ``verify=False``), the
     manifest's runtime settings, and the artifact's inputs checked against the manifest before any run."""
     folder = Path(folder)
-    path = verify_artifact(folder, entry) if verify else confined(folder, entry.path)
+    path = verify_artifact(folder, entry, check_hash=verify)
     backend = open_file(path, manifest.runtime.threads if threads is None else threads, manifest.runtime.providers,
                         shared_cpu)
     check_io(backend, entry, folder)
@@ -81,22 +81,25 @@ def open_artifact(folder: str | Path, manifest: Manifest, entry: ArtifactEntry, 
 
 
 def check_io(backend: Backend, entry: ArtifactEntry, folder: Path) -> None:
-    """Refuse an artifact whose inputs are not those ``export.json`` records (a file from another export)."""
-    found = {s.name: s for s in backend.inputs}
-    for spec in entry.inputs:
-        actual = found.get(spec.name)
-        if actual is None or not spec.matches(actual):
-            shown = f"{list(actual.shape)}" if actual else "no such input"
-            raise ManifestError(f"{folder / entry.path} does not match {MANIFEST}: input '{spec.name}' is {shown}, "
-                                f"the manifest says {list(spec.shape)}; refusing to run it (export again)")
+    """Refuse an artifact whose inputs or outputs are not those ``export.json`` records (a file from another
+    export, or a manifest describing another model)."""
+    for kind, recorded, actual_specs in (("input", entry.inputs, backend.inputs),
+                                         ("output", entry.outputs, backend.outputs)):
+        found = {s.name: s for s in actual_specs}
+        for spec in recorded:
+            actual = found.get(spec.name)
+            if actual is None or not spec.matches(actual):
+                shown = f"{list(actual.shape)}" if actual else f"no such {kind}"
+                raise ManifestError(f"{folder / entry.path} does not match {MANIFEST}: {kind} '{spec.name}' is "
+                                    f"{shown}, the manifest says {list(spec.shape)}; refusing to run it (export again)")
 
 
-def _listed_entry(path: Path) -> tuple[Path, Manifest, ArtifactEntry] | None:
+def _listed_entry(path: Path, require_signature: TrustSpec = None) -> tuple[Path, Manifest, ArtifactEntry] | None:
     """The manifest entry of an artifact file that lies in an export folder and is listed there, if any."""
     folder = path.parent
     if not (folder / MANIFEST).is_file():
         return None
-    manifest = read_manifest(folder, verify=False)
+    manifest = read_manifest(folder, verify=False, require_signature=require_signature)
     for entry in manifest.artifacts:
         if (folder / entry.path).resolve() == path.resolve():
             return folder, manifest, entry
@@ -104,20 +107,27 @@ def _listed_entry(path: Path) -> tuple[Path, Manifest, ArtifactEntry] | None:
 
 
 def load(path: str | Path, role: str | None = None, threads: int | None = None, shared_cpu: bool = False,
-         verify: bool = True) -> Backend:
+         verify: bool = True, require_signature: TrustSpec = None) -> Backend:
     """Open an artifact file or an export folder (``role`` picks ``model``/``encoder``/``decoder``).
 
     An export folder, or a file listed in the ``export.json`` beside it, is checked against its manifest
     (``verify=False`` skips the sha256). ``shared_cpu``: other work shares the cores, so idle worker threads
-    must not spin (see :class:`Backend`).
+    must not spin (see :class:`Backend`). ``require_signature``: a public key or CA certificate file the folder's
+    signature must verify with (default: the ``EVIT_DEPLOY_REQUIRE_SIGNATURE`` environment variable; see
+    :mod:`evit_deploy.signing`), checked before any artifact is opened; the sha256s are then always checked.
     """
     path = Path(path)
+    trust = resolve_trust(require_signature)
+    verify = verify or trust is not None
     if path.is_dir():
-        manifest = read_manifest(path, verify=False)
+        manifest = read_manifest(path, verify=False, require_signature=trust or False)
         return open_artifact(path, manifest, choose_artifact(manifest, role), threads, shared_cpu, verify)
-    listed = _listed_entry(path) if path.is_file() else None
+    listed = _listed_entry(path, trust or False) if path.is_file() else None
     if listed is not None:
         return open_artifact(*listed, threads, shared_cpu, verify)
+    if trust is not None:
+        raise EvitError(f"a signed export is required ({trust.description}), but {path} is not an artifact listed "
+                        f"in an export folder's {MANIFEST}; refused")
     return open_file(path, threads or 0, shared_cpu=shared_cpu)
 
 

@@ -24,6 +24,7 @@ class Backend(ABC):
     """
 
     name: str = ""
+    runs_on_torch: bool = False  # runs in PyTorch, on torch's intra-op threads (callers must not restrict them)
     requires: str = ""  # the module the runtime lives in (checked before a worker process loads it)
     path: Path
     _inputs: list[TensorSpec]  # set by each backend when it loads the artifact

@@ -22,6 +22,7 @@ class CompiledBackend(Backend):
     """
 
     name = "torch-compiled"
+    runs_on_torch = True
 
     def __init__(self, path: str | Path, threads: int = 0, providers: object = None,
                  shared_cpu: bool = False) -> None:

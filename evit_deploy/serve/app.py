@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import EvitError
 from ..images import open_image
-from ..predict import ImageError, ImageTooLarge, OptionError, Predictor, Prepared
+from ..predict import ImageError, ImageTooLarge, NonFiniteOutput, OptionError, Predictor, Prepared
 from .batcher import DynamicBatcher, Overloaded
 from .metrics import Metrics
 from .payloads import ERROR_RESPONSES, OPENAPI_BODY, ApiError, ErrorBody, parse_payload, read_body
@@ -112,7 +112,8 @@ def create_app(export_dir: str | Path | None = None, settings: ServeSettings | N
     if predictor is None:
         if export_dir is None:
             raise EvitError("create_app needs an export folder or a predictor")
-        predictor = Predictor.from_export(export_dir, threads=settings.threads)
+        predictor = Predictor.from_export(export_dir, threads=settings.threads,
+                                          require_signature=settings.require_signature)
     if settings.max_bytes < 1 or settings.max_pixels < 1:
         raise EvitError("max_bytes and max_pixels must be positive")
     metrics = Metrics(predictor.model, predictor.task)
@@ -222,4 +223,8 @@ def _prepare(predictor: Predictor, data: bytes, options: dict[str, Any], max_pix
 
 
 def _finish(predictor: Predictor, prepared: Prepared, raw: Any) -> dict[str, Any]:
-    return {"model": predictor.model, **predictor.finish(prepared, raw).to_dict()}
+    try:
+        return {"model": predictor.model, **predictor.finish(prepared, raw).to_dict()}
+    except NonFiniteOutput as exc:  # the model failed on this image: 500 for it, and keep serving
+        log.error("non-finite output: %s", exc)
+        raise ApiError(500, str(exc), "non_finite") from None

@@ -29,6 +29,8 @@ class ServeSettings:
     graceful_timeout: int = 30  # seconds in-flight requests get to finish on SIGTERM/SIGINT
     log_level: str = "info"  # one of LOG_LEVELS
     access_log: bool = False  # log every request
+    # a public key / CA certificate file the export's signature must verify with (None: EVIT_DEPLOY_REQUIRE_SIGNATURE)
+    require_signature: str | None = None
 
 
 def settings_with(settings: ServeSettings | None, **overrides: object) -> ServeSettings:

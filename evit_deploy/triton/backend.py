@@ -19,7 +19,10 @@ from ..errors import EvitError
 from ..images import open_image
 from ..limits import LIMITS
 from ..predict import Engine, Predictor, Prepared
+from ..signing import resolve_trust
 from .configs import PIPELINE_SETTINGS
+from .signature import check_repository
+from .stub_check import check_stub
 
 
 def _pb_utils() -> Any:
@@ -53,8 +56,12 @@ class TritonPythonModel:
     """Triton's Python-backend entry points: ``initialize``, ``execute`` (a list of requests), ``finalize``."""
 
     def initialize(self, args: dict[str, str]) -> None:
+        check_stub()
         folder = Path(args["model_repository"]) / str(args["model_version"])
         settings = json.loads((folder / PIPELINE_SETTINGS).read_text())
+        trust = resolve_trust(None)  # EVIT_DEPLOY_REQUIRE_SIGNATURE in Triton's environment
+        if trust is not None:
+            check_repository(folder, settings, trust)  # before any request reaches a graph model
         engine = TritonBlsEngine(settings["graphs"], settings["max_batch"], settings["static_batch"])
         self.predictor = Predictor(engine, settings["model"], settings["input_size"], source="triton")
         self.max_pixels = int(settings.get("max_pixels", LIMITS.max_image_pixels))
@@ -94,7 +101,10 @@ class TritonPythonModel:
         for index, item in entries:
             if isinstance(item, Prepared):
                 raw, position = (raws if isinstance(raws, Exception) else raws[position]), position + 1
-                item = raw if isinstance(raw, Exception) else self._finish(item, raw)
+                try:
+                    item = raw if isinstance(raw, Exception) else self._finish(item, raw)
+                except EvitError as exc:  # e.g. a NaN/Inf output: an error for this request only
+                    item = exc
             outcome = per_request[index]
             if isinstance(outcome, list):
                 per_request[index] = item if isinstance(item, Exception) else [*outcome, item]

@@ -34,6 +34,16 @@ class Preprocess:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
+    def note(self) -> dict[str, Any]:
+        """What ``export.json`` records as ``preprocessing`` (for readers outside this package; the card's
+        block is what runs, and a manifest whose block differs from it is refused)."""
+        return {
+            "embedded": False,
+            "input": "normalised float32 RGB, NCHW: (pixel / 255 - mean) / std",
+            "resize": self.resize, "interpolation": self.interpolation, "crop_ratio": self.crop_ratio,
+            "mean": list(self.mean), "std": list(self.std),
+        }
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> Preprocess:
         fields = {f.name for f in dataclasses.fields(cls)}
