@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from bench_server import COLUMNS, add_load_arguments, as_json, bench_config, latency_cells, load_inputs, load_settings
+from bench_server import add_load_arguments, bench_config, load_inputs, load_settings, servers_table
 from PIL import Image
 
 from evit_deploy.bench.schema import Machine
@@ -119,14 +119,11 @@ def batch_rows(folder: Path, args: argparse.Namespace, tmp: Path) -> list[dict]:
 
 
 def serve_table(serve: list[dict], args: argparse.Namespace) -> dict:
-    return {
-        "title": f"Serving: {args.requests} requests at concurrency {args.concurrency} (after {args.warmup} warm-up), "
-                 f"max batch {args.max_batch}, max wait {args.max_wait_ms:g} ms",
-        "columns": ["server", *COLUMNS, "vs FastAPI", "mean batch", "ready after (s)"],
-        "rows": [[r["config"], *latency_cells(r), r["vs_fastapi"],
-                  "n/a" if r["mean_batch"] is None else r["mean_batch"], r["ready_s"]] for r in serve],
-        "note": "Latency = request sent → response received at the client. Ray Serve rows include its HTTP proxy "
-                "hop; mean batch from /metrics (one replica's registry: n/a with several replicas)."}
+    return servers_table(
+        f"Serving: {args.requests} requests at concurrency {args.concurrency} (after {args.warmup} warm-up), max batch "
+        f"{args.max_batch}, max wait {args.max_wait_ms:g} ms", serve,
+        "Latency = request sent → response received at the client. Ray Serve rows include its HTTP proxy hop; mean "
+        "batch from /metrics (one replica's registry: n/a with several replicas).")
 
 
 def batch_table(batch: list[dict]) -> dict:
@@ -166,7 +163,7 @@ def main() -> None:
                            machine=machine)
     report.versions.setdefault("ray", ray.__version__)
     report.sections["tables"] = ([serve_table(serve, args)] if serve else []) + ([batch_table(batch)] if batch else [])
-    report.sections["load_tests"] = [as_json(r) for r in serve]
+    report.sections["load_tests"] = serve
     report.sections["batch_jobs"] = batch
     for r in serve[1:]:
         report.notes.append(target_line(f"(issue 17) {r['config']} throughput / the FastAPI server's",

@@ -8,9 +8,10 @@ is exported to `cpu-ort` in a temporary folder. Each configuration starts its ow
 gets `--warmup` untimed requests, then REQUESTS timed POST /v1/predict requests (the sample photos as JPEG bytes,
 cycled) with CONCURRENCY in flight. A request's latency is measured at the client (sent → answered); their median,
 p10–p90, p99 and the median's 95% CI come from the one statistics function (`evit_deploy.bench.stats.summarize`,
-the requests as one block). Every answer is checked against `Predictor` (same top-5 classes); the batch sizes come
-from the server's /metrics. Client and server share this machine's cores. This is an HTTP load test, not a
-protocol row: the report has no latency rows, only its table. Writes server-cpu.{json,md,html}.
+the requests as one block, through `LoadResult.summary`). Every answer is checked against `Predictor` (same top-5
+classes); the batch sizes come from the server's /metrics. Client and server share this machine's cores. This is
+an HTTP load test, not a protocol row: the report has no latency rows, only its table. Writes
+server-cpu.{json,md,html}.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from PIL import Image
 from evit_deploy.artifacts import read_manifest
 from evit_deploy.bench.schema import Machine
 from evit_deploy.bench.scripts import progress, run_script, script_parser, script_report, write_script_report
-from evit_deploy.bench.stats import summarize
+from evit_deploy.bench.stats import Stats
 from evit_deploy.export.pipeline import ExportRequest, run_export
 from evit_deploy.predict import Predictor
 from evit_deploy.samples import sample_photos
@@ -53,10 +54,10 @@ def batch_stats(url: str) -> dict[str, float]:
 def bench_config(folder: Path, label: str, max_batch: int, max_wait_ms: float, args: argparse.Namespace,
                  photos: dict[str, bytes], expected: dict[str, list[int]], extra: Sequence[str] = (),
                  threads: int | None = None, batch_metrics: bool = True) -> dict[str, Any]:
-    """One server (``evit-deploy serve FOLDER ... *extra``) under the load of ``args``: its counts, the statistics
-    of its requests' latencies (``latency``: a Stats), the answers that differ from ``expected`` and, with
-    ``batch_metrics`` (one registry: not so with several Ray replicas), the model runs and mean batch from
-    /metrics. ``threads``: runtime threads (default ``args.threads``)."""
+    """One server (``evit-deploy serve FOLDER ... *extra``) under the load of ``args``: its load summary (the
+    requests' latencies by the one statistics function, ``LoadResult.summary``), the answers that differ from
+    ``expected`` and, with ``batch_metrics`` (one registry: not so with several Ray replicas), the model runs and
+    mean batch from /metrics. ``threads``: runtime threads (default ``args.threads``)."""
     names = list(photos)
     warmup = [raw_payload(names[i % len(names)], photos[names[i % len(names)]], "image/jpeg")
               for i in range(args.warmup)]
@@ -77,24 +78,26 @@ def bench_config(folder: Path, label: str, max_batch: int, max_wait_ms: float, a
     batches = after.get("evit_batch_size_count", 0) - before.get("evit_batch_size_count", 0)
     images = after.get("evit_batch_size_sum", 0) - before.get("evit_batch_size_sum", 0)
     mean_batch = (round(images / batches, 2) if batches else 0.0) if batch_metrics else None
-    counts = {k: v for k, v in result.summary().items() if k != "latency_ms"}
-    latency = summarize([[r.latency_ms for r in result.responses if r.status == 200]])
-    return {"config": label, "max_batch": max_batch, "max_wait_ms": max_wait_ms, **counts, "latency": latency,
+    return {"config": label, "max_batch": max_batch, "max_wait_ms": max_wait_ms, **result.summary(),
             "wrong_outputs": wrong, "model_runs": int(batches) if batch_metrics else None, "mean_batch": mean_batch,
             "ready_s": round(ready_s, 1)}
 
 
 def latency_cells(r: dict[str, Any]) -> list[Any]:
-    """The table cells of :data:`COLUMNS` of one load-test result."""
-    lat = r["latency"]
+    """The table cells of :data:`COLUMNS` of one load-test result (a server's, Ray Serve's or Triton's)."""
+    lat = Stats.from_dict(r["latency_ms"])
     spread = "-" if lat.p10 is None else f"{lat.p10:.1f}–{lat.p90:.1f}"
     ci = "-" if lat.ci_pct is None else f"±{lat.ci_pct:.1f}%"
     return [r["ok"], r["errors"], r["wrong_outputs"], lat.median, spread, lat.p99, ci, r["throughput_rps"]]
 
 
-def as_json(r: dict[str, Any]) -> dict[str, Any]:
-    """A load-test result for report.json (its Stats as a dict)."""
-    return {**r, "latency": r["latency"].to_dict()}
+def servers_table(title: str, rows: list[dict[str, Any]], note: str) -> dict[str, Any]:
+    """A report table of several servers under the same load, each against the first (bench_ray.py,
+    bench_triton.py)."""
+    return {"title": title, "columns": ["server", *COLUMNS, "vs FastAPI", "mean batch", "ready after (s)"],
+            "rows": [[r["config"], *latency_cells(r), r["vs_fastapi"],
+                      "n/a" if r["mean_batch"] is None else r["mean_batch"], r["ready_s"]] for r in rows],
+            "note": note}
 
 
 def load_inputs(export: str | None, model: str, tmp: Path) -> tuple[Path, Any, dict[str, bytes], dict[str, Any]]:
@@ -157,7 +160,7 @@ def main() -> None:
                  for r in results],
         "note": "Latency = request sent → response received at the client (decode, pre-processing, queueing, model "
                 "run, post-processing, JSON); server and client share this machine's cores."}]
-    report.sections["load_tests"] = [as_json(r) for r in results]
+    report.sections["load_tests"] = results
     wrong = sum(r["wrong_outputs"] for r in results)
     report.notes.append(f"Every answer checked against `Predictor` (same top-5 classes): {wrong} wrong.")
     write_script_report(args.out, "server-cpu", report)
