@@ -39,7 +39,7 @@ def weights_opt(also: str = "") -> Decorator:
 
 def threads_opt(default_text: str = "the export profile's setting", also: str = "") -> Decorator:
     """``--threads``: at least 1 everywhere (unset: ``default_text``)."""
-    return click.option("--threads", type=click.IntRange(min=1),
+    return click.option("--threads", type=click.IntRange(min=1), default=None,
                         help=f"{THREADS_HELP} Default: {default_text}." + (f" {also}" if also else ""))
 
 
