@@ -12,6 +12,7 @@ from ..export.exporters import EXPORTERS
 from ..export.profiles import load_profile
 from ..samples import SAMPLE_PHOTOS, sample_photo
 from ..zoo import get_card
+from .options import weights_option
 from .output import RichSteps, progress_line, results_table
 from .zoo_cmds import zoo_rows, zoo_table
 
@@ -25,7 +26,7 @@ def _available(target: str) -> bool:
 
 @click.command()
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Classification model to run.")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Official checkpoint (.pt or .safetensors).")
+@weights_option
 @click.option("--budget-s", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds of timed benchmark blocks per export.")
 @click.option("--output", "-o", default="demo-output", show_default=True, type=click.Path(file_okay=False),

@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 
 from ..device.settings import DEVICES, DeviceSettings
+from .options import weights_opt
 from .output import RichSteps
 from .sign_cmds import require_signature_option
 
@@ -49,8 +50,7 @@ def settings_from(threads: int, runs: int, warmup: int, warmup_ms: int, taskset:
               help="android: adb + LiteRT benchmark_model (.tflite) or onnxruntime_perf_test (.ort); jetson: trtexec.")
 @click.option("--output", "-o", type=click.Path(file_okay=False),
               help="Bundle folder (default: ./device-bundles/<export>-<device>/).")
-@click.option("--weights", "-w", type=click.Path(dir_okay=False),
-              help="The checkpoint the export was made from (for the PyTorch reference outputs).")
+@weights_opt("It makes the PyTorch reference outputs.")
 @click.option("--warmup-ms", default=DEFAULTS.warmup_ms, show_default=True, type=click.IntRange(min=0),
               help="Jetson: trtexec --warmUp in milliseconds.")
 @device_options

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .options import ema_option, threads_opt, weights_opt
 from .sign_cmds import require_signature_option
 
 DATASET_KINDS = ("imagenet", "cityscapes", "ade20k", "coco")
@@ -31,11 +32,11 @@ def counting_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
 @click.option("--dataset", type=click.Choice(DATASET_KINDS), help="The dataset kind (default: from the layout).")
 @click.option("--labels", type=click.Path(dir_okay=False, exists=True),
               help="ImageNet as a flat folder: a file of 'filename,class_index' lines.")
-@click.option("--weights", "-w", type=click.Path(dir_okay=False), help="The checkpoint (PyTorch reference row).")
-@click.option("--ema", is_flag=True, help="Load the checkpoint's EMA weights.")
+@weights_opt("It builds the PyTorch reference row.")
+@ema_option
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate the first N images (sorted by file name).")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1), help="Images per model run.")
-@click.option("--threads", type=click.IntRange(min=1), help="Runtime and PyTorch threads (default: the export's).")
+@threads_opt()
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
               help="Threads decoding and pre-processing images ahead of the model runs.")
 @click.option("--no-pytorch", is_flag=True, help="Evaluate the artifacts only (no PyTorch reference row).")

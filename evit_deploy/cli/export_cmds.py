@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..artifacts import FORMATS
 from ..errors import EvitError
+from .options import ema_option, imgsz_option, target_option, weights_option
 from .output import RichSteps
 from .sign_cmds import password
 
@@ -36,11 +37,9 @@ def _report_table(reports, folder: Path | None = None) -> Table:  # noqa: ANN001
 
 @click.command()
 @click.argument("model")
-@click.option("--target", "-t", default="cpu-ort", show_default=True,
-              help="Export profile: a shipped name (evit-deploy profiles) or a path to a YAML file.")
-@click.option("--weights", "-w", type=click.Path(dir_okay=False), help="Official checkpoint (.pt/.pth/.safetensors).")
-@click.option("--imgsz", type=click.IntRange(min=1), multiple=True,
-              help="Input size: --imgsz H [W] (square if one value); default: the profile's, else the model card's.")
+@target_option
+@weights_option
+@imgsz_option
 @click.option("--batch", type=click.IntRange(min=1), help="Batch of the exported graph (default: the profile's).")
 @click.option("--precision", "-p", help="One of the profile's precisions (default: its first); auto: the first of "
                                        "the profile's auto list this machine's CPU runs (cpu-openvino: bf16, else "
@@ -48,7 +47,7 @@ def _report_table(reports, folder: Path | None = None) -> Table:  # noqa: ANN001
 @click.option("--output", "-o", type=click.Path(file_okay=False),
               help="Output folder (default: ./exports/<model>-<target>/).")
 @click.option("--calib", type=click.Path(), help="Folder of calibration images for int8 (default: sample photos).")
-@click.option("--ema", is_flag=True, help="Load the checkpoint's EMA weights (state_dict_ema / model_ema).")
+@ema_option
 @click.option("--force", is_flag=True,
               help="If --output exists and is not a previous export, move it aside (renamed, never deleted).")
 @click.option("--allow-large-input", is_flag=True,
@@ -124,7 +123,7 @@ def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...],
 
 @click.command()
 @click.argument("export_dir", type=click.Path(file_okay=False))
-@click.option("--weights", "-w", type=click.Path(dir_okay=False), help="The checkpoint the export was made from.")
+@weights_option
 def validate(export_dir: str, weights: str | None) -> None:
     """Re-run the validation gate of an existing export against PyTorch (exit 1 when it fails)."""
     from ..artifacts import read_manifest

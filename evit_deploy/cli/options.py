@@ -25,13 +25,27 @@ def _apply(*decorators: Decorator) -> Decorator:
     return apply
 
 
-weights_option = click.option(
-    "--weights", "-w", type=click.Path(dir_okay=False),
-    help="The model's checkpoint (official .pt/.pth/.safetensors, read safely); for an export folder, the one it was "
-         "made from. Default: the checkpoint recorded beside the export, else deterministic random weights.")
+WEIGHTS_HELP = ("The model's checkpoint (official .pt/.pth/.safetensors, read safely: never code); for an export "
+                "folder, the one it was made from (default: the one recorded beside the export, else the zoo's "
+                "deterministic random weights).")
+THREADS_HELP = "Threads of the runtime (and of PyTorch), at least 1."
+
+
+def weights_opt(also: str = "") -> Decorator:
+    """``--weights/-w``: one meaning everywhere; ``also``: what this command does with it."""
+    return click.option("--weights", "-w", type=click.Path(dir_okay=False),
+                        help=WEIGHTS_HELP + (f" {also}" if also else ""))
+
+
+def threads_opt(default_text: str = "the export profile's setting", also: str = "") -> Decorator:
+    """``--threads``: at least 1 everywhere (unset: ``default_text``)."""
+    return click.option("--threads", type=click.IntRange(min=1), default=None,
+                        help=f"{THREADS_HELP} Default: {default_text}." + (f" {also}" if also else ""))
+
+
+weights_option = weights_opt()
 ema_option = click.option("--ema", is_flag=True, help="Load the checkpoint's EMA weights (state_dict_ema / model_ema).")
-threads_option = click.option("--threads", type=click.IntRange(min=1),
-                              help="Threads of each runtime (and of PyTorch). Default: every core.")
+threads_option = threads_opt("every core")
 target_option = click.option("--target", "-t", default="cpu-ort", show_default=True,
                              help="Export profile: a name from `evit-deploy profiles` or a YAML file.")
 imgsz_option = click.option("--imgsz", type=click.IntRange(min=1), multiple=True,

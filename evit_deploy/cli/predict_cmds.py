@@ -15,6 +15,7 @@ from ..limits import LIMITS
 from ..serve.settings import LOG_LEVELS, SERVE_DEFAULTS, ServeSettings
 from ..triton.configs import PLATFORMS
 from ..triton.server import ServerSettings as TritonServerSettings
+from .options import ema_option, threads_opt, weights_opt
 from .sign_cmds import require_signature_option
 
 if TYPE_CHECKING:
@@ -160,12 +161,10 @@ def _video_source(images: tuple[str, ...], source: str | None) -> str | None:
 @click.option("--top-k", type=click.IntRange(min=1), help="Classification: classes per image (default 5).")
 @click.option("--batch", type=click.IntRange(1, LIMITS.max_batch), default=8, show_default=True,
               help="Images per model run.")
-@click.option("--weights", "-w", type=click.Path(dir_okay=False),
-              help="Run the PyTorch zoo model EXPORT_DIR names (a model name) with this checkpoint.")
-@click.option("--ema", is_flag=True, help="With --weights: load the checkpoint's EMA weights.")
-@click.option("--threads", type=click.IntRange(min=0),
-              help="Runtime threads (default: the export profile's; --engine ray: per actor, 1 if the profile "
-                   "leaves it to the runtime, and the CPUs each actor reserves).")
+@weights_opt("With a model name instead of EXPORT_DIR: run that PyTorch zoo model with it.")
+@ema_option
+@threads_opt(also="--engine ray: per actor (1 if the profile leaves it to the runtime), and the CPUs each actor "
+                  "reserves.")
 @click.option("--max-pixels", default=LIMITS.max_image_pixels, show_default=True, type=click.IntRange(min=1),
               help="Largest image or video frame (width x height) decoded; larger images are skipped as "
                    "unreadable, a larger video is refused.")
@@ -290,8 +289,7 @@ def predict(ctx: click.Context, export_dir: str, images: tuple[str, ...], source
               help="Largest request body accepted (413 above).")
 @click.option("--max-pixels", default=SERVE_DEFAULTS.max_pixels, show_default=True, type=click.IntRange(min=1),
               help="Largest decoded image (width x height) accepted (413 above).")
-@click.option("--threads", default=SERVE_DEFAULTS.threads, type=click.IntRange(min=0),
-              help="Runtime threads (default: the export profile's; --engine ray: also the CPUs of a replica).")
+@threads_opt(also="--engine ray: also the CPUs of a replica.")
 @click.option("--graceful-timeout", default=SERVE_DEFAULTS.graceful_timeout, show_default=True,
               type=click.IntRange(min=0),
               help="Seconds in-flight requests get to finish on SIGTERM/SIGINT.")
@@ -356,8 +354,7 @@ TRITON_SERVER_OPTIONS = ("host", "http_port", "grpc_port", "metrics_port", "read
                    "only: it cannot be told to run f32).")
 @click.option("--max-queue-delay-us", default=5000, show_default=True, type=click.IntRange(min=0),
               help="Dynamic batching: longest wait for a fuller batch.")
-@click.option("--threads", type=click.IntRange(min=0),
-              help="Runtime threads of each graph model (default: the export profile's; 0 = the runtime's own).")
+@threads_opt(also="For each graph model.")
 @click.option("--force", is_flag=True,
               help="Replace models of the same name that an earlier `evit-deploy triton` wrote (never others).")
 @click.option("--serve", is_flag=True,
