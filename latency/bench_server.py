@@ -57,7 +57,7 @@ def bench_config(folder: Path, label: str, max_batch: int, max_wait_ms: float, a
     """One server (``evit-deploy serve FOLDER ... *extra``) under the load of ``args``: its load summary (the
     requests' latencies by the one statistics function, ``LoadResult.summary``), the answers that differ from
     ``expected`` and, with ``batch_metrics`` (one registry: not so with several Ray replicas), the model runs and
-    mean batch from /metrics. ``threads``: runtime threads (default ``args.threads``)."""
+    mean batch from /metrics. ``threads``: runtime threads (default ``args.threads``; 0: the export's setting)."""
     names = list(photos)
     warmup = [raw_payload(names[i % len(names)], photos[names[i % len(names)]], "image/jpeg")
               for i in range(args.warmup)]
@@ -65,8 +65,9 @@ def bench_config(folder: Path, label: str, max_batch: int, max_wait_ms: float, a
              for i in range(args.requests)]
     progress(f"{label}: starting the server, {args.warmup} warm-up and {args.requests} timed requests ...")
     started = time.perf_counter()
-    with ServerProcess(folder, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                       threads=args.threads if threads is None else threads, extra=extra) as server:
+    runtime_threads = (args.threads if threads is None else threads) or None  # 0: the export profile's setting
+    with ServerProcess(folder, max_batch=max_batch, max_wait_ms=max_wait_ms, threads=runtime_threads,
+                       extra=extra) as server:
         ready_s = time.perf_counter() - started
         if warmup:
             run_load(server.url, warmup, args.concurrency)
@@ -150,7 +151,7 @@ def main() -> None:
 
     size = f"{manifest.input_size[0]}x{manifest.input_size[1]}"
     report = script_report(f"`evit-deploy serve` on CPU: {manifest.model} ({size}, {manifest.target})",
-                           load_settings(args, server_threads=args.threads or "ONNX Runtime default"),
+                           load_settings(args, server_threads=args.threads or "the export's (ONNX Runtime default)"),
                            "bench_server.py", model=manifest.model, input_size=list(manifest.input_size),
                            target=manifest.target, machine=machine)
     report.sections["tables"] = [{
