@@ -134,8 +134,9 @@ def test_list_comparisons(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "segformer-b1" in out and "sam-vit-h" in out and "not measured: the paper gives no latency" in out
     assert "13.9×" in out and "yes (written)" in out and "yes (transformers-image)" in out
-    (sr,) = [line for line in out.splitlines() if "Restormer" in line]  # the super-resolution claim: one line
-    assert "not built: no public EfficientViT-SR architecture" in sr
+    (sr,) = [line for line in out.splitlines() if "Restormer" in line]  # the super-resolution claim's first line
+    assert "sr-restormer-6.4x" in sr and "not built: no public EfficientViT-SR" in sr
+    assert "architecture exists (the official repository's" in out
 
 
 def test_claim_is_the_ratio_of_measured_medians_beside_the_papers():

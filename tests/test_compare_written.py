@@ -175,7 +175,7 @@ def test_a_size_the_competitor_cannot_take_is_one_line(capsys):
     card = competitors()["edgesam"]
     with pytest.raises(EvitError, match="multiples of 32"):
         competitor_subject(card, paper_tables()["sam"]).build((48, 48))
-    assert run_cli(["bench", "--paper-table", "sam", "--models", "edgesam", "--imgsz", "1008"]) == 2
+    assert run_cli(["bench", "paper-table", "sam", "--models", "edgesam", "--imgsz", "1008"]) == 2
     err = capsys.readouterr().err.strip()
     assert "edgesam takes inputs whose sides are multiples of 32" in err and len(err.splitlines()) == 1
 

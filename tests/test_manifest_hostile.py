@@ -174,7 +174,7 @@ def test_a_manifest_naming_another_model_is_refused_in_one_line(tmp_path, capsys
     with pytest.raises(ManifestError, match=message):
         read_manifest(folder)
     for args in (["predict", str(folder), str(tmp_path / "none.png")], ["validate", str(folder)],
-                 ["bench", str(folder), "--runs", "1"]):
+                 ["bench", str(folder), "--budget-s", "1"]):
         assert message.split("'")[0] in one_line_exit_2(capsys, args)
 
 
