@@ -107,7 +107,10 @@ def _artifact_rows(folder: Path, manifest: Manifest, protocol: Protocol, threads
 
 def _protocol(card: ModelCard, dataset: Dataset, input_size: tuple[int, int]) -> Protocol:
     """The official protocol of the card's task on ``dataset``; a one-line error for a dataset it does not read."""
-    protocol = task_spec(card.task).protocol
+    spec = task_spec(card.task)
+    protocol = spec.protocol
+    if protocol is None:
+        raise EvitError(f"{card.name}: {spec.title} models have no official evaluation protocol here")
     kinds = protocol.datasets
     if dataset.kind not in kinds or (protocol.dataset_per_model and dataset.kind != card.dataset):
         wanted = card.dataset if protocol.dataset_per_model else " or ".join(kinds)

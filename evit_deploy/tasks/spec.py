@@ -36,7 +36,7 @@ class TaskSpec(ABC):
     title: ClassVar[str]  # in words, for messages ("image classification")
     graphs: ClassVar[tuple[Graph, ...]]  # in export order
     handler: ClassVar[type[TaskHandler]]  # the Predictor's pre- and post-processing
-    protocol: ClassVar[type[Protocol]]  # the official evaluation protocol
+    protocol: ClassVar[type[Protocol] | None] = None  # the official evaluation protocol (None: not evaluated)
     timed_role: ClassVar[str] = "model"  # the graph latency figures time (bench, device bundles, comparisons)
     measured: ClassVar[str] = "whole model"  # what those figures measure, in words
     square_input: ClassVar[bool] = False  # the first graph takes square inputs only
