@@ -51,7 +51,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check evit_deploy tests
+	$(VENV)/bin/ruff check evit_deploy tests latency
 
 clean:
 	rm -rf $(VENV) $(TIMM_VENV) build dist *.egg-info exports demo-output

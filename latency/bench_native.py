@@ -17,14 +17,14 @@ Writes ``native-agreement.{json,md,html}``. Record it on a quiet machine: the fi
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from evit_deploy.bench.harness import BenchItem, measure_items, open_item
 from evit_deploy.bench.native import AGREEMENT, NativeFailure, NativeRunner, NativeTarget, tool_for
-from evit_deploy.bench.scripts import script_parser, script_report, settings_from, write_script_report
+from evit_deploy.bench.scripts import run_script, script_parser, script_report, settings_from, write_script_report
+from evit_deploy.bench.stats import summarize
 from evit_deploy.export.pipeline import ExportRequest, run_export
 
 CASES = {"efficientvit-b1-r224": (224, 224), "efficientvit-seg-b1-cityscapes": (512, 1024)}
@@ -66,7 +66,7 @@ def independent(item: BenchItem, settings) -> list[dict]:  # noqa: ANN001 - Benc
             results.append({"alternation": i + 1, "ours_ms": row.latency.median, "native_ms": None,
                             "error": exc.detail})
             continue
-        native = statistics.median(medians)
+        native = summarize([medians]).median
         results.append({"alternation": i + 1, "ours_ms": row.latency.median, "native_ms": native,
                         "ratio": row.latency.median / native, "command": " ".join(runner.describe()["command"])})
     return results
@@ -120,8 +120,9 @@ def main() -> None:
     for model, export, _, _, _, ratio, _ in alternations:
         if ratio != "-":
             ratios.setdefault((model, export), []).append(float(ratio))
-    verdicts = [[m, e, f"{statistics.median(r):.3f}", "yes" if AGREEMENT[0] <= statistics.median(r) <= AGREEMENT[1]
-                 else "**no**"] for (m, e), r in ratios.items()]
+    middle = {key: summarize([r]).median for key, r in ratios.items()}
+    verdicts = [[m, e, f"{v:.3f}", "yes" if AGREEMENT[0] <= v <= AGREEMENT[1] else "**no**"]
+                for (m, e), v in middle.items()]
     report.columns = {"export": "export", "run": "run"}
     report.sections["tables"] = [
         {"title": "Targets per row (run 1 and run 2 of the same bench)",
@@ -152,4 +153,4 @@ def _f(value: float | None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

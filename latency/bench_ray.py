@@ -1,13 +1,15 @@
 """Benchmark: Ray Serve vs the one-machine FastAPI server, and `predict --engine ray` vs `predict`, same export.
 
     .venv/bin/python latency/bench_ray.py [--export DIR | --model NAME] [--requests 200] [--concurrency 16]
-        [--max-batch 8] [--max-wait-ms 5] [--threads 2] [--images 200] [--batch 8] [--skip-serve]
+        [--max-batch 8] [--max-wait-ms 5] [--warmup 32] [--threads 2] [--images 200] [--batch 8] [--skip-serve]
         [--skip-batch] [--out latency/reports]
 
 Serving: the same load as `bench_server.py` (REQUESTS POST /v1/predict of the sample photos as JPEG, CONCURRENCY
 in flight, after --warmup requests, every answer checked against `Predictor`) on `evit-deploy serve` (THREADS
 runtime threads), on `serve --engine ray` with 1 replica x THREADS threads and with THREADS replicas x 1 thread,
-each Ray Serve run on its own local cluster started by the command. Throughput ratio = Ray Serve / FastAPI.
+each Ray Serve run on its own local cluster started by the command. Throughput ratio = Ray Serve / FastAPI;
+request latencies are summarised by the one statistics function (`evit_deploy.bench.stats.summarize`). Target
+(issue 17): Ray Serve >= 0.7x the FastAPI server's throughput.
 
 Batch: `evit-deploy predict` and `predict --engine ray` (its own local cluster, THREADS actors x 1 thread) on
 IMAGES different crops of the sample photos, as the user runs them (a process each, wall clock). Each is also run
@@ -15,7 +17,8 @@ on one image; (IMAGES - 1) / (wall - wall of one image) is the steady rate witho
 (imports, model load, Ray's cluster and actors). The outputs of both are compared file by file.
 
 Without --export, MODEL (default efficientvit-b1-r224, random weights) is exported to `cpu-ort` in a temporary
-folder. Client, servers and Ray share this machine's cores. Writes ray-cpu.md/.json.
+folder. Client, servers and Ray share this machine's cores. An HTTP load test and whole commands, not protocol
+rows: the report has tables, no latency rows. Writes ray-cpu.{json,md,html}.
 """
 
 from __future__ import annotations
@@ -30,11 +33,22 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from bench_server import add_load_arguments, bench_config, load_inputs
+from bench_server import add_load_arguments, bench_config, load_inputs, load_settings, servers_table
 from PIL import Image
 
-from evit_deploy.bench.scripts import new_report, script_parser, write_report
+from evit_deploy.bench.schema import Machine
+from evit_deploy.bench.scripts import (
+    fmt_ratio,
+    progress,
+    run_script,
+    script_parser,
+    script_report,
+    target_line,
+    write_script_report,
+)
 from evit_deploy.samples import sample_photos
+
+RAY_TARGET = 0.7
 
 
 def serve_rows(folder: Path, args: argparse.Namespace, photos: dict[str, bytes],
@@ -93,6 +107,7 @@ def batch_rows(folder: Path, args: argparse.Namespace, tmp: Path) -> list[dict]:
     rows = []
     for label, extra in engines.items():
         key = label.replace(" ", "_").replace("-", "")
+        progress(f"{label}: one image, then {args.images} images ...")
         wall_one = run_predict(folder, one, tmp / f"{key}-one", extra)
         wall = run_predict(folder, images, tmp / key, extra)
         steady = (args.images - 1) / (wall - wall_one) if wall > wall_one else None
@@ -103,47 +118,36 @@ def batch_rows(folder: Path, args: argparse.Namespace, tmp: Path) -> list[dict]:
     return rows
 
 
-def markdown(report: dict, serve: list[dict], batch: list[dict], args: argparse.Namespace) -> str:
-    m = report["machine"]
-    lines = [f"# Ray vs one machine: {report['model']} ({report['input_size'][0]}x{report['input_size'][1]}, "
-             f"{report['target']}), Ray {report['ray']}", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores shared by servers, Ray and client; {report['created']}. "
-             "Produced by `latency/bench_ray.py`.", ""]
-    if serve:
-        lines += [f"## Serving: {args.requests} requests at concurrency {args.concurrency} (after {args.warmup} "
-                  f"warm-up), max batch {args.max_batch}, max wait {args.max_wait_ms:g} ms", "",
-                  "| server | ok | errors | wrong | p50 (ms) | p99 (ms) | throughput (req/s) | vs FastAPI | "
-                  "mean batch | ready after (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for r in serve:
-            lat, mean = r["latency_ms"], r["mean_batch"]
-            lines.append(f"| {r['config']} | {r['ok']} | {r['errors']} | {r['wrong_outputs']} | {lat['p50']:.1f} | "
-                         f"{lat['p99']:.1f} | {r['throughput_rps']:.1f} | {r['vs_fastapi']:.2f} | "
-                         f"{'n/a' if mean is None else f'{mean:.2f}'} | {r['ready_s']:.0f} |")
-        lines += ["", "Latency = request sent → response received at the client. Ray Serve rows include its HTTP "
-                      "proxy hop; mean batch from /metrics (one replica's registry: n/a with several replicas). "
-                      "Target of issue 17: Ray Serve ≥ 0.7× the FastAPI server's throughput on this machine.", ""]
-    if batch:
-        lines += [f"## Batch prediction: {batch[0]['images']} images (JPEG crops of the sample photos)", "",
-                  "| engine | wall (s) | images/s | wall, 1 image (s) | steady images/s | options |",
-                  "|---|---:|---:|---:|---:|---|"]
-        for r in batch:
-            steady = "n/a" if r["steady_images_per_s"] is None else f"{r['steady_images_per_s']:.1f}"
-            lines.append(f"| {r['engine']} | {r['wall_s']:.1f} | {r['images_per_s']:.1f} | "
-                         f"{r['wall_one_image_s']:.1f} | {steady} | `{r['options']}` |")
-        lines += ["", f"Same files as `predict`: {'yes' if batch[1]['same_outputs_as_predict'] else '**no**'}. "
-                      "Wall = the whole command as a user runs it (imports, model load; for Ray also starting the "
-                      "local cluster and the actors). Steady = (images - 1) / (wall - wall of 1 image).", ""]
-    return "\n".join(lines)
+def serve_table(serve: list[dict], args: argparse.Namespace) -> dict:
+    return servers_table(
+        f"Serving: {args.requests} requests at concurrency {args.concurrency} (after {args.warmup} warm-up), max batch "
+        f"{args.max_batch}, max wait {args.max_wait_ms:g} ms", serve,
+        "Latency = request sent → response received at the client. Ray Serve rows include its HTTP proxy hop; mean "
+        "batch from /metrics (one replica's registry: n/a with several replicas).")
+
+
+def batch_table(batch: list[dict]) -> dict:
+    same = batch[1]["same_outputs_as_predict"]
+    return {
+        "title": f"Batch prediction: {batch[0]['images']} images (JPEG crops of the sample photos)",
+        "columns": ["engine", "wall (s)", "images/s", "wall, 1 image (s)", "steady images/s", "options"],
+        "rows": [[r["engine"], r["wall_s"], r["images_per_s"], r["wall_one_image_s"],
+                  "n/a" if r["steady_images_per_s"] is None else r["steady_images_per_s"], f"`{r['options']}`"]
+                 for r in batch],
+        "note": f"Same files as `predict`: {'yes' if same else '**no**'}. Wall = the whole command as a user runs it "
+                "(imports, model load; for Ray also starting the local cluster and the actors). Steady = (images - 1) "
+                "/ (wall - wall of 1 image)."}
 
 
 def main() -> None:
-    parser = script_parser(__doc__, warmup=32, threads=2)
+    parser = script_parser(__doc__, threads=2, protocol=False)
     add_load_arguments(parser)
     parser.add_argument("--images", type=int, default=200, help="images of the batch job")
     parser.add_argument("--batch", type=int, default=8, help="images per model run of the batch job")
     parser.add_argument("--skip-serve", action="store_true")
     parser.add_argument("--skip-batch", action="store_true")
     args = parser.parse_args()
+    machine = Machine.here(args.threads or None)  # its load average at the start
     warnings.simplefilter("ignore")
     import ray
 
@@ -152,15 +156,22 @@ def main() -> None:
         serve = [] if args.skip_serve else serve_rows(Path(folder), args, photos, expected)
         batch = [] if args.skip_batch else batch_rows(Path(folder), args, Path(tmp))
 
-    settings = {"requests": args.requests, "concurrency": args.concurrency, "warmup": args.warmup,
-                "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "threads": args.threads,
-                "images": args.images, "batch": args.batch, "weights": "random",
-                "payload": "sample photos as JPEG (quality 90), raw image/jpeg bodies, cycled",
-                "client": "httpx.AsyncClient on the same machine"}
-    report = new_report(args.threads, settings, {"serve": serve, "batch": batch}, model=manifest.model,
-                        input_size=list(manifest.input_size), target=manifest.target, ray=ray.__version__)
-    write_report(args.out, "ray-cpu", report, markdown(report, serve, batch, args))
+    size = f"{manifest.input_size[0]}x{manifest.input_size[1]}"
+    report = script_report(f"Ray vs one machine: {manifest.model} ({size}, {manifest.target}), Ray {ray.__version__}",
+                           load_settings(args, images=args.images, batch=args.batch), "bench_ray.py",
+                           model=manifest.model, input_size=list(manifest.input_size), target=manifest.target,
+                           machine=machine)
+    report.versions.setdefault("ray", ray.__version__)
+    report.sections["tables"] = ([serve_table(serve, args)] if serve else []) + ([batch_table(batch)] if batch else [])
+    report.sections["load_tests"] = serve
+    report.sections["batch_jobs"] = batch
+    for r in serve[1:]:
+        report.notes.append(target_line(f"(issue 17) {r['config']} throughput / the FastAPI server's",
+                                        fmt_ratio(r["vs_fastapi"]), f">= {RAY_TARGET:g}x",
+                                        None if r["vs_fastapi"] is None else r["vs_fastapi"] >= RAY_TARGET))
+    report.notes.append("Servers, Ray and the client share this machine's cores.")
+    write_script_report(args.out, "ray-cpu", report)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -1,13 +1,17 @@
 """Benchmark: `evit-deploy serve` on an ONNX export under concurrent load, without and with dynamic batching.
 
     .venv/bin/python latency/bench_server.py [--export DIR | --model NAME] [--requests 200] [--concurrency 16]
-        [--max-batch 8] [--max-wait-ms 5] [--threads 0] [--out latency/reports]
+        [--max-batch 8] [--max-wait-ms 5] [--warmup 32] [--threads 0] [--out latency/reports]
 
 Without --export, MODEL (default efficientvit-b1-r224, random weights: latency does not depend on weight values)
 is exported to `cpu-ort` in a temporary folder. Each configuration starts its own server process on 127.0.0.1,
 gets `--warmup` untimed requests, then REQUESTS timed POST /v1/predict requests (the sample photos as JPEG bytes,
-cycled) with CONCURRENCY in flight. Every answer is checked against `Predictor` (same top-5 classes); the batch
-sizes come from the server's /metrics. Client and server share this machine's cores. Writes server-cpu.md/.json.
+cycled) with CONCURRENCY in flight. A request's latency is measured at the client (sent → answered); their median,
+p10–p90, p99 and the median's 95% CI come from the one statistics function (`evit_deploy.bench.stats.summarize`,
+the requests as one block, through `LoadResult.summary`). Every answer is checked against `Predictor` (same top-5
+classes); the batch sizes come from the server's /metrics. Client and server share this machine's cores. This is
+an HTTP load test, not a protocol row: the report has no latency rows, only its table. Writes
+server-cpu.{json,md,html}.
 """
 
 from __future__ import annotations
@@ -25,11 +29,15 @@ import httpx
 from PIL import Image
 
 from evit_deploy.artifacts import read_manifest
-from evit_deploy.bench.scripts import new_report, script_parser, write_report
+from evit_deploy.bench.schema import Machine
+from evit_deploy.bench.scripts import progress, run_script, script_parser, script_report, write_script_report
+from evit_deploy.bench.stats import Stats
 from evit_deploy.export.pipeline import ExportRequest, run_export
 from evit_deploy.predict import Predictor
 from evit_deploy.samples import sample_photos
 from evit_deploy.serve.client import ServerProcess, raw_payload, run_load
+
+COLUMNS = ["ok", "errors", "wrong", "p50 (ms)", "p10–p90 (ms)", "p99 (ms)", "median 95% CI", "throughput (req/s)"]
 
 
 def batch_stats(url: str) -> dict[str, float]:
@@ -45,18 +53,21 @@ def batch_stats(url: str) -> dict[str, float]:
 
 def bench_config(folder: Path, label: str, max_batch: int, max_wait_ms: float, args: argparse.Namespace,
                  photos: dict[str, bytes], expected: dict[str, list[int]], extra: Sequence[str] = (),
-                 threads: int | None = None, batch_metrics: bool = True) -> dict:
-    """One server (``evit-deploy serve FOLDER ... *extra``) under the load of ``args``: its summary, the answers
-    that differ from ``expected`` and, with ``batch_metrics`` (one registry: not so with several Ray replicas),
-    the model runs and mean batch from /metrics. ``threads``: runtime threads (default ``args.threads``)."""
+                 threads: int | None = None, batch_metrics: bool = True) -> dict[str, Any]:
+    """One server (``evit-deploy serve FOLDER ... *extra``) under the load of ``args``: its load summary (the
+    requests' latencies by the one statistics function, ``LoadResult.summary``), the answers that differ from
+    ``expected`` and, with ``batch_metrics`` (one registry: not so with several Ray replicas), the model runs and
+    mean batch from /metrics. ``threads``: runtime threads (default ``args.threads``; 0: the export's setting)."""
     names = list(photos)
     warmup = [raw_payload(names[i % len(names)], photos[names[i % len(names)]], "image/jpeg")
               for i in range(args.warmup)]
     timed = [raw_payload(names[i % len(names)], photos[names[i % len(names)]], "image/jpeg")
              for i in range(args.requests)]
+    progress(f"{label}: starting the server, {args.warmup} warm-up and {args.requests} timed requests ...")
     started = time.perf_counter()
-    with ServerProcess(folder, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                       threads=args.threads if threads is None else threads, extra=extra) as server:
+    runtime_threads = (args.threads if threads is None else threads) or None  # 0: the export profile's setting
+    with ServerProcess(folder, max_batch=max_batch, max_wait_ms=max_wait_ms, threads=runtime_threads,
+                       extra=extra) as server:
         ready_s = time.perf_counter() - started
         if warmup:
             run_load(server.url, warmup, args.concurrency)
@@ -73,6 +84,22 @@ def bench_config(folder: Path, label: str, max_batch: int, max_wait_ms: float, a
             "ready_s": round(ready_s, 1)}
 
 
+def latency_cells(r: dict[str, Any]) -> list[Any]:
+    """The table cells of :data:`COLUMNS` of one load-test result (a server's, Ray Serve's or Triton's)."""
+    lat = Stats.from_dict(r["latency_ms"])
+    spread = "-" if lat.p10 is None else f"{lat.p10:.1f}–{lat.p90:.1f}"
+    ci = "-" if lat.ci_pct is None else f"±{lat.ci_pct:.1f}%"
+    return [r["ok"], r["errors"], r["wrong_outputs"], lat.median, spread, lat.p99, ci, r["throughput_rps"]]
+
+
+def servers_table(title: str, rows: list[dict[str, Any]], note: str) -> dict[str, Any]:
+    """A report table of several servers under the same load, each against the first (bench_ray.py,
+    bench_triton.py)."""
+    return {"title": title, "columns": ["server", *COLUMNS, "vs FastAPI", "mean batch", "ready after (s)"],
+            "rows": [[r["config"], *latency_cells(r), r["vs_fastapi"],
+                      "n/a" if r["mean_batch"] is None else r["mean_batch"], r["ready_s"]] for r in rows],
+            "note": note}
+
 
 def load_inputs(export: str | None, model: str, tmp: Path) -> tuple[Path, Any, dict[str, bytes], dict[str, Any]]:
     """(export folder, its manifest, the sample photos as JPEG bytes, each photo's answer from `Predictor`): EXPORT,
@@ -82,6 +109,8 @@ def load_inputs(export: str | None, model: str, tmp: Path) -> tuple[Path, Any, d
         buf = io.BytesIO()
         Image.fromarray(array).save(buf, format="JPEG", quality=90)
         photos[name] = buf.getvalue()
+    if export is None:
+        progress(f"exporting {model} for cpu-ort ...")
     folder = Path(export or run_export(ExportRequest(model, "cpu-ort", output=str(tmp / "export"))).folder)
     predictor = Predictor.from_export(folder)
     expected = {n: predictor(Image.open(io.BytesIO(d))).indices for n, d in photos.items()}
@@ -96,47 +125,47 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--warmup", type=int, default=32, help="untimed requests before the timed ones")
+
+
+def load_settings(args: argparse.Namespace, **more: Any) -> dict[str, Any]:
+    """What a load-test report says it ran with."""
+    return {"requests": args.requests, "concurrency": args.concurrency, "warmup": args.warmup,
+            "threads": args.threads, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
+            "payload": "sample photos as JPEG (quality 90), raw image/jpeg bodies, cycled",
+            "client": "httpx.AsyncClient on the same machine", "weights": "random",
+            "latency": "client side, sent → answered; statistics by evit_deploy.bench.stats.summarize", **more}
 
 
 def main() -> None:
-    parser = script_parser(__doc__, warmup=32, threads=0)
+    parser = script_parser(__doc__, threads=0, protocol=False)
     add_load_arguments(parser)
     args = parser.parse_args()
+    machine = Machine.here(args.threads or None)  # its load average at the start
     warnings.simplefilter("ignore")
 
     with tempfile.TemporaryDirectory() as tmp:
         folder, manifest, photos, expected = load_inputs(args.export, args.model, Path(tmp))
-        rows = [bench_config(folder, "no dynamic batching", 1, 0.0, args, photos, expected),
-                bench_config(folder, "dynamic batching", args.max_batch, args.max_wait_ms, args, photos, expected)]
+        results = [bench_config(folder, "no dynamic batching", 1, 0.0, args, photos, expected),
+                   bench_config(folder, "dynamic batching", args.max_batch, args.max_wait_ms, args, photos, expected)]
 
-    settings = {"requests": args.requests, "concurrency": args.concurrency, "warmup": args.warmup,
-                "server_threads": args.threads or "ONNX Runtime default",
-                "payload": "sample photos as JPEG (quality 90), raw image/jpeg bodies, cycled",
-                "client": "httpx.AsyncClient on the same machine", "weights": "random"}
-    report = new_report(args.threads, settings, rows, model=manifest.model, input_size=list(manifest.input_size),
-                        target=manifest.target)
-    machine = report["machine"]
-    lines = [
-        f"# `evit-deploy serve` on CPU: {manifest.model} ({manifest.input_size[0]}x{manifest.input_size[1]}, "
-        f"{manifest.target})",
-        "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores shared by server and client; {args.requests} requests "
-        f"at concurrency {args.concurrency} after {args.warmup} warm-up requests; sample photos as JPEG; "
-        f"{report['created']}. Produced by `latency/bench_server.py`.",
-        "",
-        "| config | max batch | max wait (ms) | ok | errors | wrong | p50 (ms) | p90 (ms) | p99 (ms) | "
-        "throughput (req/s) | mean batch |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lat = r["latency_ms"]
-        lines.append(f"| {r['config']} | {r['max_batch']} | {r['max_wait_ms']:g} | {r['ok']} | {r['errors']} | "
-                     f"{r['wrong_outputs']} | {lat['p50']:.1f} | {lat['p90']:.1f} | {lat['p99']:.1f} | "
-                     f"{r['throughput_rps']:.1f} | {r['mean_batch']:.2f} |")
-    lines += ["", "Latency = request sent → response received at the client (decode, pre-processing, queueing, "
-                  "model run, post-processing, JSON).", ""]
-    write_report(args.out, "server-cpu", report, "\n".join(lines))
+    size = f"{manifest.input_size[0]}x{manifest.input_size[1]}"
+    report = script_report(f"`evit-deploy serve` on CPU: {manifest.model} ({size}, {manifest.target})",
+                           load_settings(args, server_threads=args.threads or "the export's (ONNX Runtime default)"),
+                           "bench_server.py", model=manifest.model, input_size=list(manifest.input_size),
+                           target=manifest.target, machine=machine)
+    report.sections["tables"] = [{
+        "title": f"{args.requests} requests at concurrency {args.concurrency} (after {args.warmup} warm-up)",
+        "columns": ["config", "max batch", "max wait (ms)", *COLUMNS, "mean batch"],
+        "rows": [[r["config"], r["max_batch"], r["max_wait_ms"], *latency_cells(r), r["mean_batch"]]
+                 for r in results],
+        "note": "Latency = request sent → response received at the client (decode, pre-processing, queueing, model "
+                "run, post-processing, JSON); server and client share this machine's cores."}]
+    report.sections["load_tests"] = results
+    wrong = sum(r["wrong_outputs"] for r in results)
+    report.notes.append(f"Every answer checked against `Predictor` (same top-5 classes): {wrong} wrong.")
+    write_script_report(args.out, "server-cpu", report)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

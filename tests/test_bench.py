@@ -137,7 +137,7 @@ def test_native_tool_beside_the_row(tflite_b0, tmp_path, monkeypatch, case):
         "crashes": 'echo "RuntimeError: Failed to create delegate" >&2; exit 3',
         "prints something else": 'echo "hello"',
         "agrees": 'for a in "$@"; do last="$a"; done\n'
-                  'echo \'{"latency": {"median_ms": 1.5, "avg_ms": 1.6, "num_runs": 10}}\' > "$last"',
+                  'echo \'{"latency": {"median_ms": 1000.0, "avg_ms": 1000.0, "num_runs": 10}}\' > "$last"',
     }
     name = "no-such-litert-benchmark" if case == "missing" else "fake-litert-benchmark"
     if case != "missing":
@@ -157,10 +157,10 @@ def test_native_tool_beside_the_row(tflite_b0, tmp_path, monkeypatch, case):
     elif case == "prints something else":
         assert n.status == "unparsed" and "wrote no result.json" in n.detail
     else:
-        assert n.status == "measured" and n.latency.median == 1.5 and n.command[:2] == [name, "--model"]
+        assert n.status == "measured" and n.latency.median == 1000.0 and n.command[:2] == [name, "--model"]
         assert "--num_threads" in n.command and n.ratio == pytest.approx(report.row(format="tflite").latency.median
-                                                                          / 1.5)
-        assert n.differs  # 1.5 ms is not what our row measured: flagged with what differs
+                                                                          / 1000.0)
+        assert n.differs  # a stand-in second per call is not what our row measured: flagged with what differs
         md = write_report(report, tmp_path / "rep").joinpath("report.md").read_text()
         assert "is outside 0.9–1.1" in md and "CompiledModel API" in md
 

@@ -163,7 +163,7 @@ def plan(items: list[BenchItem], batch: int, settings: BenchSettings) -> tuple[l
     contenders, planned, skipped = [], {}, []
     threads = settings.threads
     for item in items:
-        base = dict(model=item.model, batch=batch, role=item.role, extra=dict(item.extra),
+        base = dict(model=item.model, batch=batch, role=item.role,
                     device="this machine" + (" (GPU)" if item.gpu else ""))
         for baseline in settings.baselines if item.pytorch else ():
             key = _key(item, f"pytorch-{baseline}", batch)
@@ -173,7 +173,7 @@ def plan(items: list[BenchItem], batch: int, settings: BenchSettings) -> tuple[l
                               table=table, require_signature=item.require_signature)
             contenders.append(Contender(key, spec))
             planned[key] = _Planned(item, Row(backend="pytorch", format=f"pytorch-{baseline}", precision="fp32",
-                                              **base))
+                                              extra=dict(item.extra), **base))
         for a in item.artifacts:
             dim = a.inputs[0].shape[0] if a.inputs else None
             if isinstance(dim, int) and dim != batch:
@@ -184,7 +184,8 @@ def plan(items: list[BenchItem], batch: int, settings: BenchSettings) -> tuple[l
                               warmup=settings.protocol.warmup, shared_cpu=item.shared_cpu,
                               require_signature=item.require_signature)
             contenders.append(Contender(key, spec))
-            entry = _Planned(item, Row(backend="", format=a.format, precision=a.precision, artifact=a.path, **base))
+            entry = _Planned(item, Row(backend="", format=a.format, precision=a.precision, artifact=a.path,
+                                       extra=dict(item.extra), **base))
             planned[key] = entry
             if settings.protocol.native:
                 native = _native_contender(entry, key, threads)

@@ -43,7 +43,7 @@ class ProtocolSettings:
     ci_pct: float = 5.0  # a row is settled when its median's 95% CI is within ± this
     budget_s: float = 120.0  # rounds stop when this much time has gone (loading not counted)
     settle_s: float = 0.05  # idle gap before each block: the previous runtime's threads go quiet
-    overhead_calls: int = 20  # timed/bare call pairs measuring the harness overhead per worker
+    overhead_calls: int = 20  # at most this many timed/bare call pairs measure the harness overhead per worker
     warmup: Warmup = field(default_factory=Warmup)
     native: bool = True  # run the native tools where installed
 
@@ -197,7 +197,9 @@ def run(contenders: list[Contender], settings: ProtocolSettings, progress: Progr
         for key, handle in workers.items():
             if outcomes[key].status != "failed":
                 try:
-                    outcomes[key].overhead = handle.ask("overhead", settings.overhead_calls)
+                    # pairs of (timed, bare) calls: as many as fit one block, 3 .. overhead_calls
+                    pairs = max(3, min(settings.overhead_calls, calls[key]))
+                    outcomes[key].overhead = handle.ask("overhead", pairs)
                 except WorkerDied as exc:
                     _fail(outcomes[key], exc)
     finally:

@@ -66,8 +66,8 @@ protocol_options = _apply(
     click.option("--min-blocks", type=click.IntRange(min=2), default=PROTOCOL.min_blocks, show_default=True,
                  help="Blocks of each row before it may count as settled."),
     click.option("--ci", "ci_pct", type=click.FloatRange(min=0, min_open=True), default=PROTOCOL.ci_pct,
-                 show_default=True, help="A row is settled when its median's 95%% confidence interval is within "
-                                         "± this many %%."),
+                 show_default=True, help="A row is settled when its median's 95% confidence interval is within "
+                                         "± this many %."),
     click.option("--budget-s", type=click.FloatRange(min=0, min_open=True), default=PROTOCOL.budget_s,
                  show_default=True, help="Seconds of timed blocks at most (loading not counted); rows not settled "
                                          "by then are named."),
