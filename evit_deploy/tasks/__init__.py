@@ -5,8 +5,9 @@ builder, export units, pre/post-processing (the Predictor's handler) and evaluat
 spec once; every stage asks :func:`task_spec`. The framework: :mod:`.spec` (the spec and the registry), :mod:`.graph`
 (graphs, agreement metrics; numpy only), :mod:`.units` (export units and sample inputs; torch).
 
-Importing this package imports no torch; the task modules are imported on the first lookup. ``models/README.md``
-shows how to add a task.
+Importing this package imports no torch; the task modules are imported on the first lookup (so the bases they
+build on, :mod:`evit_deploy.predict.handlers` and :mod:`evit_deploy.eval.protocols`, import :mod:`.graph` itself,
+not this package). ``models/README.md`` shows how to add a task.
 """
 
 from __future__ import annotations
