@@ -37,11 +37,10 @@ from .errors import EvitError, ManifestError
 from .files import STAGING_MARKER, atomic_write, file_kind, sha256_file
 from .limits import LIMITS
 from .signing import SIGNATURE, TrustSpec, resolve_trust, signed_folder
+from .tasks import all_roles, task_names, task_spec
 
 SCHEMA = 1
 MANIFEST = "export.json"
-TASKS = ("cls", "seg", "sam")
-ROLES = ("model", "encoder", "decoder")
 Precision = Literal["fp32", "fp16", "bf16", "int8-dynamic", "int8"]
 Layout = Literal["NCHW", "NHWC"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -323,7 +322,7 @@ def _artifact(reader: _Reader, data: Any, i: int) -> ArtifactEntry:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in load_settings.items()):
         raise reader.fail(f"'{at}.load_settings'", "must map setting names to string values")
     return ArtifactEntry(
-        format=fmt, role=reader.choice(data, "role", ROLES, at), path=path,
+        format=fmt, role=reader.choice(data, "role", all_roles(), at), path=path,
         precision=reader.choice(data, "precision", PRECISIONS, at),
         layout=reader.choice(data, "layout", LAYOUTS, at), inputs=reader.tensors(data, "inputs", at),
         outputs=reader.tensors(data, "outputs", at), sha256=sha, notes=[str(n) for n in notes],
@@ -388,7 +387,7 @@ def parse_manifest(data: Any, path: Path) -> Manifest:
         except EvitError as exc:
             raise r.fail("'files'", f"is refused: {exc}") from None
     return Manifest(
-        model=model, task=r.choice(data, "task", TASKS), target=r.get(data, "target", str),
+        model=model, task=r.choice(data, "task", task_names()), target=r.get(data, "target", str),
         input_size=_check_size(r, r.get(data, "input_size", list)), precision=r.get(data, "precision", str),
         batch=b, runtime=RuntimeInfo(threads, providers), artifacts=artifacts, files=files,
         created=r.get(data, "created", str, default=""), weights=r.get(data, "weights", dict, default={}),
@@ -553,8 +552,9 @@ def written_files(folder: Path) -> list[str]:
 
 
 def default_role(manifest: Manifest) -> str:
-    roles = manifest.roles
-    return "model" if "model" in roles else roles[0]
+    """The graph ``runtime.load`` opens unless told: the task's first (``model``; SAM: ``encoder``)."""
+    first = task_spec(manifest.task).graphs[0].role
+    return first if first in manifest.roles else manifest.roles[0]
 
 
 def choose_artifact(manifest: Manifest, role: str | None = None, formats: tuple[str, ...] | None = None

@@ -6,9 +6,9 @@ name) is refused in one line before anything runs, instead of failing deep insid
 benchmarked against the wrong PyTorch model. Checked for each zoo model:
 
 - the task is the card's, and the graphs (roles) are the task's;
-- each artifact's inputs and outputs have the task's names and ranks (:data:`TASK_GRAPHS`, the names the
-  exporters give and the Predictor feeds), 3 colour channels, the manifest's input size, the card's class count
-  and, for segmentation, logits at stride 8;
+- each artifact's inputs and outputs have the names and ranks of its graph in the task spec
+  (:mod:`evit_deploy.tasks`: the names the exporters give and the Predictor feeds), 3 colour channels at the
+  manifest's input size on an image input, the card's class count on a class output (at the spec's stride);
 - the ``preprocessing`` block, when present, is the card's (the card's is what runs).
 
 The graphs themselves are held to the manifest when they are opened (``runtime.check_io``: names and shapes of
@@ -18,34 +18,15 @@ checked here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ManifestError
+from .tasks import TaskSpec, task_spec
 from .zoo.cards import ModelCard, all_cards
 
 Manifest = Any  # evit_deploy.artifacts.Manifest (which calls this module)
 TensorSpec = Any  # evit_deploy.artifacts.TensorSpec
-
-
-@dataclass(frozen=True)
-class GraphIO:
-    """The inputs and outputs of one graph of a task: ``(name, rank)`` in order."""
-
-    inputs: tuple[tuple[str, int], ...]
-    outputs: tuple[tuple[str, int], ...]
-
-
-TASK_GRAPHS: dict[str, dict[str, GraphIO]] = {
-    "cls": {"model": GraphIO((("input", 4),), (("logits", 2),))},
-    "seg": {"model": GraphIO((("input", 4),), (("logits", 4),))},
-    "sam": {"encoder": GraphIO((("input_image", 4),), (("image_embeddings", 4),)),
-            "decoder": GraphIO((("image_embeddings", 4), ("point_coords", 3), ("point_labels", 2)),
-                               (("masks", 4), ("iou_predictions", 2)))},
-}
-IMAGE_INPUTS = ("input", "input_image")  # [B, 3, H, W] at the manifest's input size
-SEG_STRIDE = 8
 
 
 class ContractError(ManifestError):
@@ -72,21 +53,19 @@ def _check_dims(where: str, spec: TensorSpec, wanted: dict[int, int], what: str)
                                 f"{value})")
 
 
-def _check_graph(where: str, card: ModelCard, input_size: tuple[int, int], role: str, inputs: list[TensorSpec],
-                 outputs: list[TensorSpec]) -> None:
-    io = TASK_GRAPHS[card.task][role]
-    _check_specs(where, "its inputs", inputs, io.inputs)
-    _check_specs(where, "its outputs", outputs, io.outputs)
+def _check_graph(where: str, card: ModelCard, spec: TaskSpec, input_size: tuple[int, int], role: str,
+                 inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
+    graph = spec.graph(role)
+    _check_specs(where, "its inputs", inputs, graph.inputs)
+    _check_specs(where, "its outputs", outputs, graph.outputs)
     h, w = input_size
-    for spec in inputs:
-        if spec.name in IMAGE_INPUTS:
-            _check_dims(where, spec, {1: 3, 2: h, 3: w}, f"{card.name}'s input (3 x {h} x {w})")
-    logits = next((s for s in outputs if s.name == "logits"), None)
-    if logits is not None and card.num_classes:
+    if graph.image_input:
+        _check_dims(where, inputs[0], {1: 3, 2: h, 3: w}, f"{card.name}'s input (3 x {h} x {w})")
+    if graph.class_output and card.num_classes:
         wanted = {1: card.num_classes}
-        if card.task == "seg":
-            wanted |= {2: h // SEG_STRIDE, 3: w // SEG_STRIDE}
-        _check_dims(where, logits, wanted, f"{card.name}'s logits ({card.num_classes} classes)")
+        if spec.output_stride:
+            wanted |= {2: h // spec.output_stride, 3: w // spec.output_stride}
+        _check_dims(where, outputs[0], wanted, f"{card.name}'s {outputs[0].name} ({card.num_classes} classes)")
 
 
 def check_contract(manifest: Manifest, path: Path) -> None:
@@ -98,13 +77,13 @@ def check_contract(manifest: Manifest, path: Path) -> None:
     if manifest.task != card.task:
         raise ContractError(f"{path}: 'task' is '{manifest.task}', but {card.name} is a '{card.task}' model; the "
                             "manifest does not describe this export; refused")
-    graphs = TASK_GRAPHS[card.task]
-    if set(manifest.roles) != set(graphs):
-        raise ContractError(f"{path}: an export of {card.name} has the graphs {', '.join(graphs)}, not "
+    spec = task_spec(card.task)
+    if set(manifest.roles) != set(spec.roles):
+        raise ContractError(f"{path}: an export of {card.name} has the graphs {', '.join(spec.roles)}, not "
                             f"{', '.join(manifest.roles)}; refused")
     for i, entry in enumerate(manifest.artifacts):
-        _check_graph(f"{path}: artifacts[{i}] ({entry.path})", card, manifest.input_size, entry.role, entry.inputs,
-                     entry.outputs)
+        _check_graph(f"{path}: artifacts[{i}] ({entry.path})", card, spec, manifest.input_size, entry.role,
+                     entry.inputs, entry.outputs)
     if manifest.preprocessing:
         expected = card.preprocess.note()
         differ = sorted(k for k in set(expected) | set(manifest.preprocessing)

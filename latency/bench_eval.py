@@ -44,8 +44,8 @@ from evit_deploy.bench.scripts import (
 from evit_deploy.bench.stats import ratio, summarize
 from evit_deploy.eval import EvalSettings, evaluate
 from evit_deploy.eval.datasets import open_dataset
-from evit_deploy.eval.protocols import PROTOCOLS
 from evit_deploy.samples import sample_photos
+from evit_deploy.tasks import task_spec
 from evit_deploy.zoo import get_card
 from evit_deploy.zoo.labels import class_ids
 
@@ -101,7 +101,8 @@ def prepare_ms(case: Case, data: Path, input_size: tuple[int, int]) -> float:
     """Decoding + pre-processing of one image on one core (median over the first 8 images), in ms (not a
     runtime's latency: the protocol's work around the model)."""
     dataset = open_dataset(data)
-    protocol = PROTOCOLS[get_card(case.model).task](get_card(case.model), dataset, input_size)
+    card = get_card(case.model)
+    protocol = task_spec(card.task).protocol(card, dataset, input_size)
     times = []
     for sample in dataset.samples[:8]:
         tic = time.perf_counter()

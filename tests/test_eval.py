@@ -16,11 +16,11 @@ from PIL import Image
 from evit_deploy import create_model
 from evit_deploy.errors import EvitError
 from evit_deploy.eval import EvalSettings, accuracy_drops, evaluate, read_report
-from evit_deploy.eval.datasets import DatasetError, cityscapes_lut, open_dataset
-from evit_deploy.eval.protocols import ade20k_size, annotation_mask
+from evit_deploy.eval.datasets import DatasetError, annotation_mask, cityscapes_lut, open_dataset
 from evit_deploy.export.pipeline import ExportRequest, run_export
 from evit_deploy.processing import preprocess
 from evit_deploy.samples import sample_photo
+from evit_deploy.tasks.seg import ade20k_size
 from evit_deploy.zoo import get_card
 from evit_deploy.zoo.labels import class_ids
 

@@ -15,9 +15,9 @@ from evit_deploy import create_model
 from evit_deploy.export.exporters.onnx import torch_to_onnx
 from evit_deploy.export.pipeline import ExportRequest, run_export
 from evit_deploy.export.precision import fold_batchnorm_, mixed_fp16
-from evit_deploy.export.tasks import ExportUnit
 from evit_deploy.export.transforms import apply_transforms
 from evit_deploy.nn.blocks import LiteMLA
+from evit_deploy.tasks import ExportUnit
 
 from .helpers import randomize_, zero_query_heads_
 

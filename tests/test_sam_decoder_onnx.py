@@ -12,13 +12,12 @@ import torch
 from torch import nn
 
 from evit_deploy import create_model
-from evit_deploy.export.sam_decoder_onnx import (
-    DECODER_DYNAMIC_AXES,
-    DECODER_INPUT_NAMES,
-    DECODER_OUTPUT_NAMES,
-    SamOnnxDecoder,
-    decoder_example_inputs,
-)
+from evit_deploy.nn.sam_onnx_decoder import SamOnnxDecoder, decoder_example_inputs
+from evit_deploy.tasks import task_spec
+
+DECODER = task_spec("sam").graph("decoder")  # the decoder graph's I/O names and dynamic axes, as the spec declares
+DECODER_INPUT_NAMES, DECODER_OUTPUT_NAMES = DECODER.input_names, DECODER.output_names
+DECODER_DYNAMIC_AXES = {name: dict(axes) for name, axes in DECODER.dynamic_axes.items()}
 
 
 def _randomise_(module: nn.Module, gen: torch.Generator, scale: float = 0.2) -> None:

@@ -16,6 +16,7 @@ from ..artifacts import FORMATS, ArtifactEntry, Manifest, read_manifest
 from ..compare.cards import resolve_competitor
 from ..errors import EvitError
 from ..host import library_versions
+from ..tasks import task_spec
 from ..zoo.cards import all_cards
 from .native import AGREEMENT, NativeRunner, NativeTarget, tool_for
 from .protocol import Contender, Outcome, Progress, ProtocolSettings, run
@@ -25,7 +26,6 @@ from .stats import ratio, summarize
 from .worker import WorkerSpec
 
 MAX_PYTORCH_BATCH = 64  # the largest batch PyTorch is benchmarked at beside a static-batch export
-BENCH_ROLES = ("model", "encoder")  # the SAM decoder is light and prompt-dependent: not benchmarked here
 BASELINES = ("eager", "compile")  # PyTorch rows: eager (every ratio is against it), torch.compile (inductor)
 OVERHEAD_LIMIT_PCT = 3.0
 NATIVE_TIMEOUT_S = 600.0
@@ -87,7 +87,14 @@ class BenchItem:
 
     @property
     def artifacts(self) -> list[ArtifactEntry]:
-        return [a for a in self.manifest.artifacts if a.role in BENCH_ROLES and a.runnable]
+        """The runnable artifacts of the task's timed graph (the SAM prompt decoder is light: not benchmarked)."""
+        return timed_artifacts(self.manifest)
+
+
+def timed_artifacts(manifest: Manifest) -> list[ArtifactEntry]:
+    """The runnable artifacts of the graph the task's latency figures time (its spec's ``timed_role``)."""
+    role = task_spec(manifest.task).timed_role
+    return [a for a in manifest.artifacts if a.role == role and a.runnable]
 
 
 def open_item(folder: str | Path, settings: BenchSettings, weights: str | None = None, ema: bool = False,
@@ -103,9 +110,8 @@ def open_item(folder: str | Path, settings: BenchSettings, weights: str | None =
     too_big = [batch for batch in settings.batches if batch > limit]
     if too_big:
         raise EvitError(f"{folder} is benchmarked at batches up to {limit}; got --batch {too_big[0]}")
-    for a in manifest.artifacts:  # a missing runtime is one line now, not a failed row after minutes
-        if a.role in BENCH_ROLES and a.runnable:
-            runtime.require_runtime(a.path)
+    for a in timed_artifacts(manifest):  # a missing runtime is one line now, not a failed row after minutes
+        runtime.require_runtime(a.path)
     competitor = None
     if manifest.model not in all_cards():  # a competitor's export: resolved here, its card sent to the worker
         card, table = resolve_competitor(manifest.model)
@@ -266,7 +272,7 @@ def bench_export(folder: str | Path, settings: BenchSettings, weights: str | Non
     report = new_report("bench", f"{item.model}, {manifest.target} export", settings, model=item.model,
                         task=manifest.task, target=manifest.target, export=str(item.folder),
                         input_size=list(manifest.input_size),
-                        measured="image encoder only" if manifest.task == "sam" else "whole model")
+                        measured=task_spec(manifest.task).measured)
     report.rows, report.skipped = measure_items([item], settings, progress)
     report.machine.finish()
     report.references = references(item.model)
@@ -281,7 +287,7 @@ def bench_model(model: str, target: str, settings: BenchSettings, weights: str |
                 imgsz: tuple[int, ...] | None = None, export_dir: str | None = None,
                 step: Callable | None = None, progress: Progress = lambda text: None, ema: bool = False) -> Report:
     """Export ``model`` for ``target`` (validated as usual), then benchmark the export."""
-    from ..export.pipeline import ExportRequest, run_export
+    from ..export import ExportRequest, run_export
     from ..zoo import get_card
 
     card = get_card(model)

@@ -21,7 +21,7 @@ from ..artifacts import Manifest, read_manifest, seal, write_manifest
 from ..errors import EvitError
 from ..files import atomic_write, writing
 from ..host import library_versions
-from .harness import BenchItem, BenchSettings, measure_items, new_report, open_item
+from .harness import BenchItem, BenchSettings, measure_items, new_report, open_item, timed_artifacts
 from .protocol import ProtocolSettings, check_settings
 from .render import html_page, markdown
 from .schema import Machine, Report, Row
@@ -170,7 +170,7 @@ def export(model: str, target: str, output: Path, label: str, precision: str | N
            **options: Any) -> ScriptExport:
     """Export ``model`` for ``target`` (validated against PyTorch as every export is), timed; ``options`` go to the
     returned :class:`ScriptExport`."""
-    from ..export.pipeline import ExportRequest, run_export
+    from ..export import ExportRequest, run_export
 
     progress(f"exporting {model} for {target}{f' ({precision})' if precision else ''} ...")
     started = time.perf_counter()
@@ -190,8 +190,7 @@ def variant_export(template: Path, file: Path, folder: Path, precision: str, not
     so that the protocol's workers open it as they open any export. The file must take the template artifact's
     inputs (checked when a worker opens it)."""
     manifest: Manifest = read_manifest(template, verify=False, require_signature=False)
-    entry = next((a for a in manifest.artifacts
-                  if a.role in ("model", "encoder") and file.suffix == Path(a.path).suffix), None)
+    entry = next((a for a in timed_artifacts(manifest) if file.suffix == Path(a.path).suffix), None)
     if entry is None:
         raise EvitError(f"{template} has no model artifact of the kind of {file.name}")
     folder.mkdir(parents=True, exist_ok=False)

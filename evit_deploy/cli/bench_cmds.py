@@ -107,7 +107,7 @@ def run_command(model_or_export: str, target: str, weights: str | None, ema: boo
     is_export = Path(model_or_export).is_dir()
     size = check_imgsz(imgsz)
     if not is_export:
-        from ..export.request import ExportRequest, preflight
+        from ..export import ExportRequest, preflight
 
         preflight(ExportRequest(model_or_export, target, weights, size, ema=ema))
     settings = BenchSettings(parse_batches(batches), parse_baselines(baselines),
@@ -208,8 +208,7 @@ def compare_command(model: str, competitors: str, weights: str | None, ema: bool
     alternation; the report puts the paper's ratios (with their devices) beside the ratios measured here, and
     counted params/MACs beside the paper's. --budget-s bounds the whole run (exports included)."""
     from ..compare.plan import plan_compare
-    from ..export.profiles import load_profile
-    from ..export.request import ExportRequest, preflight
+    from ..export import ExportRequest, load_profile, preflight
 
     if Path(model).is_dir():
         raise EvitError("bench compare takes a MODEL name, not an export folder: every model is exported for --target")
@@ -235,8 +234,7 @@ def paper_table_command(table: str, table_models: str | None, target: str, imgsz
     does not depend on them), each claim's pair in the same alternation. --budget-s bounds the whole run (exports
     included): models that would not fit are skipped and named."""
     from ..compare.plan import plan_table
-    from ..export.profiles import load_profile
-    from ..export.request import ExportRequest, preflight
+    from ..export import ExportRequest, load_profile, preflight
 
     size = check_imgsz(imgsz)
     plan = plan_table(table, _split(table_models), (size[0], size[-1]) if size else None)

@@ -8,8 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..export.exporters import EXPORTERS
-from ..export.profiles import load_profile
+from ..export import EXPORTERS, load_profile
 from ..samples import SAMPLE_PHOTOS, sample_photo
 from ..zoo import get_card
 from .options import weights_option
@@ -37,8 +36,7 @@ def demo(model: str, weights: str | None, budget_s: float, output: str) -> None:
     from ..bench.harness import BenchSettings, bench_export
     from ..bench.protocol import ProtocolSettings
     from ..bench.render import write_report
-    from ..export.pipeline import run_export
-    from ..export.request import ExportRequest, preflight
+    from ..export import ExportRequest, preflight, run_export
     from ..predict import Predictor
 
     console = Console()

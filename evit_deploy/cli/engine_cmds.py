@@ -20,7 +20,7 @@ def build_engine(bundle: str, role: str | None, timing_cache: str | None) -> Non
     Writes <role>.engine and <role>.engine.json (TensorRT version, GPU, precision) into BUNDLE and adds the
     engines to its export.json; int8 engines are built from the Q/DQ ONNX of the export (no calibration here).
     """
-    from ..export.trt.rebuild import build_folder
+    from ..export import build_folder
 
     sidecars = build_folder(bundle, role, timing_cache, RichSteps())
     console = Console()

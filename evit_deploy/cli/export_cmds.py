@@ -74,7 +74,7 @@ def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...],
     Nothing is written unless every artifact passes the profile's validation tolerance. An existing output
     folder is replaced only when it is a previous export holding only what that export wrote.
     """
-    from ..export.request import ExportRequest, preflight
+    from ..export import ExportRequest, preflight
 
     if len(imgsz) > 2:
         raise click.BadParameter("give at most two values (H and W)", param_hint="--imgsz")
@@ -88,7 +88,8 @@ def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...],
         raise click.BadParameter("--max-drop needs --eval DIR (the dataset the drop is measured on), or "
                                  "--precision int8", param_hint="--max-drop")
 
-    from ..export.pipeline import run_export
+    from ..export import run_export
+    from ..tasks import task_spec
 
     steps = RichSteps()
     gate = None
@@ -99,7 +100,8 @@ def export(model: str, target: str, weights: str | None, imgsz: tuple[int, ...],
         open_dataset(eval_data)  # a layout mistake fails before the export's minutes of work
         eval_settings = EvalSettings(eval_data, weights=weights, ema=ema, limit=eval_limit)
         gate = accuracy_gate(eval_settings, max_drop, steps)
-        if resolved.precision == "int8" and max_drop is not None and resolved.subject.task in ("cls", "seg"):
+        single_graph = len(task_spec(resolved.subject.task).graphs) == 1  # the candidate is the whole export
+        if resolved.precision == "int8" and max_drop is not None and single_graph:
             from ..eval.runner import candidate_drop
 
             request.accuracy_drop = candidate_drop(model, resolved.input_size, eval_settings)
@@ -128,7 +130,7 @@ def validate(export_dir: str, weights: str | None) -> None:
     """Re-run the validation gate of an existing export against PyTorch (exit 1 when it fails)."""
     from ..artifacts import read_manifest
     from ..compare.subjects import export_subject
-    from ..export.pipeline import validate_export
+    from ..export import validate_export
 
     subject = export_subject(read_manifest(export_dir, verify=False).model, weights)  # a competitor's export?
     manifest, reports = validate_export(export_dir, weights, RichSteps(), subject)
@@ -145,7 +147,7 @@ def profiles(ctx: click.Context) -> None:
     """List the export profiles (hardware targets); `profiles show NAME` prints one resolved."""
     if ctx.invoked_subcommand is not None:
         return
-    from ..export.profiles import list_profiles, load_profile
+    from ..export import list_profiles, load_profile
 
     table = Table(title="export profiles (evit-deploy export MODEL --target NAME)")
     for col in ("name", "formats", "precisions", "batch", "description"):
@@ -162,7 +164,7 @@ def profiles(ctx: click.Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
 def show(target: str, as_json: bool) -> None:
     """Print the resolved profile TARGET (a name or a YAML path), with every default filled in."""
-    from ..export.profiles import load_profile
+    from ..export import load_profile
 
     data = load_profile(target).to_dict()
     click.echo(json.dumps(data, indent=2) if as_json else yaml.safe_dump(data, sort_keys=False))

@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ..zoo import TASKS, get_card, list_models
+from ..tasks import task_names, task_spec
+from ..zoo import get_card, list_models
 from ..zoo.stats import model_stats
 
 ACCURACY_FIELDS = {"top1": "top-1 %", "miou": "mIoU %", "coco_map": "COCO mAP"}
@@ -64,7 +65,7 @@ def zoo_table(rows: list[dict]) -> Table:
 
 
 @click.command()
-@click.option("--task", type=click.Choice(TASKS), help="Only models of this task.")
+@click.option("--task", type=click.Choice(task_names()), help="Only models of this task.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def models(task: str | None, as_json: bool) -> None:
     """List the model zoo: name, task, input size, params, MACs (counted), published accuracy."""
@@ -98,7 +99,7 @@ def info(model: str, as_json: bool) -> None:
         table.add_row("classes", f"{card.num_classes} ({card.class_names})")
     table.add_row("params", f"{stats.params:,} ({stats.params / 1e6:.2f} M)")
     table.add_row("MACs", f"{stats.macs / 1e9:.3f} G at {'x'.join(map(str, stats.input_size))}"
-                  + (" (image encoder)" if card.task == "sam" else ""))
+                  + ("" if (spec := task_spec(card.task)).measured == "whole model" else f" ({spec.measured})"))
     table.add_row("activation / norm eps", f"{card.act} / {card.norm_eps:g}")
     table.add_row("backbone", json.dumps(card.backbone))
     table.add_row("head", json.dumps(card.head))

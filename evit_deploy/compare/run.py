@@ -24,10 +24,18 @@ from ..bench.harness import BenchItem, BenchSettings, measure_items, new_report,
 from ..bench.protocol import Progress
 from ..bench.schema import Report, Row
 from ..errors import EvitError, one_line
-from ..export.pipeline import ExportRequest, ExportResult, run_export
-from ..export.profiles import ExportProfile, load_profile
-from ..export.steps import StepReporter, silent_step
-from ..export.subjects import ExportSubject, zoo_subject
+from ..export import (
+    ExportProfile,
+    ExportRequest,
+    ExportResult,
+    ExportSubject,
+    StepReporter,
+    load_profile,
+    run_export,
+    silent_step,
+    zoo_subject,
+)
+from ..tasks import task_spec
 from ..zoo import RandomWeightsWarning
 from ..zoo.cards import get_card
 from .cards import competitors
@@ -252,7 +260,7 @@ def _report(plan: Plan, profile: ExportProfile, bench: BenchSettings, settings: 
             "export_skipped": export.manifest.skipped if export else [],
         }
     sizes = {tuple(e.input_size) for e in plan.entries}
-    measured_what = sorted({"image encoder only" if i.manifest.task == "sam" else "whole model" for i in items})
+    measured_what = sorted({task_spec(i.manifest.task).measured for i in items})
     report.rows = rows
     report.input_size = list(next(iter(sizes))) if len(sizes) == 1 else None
     report.measured = ", ".join(measured_what or ["whole model"])

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from ..errors import EvitError
-from ..export.subjects import ExportSubject, zoo_subject
-from ..export.tasks import AGREEMENTS, ExportSpec, ExportUnit, image_unit
+from ..export import ExportSubject, zoo_subject
+from ..tasks import ExportSpec, ExportUnit, image_unit, task_spec
 from ..zoo.cards import all_cards
 from ..zoo.registry import RANDOM_WEIGHTS_SEED
 from .builders import Target, builder_for
@@ -33,9 +33,12 @@ def competitor_subject(card: CompetitorCard, table: PaperTable) -> ExportSubject
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
             return builder.build(card.recipe, Target(table.num_classes, tuple(size))).eval()
 
+    task = task_spec(card.task)
+    graph = task.graph(builder.role)
+
     def units(model: nn.Module, spec: ExportSpec) -> list[ExportUnit]:
         return [image_unit(builder.role, model, subject, spec, builder.input_name, builder.output_name,
-                           *AGREEMENTS[(card.task, builder.role)])]
+                           graph.agreement_name, graph.agreement)]
 
     def weights() -> dict:
         return {"file": None, "random": True,
@@ -43,7 +46,7 @@ def competitor_subject(card: CompetitorCard, table: PaperTable) -> ExportSubject
                         f"({builder.graph_note}); latency does not depend on weights"}
 
     subject = ExportSubject(export_name(card, table), card.task, default_size, table.preprocess, build, units,
-                            weights, measured="image encoder only" if builder.role == "encoder" else "whole model",
+                            weights, measured=task.measured,
                             kind="comparison")
     return subject
 

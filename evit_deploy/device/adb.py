@@ -11,7 +11,7 @@ from typing import Any
 
 from ..bench.schema import Report
 from ..errors import EvitError, one_line
-from ..export.steps import StepReporter, silent_step
+from ..export import StepReporter, silent_step
 from ..signing import TrustSpec
 from .bundle import make_bundle, read_bundle
 from .importer import import_results

@@ -24,7 +24,7 @@ from typing import Any
 from .. import __version__
 from ..artifacts import MANIFEST, ArtifactEntry, Manifest, confined, read_manifest
 from ..errors import EvitError
-from ..export.steps import StepReporter, silent_step
+from ..export import StepReporter, silent_step
 from ..files import (
     STAGING_MARKER,
     atomic_write,
@@ -37,6 +37,7 @@ from ..files import (
 )
 from ..limits import LIMITS
 from ..signing import SIGNATURE, TrustSpec
+from ..tasks import task_spec
 from . import android, jetson  # noqa: F401 - register the tools
 from .golden import golden_samples, write_golden
 from .settings import DeviceSettings, device_kind
@@ -46,7 +47,6 @@ from .tools import EXPORT_DIR, BundleContext, DeviceTool, tool_for
 BUNDLE_FILE = "bundle.json"
 KIND = "evit-deploy device bundle"
 SCHEMA = 1
-IMAGE_ROLES = ("model", "encoder")  # the graph a device tool times (the SAM prompt decoder is light and stays out)
 
 
 @dataclass
@@ -68,8 +68,9 @@ class Bundle:
 
 
 def _role(manifest: Manifest) -> str:
-    role = next((r for r in IMAGE_ROLES if r in manifest.roles), None)
-    if role is None:
+    """The graph a device tool times: the task's timed graph (the SAM prompt decoder is light and stays out)."""
+    role = task_spec(manifest.task).timed_role
+    if role not in manifest.roles:
         raise EvitError(f"the {manifest.model} export has no image graph (roles: {', '.join(manifest.roles)})")
     return role
 

@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import Manifest, check_name
-from ..errors import EvitError
-from ..export.steps import StepReporter, silent_step
+from ..export import StepReporter, silent_step
 
 GOLDEN = "golden"
 
@@ -35,23 +34,12 @@ def stem_of(index: int, label: str) -> str:
 def golden_samples(folder: Path, manifest: Manifest, role: str, weights: str | None,
                    step: StepReporter = silent_step) -> list[GoldenSample]:
     """The validation inputs of ``role`` and the PyTorch outputs on them, exactly as the export's validation made
-    them (``export.pipeline.reference_units``: same weights, transforms and pre-processing)."""
-    from ..export.pipeline import reference_units
-    from ..export.validate import torch_outputs
+    them (:func:`evit_deploy.export.reference_samples`: same weights, transforms and pre-processing)."""
+    from ..export import reference_samples
 
-    _, units = reference_units(folder, manifest, weights, step)
-    unit = next((u for u in units if u.role == role), None)
-    if unit is None:
-        raise EvitError(f"the {manifest.model} export has no '{role}' graph to make golden inputs for")
-    with step(f"PyTorch reference outputs of the {role} on {len(unit.validation_inputs)} golden inputs"):
-        references = torch_outputs(unit)
-    samples = []
-    for i, ((label, inputs), ref) in enumerate(zip(unit.validation_inputs, references)):
-        feeds = {check_name(name, "input name"): t.numpy().astype(np.float32)
-                 for name, t in zip(unit.input_names, inputs)}
-        samples.append(GoldenSample(label, stem_of(i, label), feeds,
-                                    {check_name(k, "output name"): v for k, v in ref.items()}))
-    return samples
+    return [GoldenSample(s.label, stem_of(i, s.label), {check_name(k, "input name"): v for k, v in s.inputs.items()},
+                         {check_name(k, "output name"): v for k, v in s.outputs.items()})
+            for i, s in enumerate(reference_samples(folder, manifest, role, weights, step))]
 
 
 def stored(value: np.ndarray, dtype: str, quantization: dict[str, Any] | None) -> np.ndarray:

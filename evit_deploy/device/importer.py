@@ -17,11 +17,10 @@ from ..bench.reference import hardware_rows, model_facts
 from ..bench.schema import Machine, Reference, Report, Row
 from ..bench.stats import Stats
 from ..errors import EvitError
-from ..export.profiles import profile_from_dict
-from ..export.tasks import task_agreement
-from ..export.validate import ArtifactReport, compare, gate, weighted_agreement
+from ..export import Judged, judge_outputs
 from ..files import sha256_file
 from ..signing import TrustSpec
+from ..tasks import task_spec
 from .bundle import Bundle, read_bundle
 from .golden import dequantized
 from .parsers import (
@@ -214,19 +213,11 @@ def _correctness(bundle: Bundle, found: Found, device_name: str) -> tuple[list[d
     notes = [f"not checked on the device: {m}" for m in missing]
     if not outs:
         return [], notes
-    manifest = bundle.manifest
     precision = doc["run"].get("precision") or doc["artifact"]["precision"]
-    tolerance = profile_from_dict(manifest.profile).tolerance(precision)
-    names = list(refs[0])
-    metrics = {name: compare([r[name] for r in refs], [o[name] for o in outs]) for name in names}
-    finite = all(m["nonfinite"] == 0 for m in metrics.values())
-    agreement_name, agreement_fn = task_agreement(manifest.task, doc["artifact"]["role"])
-    agreement = weighted_agreement(agreement_fn, refs, outs) if finite else None
     fmt, path = ("trt-engine", doc["run"]["engine"]) if tool.name == "trtexec" else (doc["artifact"]["format"],
                                                                                        doc["artifact"]["path"])
-    report = ArtifactReport(path, doc["artifact"]["role"], fmt, precision, samples, metrics, agreement_name,
-                            agreement, tolerance, gate(metrics, agreement, tolerance),
-                            runtime={"tool": tool.name, "device": device_name})
+    report = judge_outputs(bundle.manifest, Judged(path, doc["artifact"]["role"], fmt, precision, samples), refs,
+                           outs, {"tool": tool.name, "device": device_name})
     return [report.to_dict() | {"device": device_name, "sources": sources, "missing": missing,
                                 "reference": "PyTorch fp32 on the golden inputs (golden/reference), the export's "
                                              "tolerance for " + precision}], notes
@@ -317,7 +308,7 @@ def import_results(results: str | Path, bundle_dir: str | Path, device_name: str
         kind="import", title=f"{doc['model']} on {device_name}",
         machine=Machine(label=device_name, cpu=device_name, threads=threads, where=where),
         rows=rows, model=doc["model"], task=doc["task"], target=doc["target"], export=doc["export"]["source"],
-        input_size=doc["input_size"], measured="image encoder only" if doc["task"] == "sam" else "whole model",
+        input_size=doc["input_size"], measured=task_spec(doc["task"]).measured,
         settings={"batches": [batch], "runs": timing.count if timing and timing.count else settings["runs"],
                   "warmup": (f"{run['warmup_ms']} ms" if tool.name == "trtexec" else run.get("warmup_runs")),
                   "threads": threads, "tool": tool.name, "taskset": settings.get("taskset"),

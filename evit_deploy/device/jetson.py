@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from ..artifacts import confined
 from ..errors import EvitError
-from ..export.trt.bundle import BUILD_SCRIPT, JETPACK, build_script
-from ..export.trt.rebuild import folder_plans
+from ..export import BUILD_SCRIPT, JETPACK, build_script, folder_plans
 from ..files import atomic_write
 from .steps import Step
 from .tools import EXPORT_DIR, BundleContext, DeviceTool, register_tool, shape_text

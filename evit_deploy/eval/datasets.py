@@ -51,10 +51,10 @@ class Sample:
 
 
 class Dataset(ABC):
-    """A dataset found at ``root``: its kind, task, classes and sorted samples."""
+    """A dataset found at ``root``: its kind, classes and sorted samples (the task specs' protocols name the kinds
+    they read)."""
 
     kind: ClassVar[str]
-    task: ClassVar[str]
     num_classes: ClassVar[int] = 0
 
     def __init__(self, root: Path, samples: list[Sample]) -> None:
@@ -99,7 +99,7 @@ WNID = re.compile(r"n\d{8}")
 
 @register_dataset
 class ImageNet(Dataset):
-    kind, task, num_classes = "imagenet", "cls", 1000
+    kind, num_classes = "imagenet", 1000
 
     @classmethod
     def find(cls, path: Path) -> Path | None:
@@ -156,7 +156,6 @@ class ImageNet(Dataset):
 class SegDataset(Dataset):
     """Images with label PNGs of the same size; ``lut`` maps stored label values to class ids (255 = ignore)."""
 
-    task = "seg"
     lut: np.ndarray
 
     def load_label(self, sample: Sample) -> np.ndarray:
@@ -252,7 +251,7 @@ class ADE20K(SegDataset):
 class Coco(Dataset):
     """COCO-style instances: every annotation with area >= 1 is prompted by its ground-truth box (xywh → xyxy)."""
 
-    kind, task = "coco", "sam"
+    kind = "coco"
 
     @classmethod
     def find(cls, path: Path) -> Path | None:
@@ -302,6 +301,27 @@ class Coco(Dataset):
     def describe(self) -> str:
         count = sum(len(s.annotations) for s in self.samples)
         return f"coco at {self.root} ({len(self.samples)} images, {count} box prompts)"
+
+
+def annotation_mask(ann: dict[str, Any], height: int, width: int) -> np.ndarray:
+    """The ground-truth mask of a COCO annotation (polygons, uncompressed or compressed RLE) as bool [H, W]."""
+    mask_utils = require("pycocotools.mask", "SAM evaluation on COCO annotations")
+    seg = ann["segmentation"]
+    if isinstance(seg, list):  # polygons; pycocotools reads a first polygon of 4 numbers as a box: drop those
+        polygons = [p for p in seg if isinstance(p, list) and len(p) >= 6]
+        if not polygons:
+            return np.zeros((height, width), bool)
+        rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+    elif isinstance(seg, dict) and isinstance(seg.get("counts"), list):
+        rle = mask_utils.frPyObjects(seg, height, width)
+    elif isinstance(seg, dict) and "counts" in seg:
+        rle = dict(seg, counts=seg["counts"].encode() if isinstance(seg["counts"], str) else seg["counts"])
+    else:
+        raise DatasetError(f"annotation {ann.get('id')} has a segmentation of an unknown form")
+    mask = mask_utils.decode(rle)
+    if mask.shape[:2] != (height, width):
+        raise DatasetError(f"annotation {ann.get('id')} is {mask.shape[1]}x{mask.shape[0]}, its image {width}x{height}")
+    return mask.astype(bool)
 
 
 # -------------------------------------------------------------------------------------------------- opening

@@ -13,10 +13,9 @@ from typing import Any
 
 from ..errors import EvitError
 from ..files import atomic_write, check_report_dir, writing
+from ..tasks import task_spec
 
 REPORT_FILES = ("eval.json", "eval.md")
-HEADLINE = {"cls": ("top1", "top5"), "seg": ("miou", "pixel_acc"), "sam": ("miou", "miou_small", "miou_medium",
-                                                                          "miou_large")}
 LABELS = {"top1": "top-1 %", "top5": "top-5 %", "miou": "mIoU %", "pixel_acc": "pixel acc. %",
           "miou_small": "mIoU S", "miou_medium": "mIoU M", "miou_large": "mIoU L"}
 
@@ -32,7 +31,7 @@ def row_name(result: dict[str, Any]) -> str:
 
 def summary_line(result: dict[str, Any], task: str) -> str:
     """One terminal line for a backend's result."""
-    metrics = ", ".join(f"{LABELS[k]} {_fmt(result['metrics'].get(k), 2)}" for k in HEADLINE[task])
+    metrics = ", ".join(f"{LABELS[k]} {_fmt(result['metrics'].get(k), 2)}" for k in task_spec(task).protocol.headline)
     extra = []
     if result["agreement_with_pytorch"] is not None:
         extra.append(f"agrees with PyTorch on {100 * result['agreement_with_pytorch']:.3f}%")
@@ -44,7 +43,7 @@ def summary_line(result: dict[str, Any], task: str) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     task, data = report["protocol"]["task"], report["dataset"]
-    keys = HEADLINE[task]
+    keys = task_spec(task).protocol.headline
     lines = [f"# {report['model']} on {data['kind']}", "",
              f"{data['images']} images of {data['path']}" + (f" (--limit {data['limit']})" if data["limit"] else "")
              + f"; {report['created']}; {report['machine']['label']}. Official evaluation protocol "
@@ -62,9 +61,8 @@ def markdown(report: dict[str, Any]) -> str:
                   + ", ".join(f"{k} {v}" for k, v in report["published"].items()) + "."]
     if report["skipped"]:
         lines += ["", "Not evaluated: " + "; ".join(report["skipped"]) + "."]
-    if task == "seg":
-        first = report["results"][0]
-        names = list(first["metrics"]["per_class_iou"])
+    if report["results"] and "per_class_iou" in report["results"][0]["metrics"]:  # segmentation
+        names = list(report["results"][0]["metrics"]["per_class_iou"])
         lines += ["", "## Per-class IoU (%)", "", "| class | " + " | ".join(row_name(r) for r in report["results"])
                   + " |", "|---|" + "---:|" * len(report["results"])]
         for name in names:

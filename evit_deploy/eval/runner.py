@@ -22,13 +22,14 @@ from ..artifacts import ArtifactEntry, Manifest, is_export_folder, read_manifest
 from ..errors import EvitError, NonFiniteOutput
 from ..limits import LIMITS
 from ..metrics import non_finite_count
-from ..predict.engines import Engine, ExportEngine, TorchEngine
+from ..predict.engine_base import Engine
+from ..predict.engines import ExportEngine, TorchEngine
 from ..signing import resolve_trust
+from ..tasks import task_spec
 from ..zoo.cards import ModelCard, get_card
 from .datasets import Dataset, Sample, open_dataset
-from .protocols import PROTOCOLS, Item, Protocol, Tally
+from .protocols import Item, Protocol, Tally
 
-DATASET_OF_TASK = {"cls": ("imagenet",), "seg": ("cityscapes", "ade20k"), "sam": ("coco",)}
 PUBLISHED_KEYS = {"imagenet": ("top1", "top5"), "cityscapes": ("miou",), "ade20k": ("miou",),
                   "coco": ("coco_box_miou", "coco_box_miou_small", "coco_box_miou_medium", "coco_box_miou_large")}
 Progress = Callable[[str, int], Any]  # (label, total) → context manager yielding an advance(n) callable
@@ -85,7 +86,7 @@ def _artifact_rows(folder: Path, manifest: Manifest, protocol: Protocol, threads
                    skipped: list[str]) -> list[Row]:
     rows = []
     for entry in manifest.artifacts:
-        if entry.role not in ("model", "encoder") or not entry.runnable:
+        if entry.role != protocol.graph.role or not entry.runnable:
             continue
         try:
             # shared_cpu: decoding threads and the other backends share the cores; idle runtime threads must not spin
@@ -104,12 +105,18 @@ def _artifact_rows(folder: Path, manifest: Manifest, protocol: Protocol, threads
     return rows
 
 
-def _check_pairing(card: ModelCard, dataset: Dataset) -> None:
-    kinds = DATASET_OF_TASK[card.task]
-    if dataset.kind not in kinds or (card.task == "seg" and dataset.kind != card.dataset):
-        wanted = card.dataset if card.task == "seg" else " or ".join(kinds)
+def _protocol(card: ModelCard, dataset: Dataset, input_size: tuple[int, int]) -> Protocol:
+    """The official protocol of the card's task on ``dataset``; a one-line error for a dataset it does not read."""
+    spec = task_spec(card.task)
+    protocol = spec.protocol
+    if protocol is None:
+        raise EvitError(f"{card.name}: {spec.title} models have no official evaluation protocol here")
+    kinds = protocol.datasets
+    if dataset.kind not in kinds or (protocol.dataset_per_model and dataset.kind != card.dataset):
+        wanted = card.dataset if protocol.dataset_per_model else " or ".join(kinds)
         raise EvitError(f"{card.name} ({card.task}, {card.dataset}) is evaluated on {wanted}; {dataset.describe()} "
                         "is another dataset")
+    return protocol(card, dataset, input_size)
 
 
 def _batches(samples: list[Sample], size: int) -> Iterator[list[Sample]]:
@@ -148,9 +155,8 @@ def evaluate(target: str | Path, settings: EvalSettings, progress: Progress = _n
         raise EvitError(f"a signed export is required ({trust.description}); {target} is not an export folder")
     card = get_card(manifest.model if manifest else str(target))
     dataset = open_dataset(settings.data, settings.dataset, settings.labels)
-    _check_pairing(card, dataset)
     input_size = tuple(manifest.input_size) if manifest else tuple(card.input_size)
-    protocol = PROTOCOLS[card.task](card, dataset, input_size)
+    protocol = _protocol(card, dataset, input_size)
     threads = settings.threads if settings.threads is not None else (manifest.runtime.threads if manifest else None)
 
     skipped: list[str] = []
@@ -193,15 +199,15 @@ def run_rows(protocol: Protocol, samples: list[Sample], rows: list[Row], setting
 
 
 def candidate_drop(model: str, input_size: tuple[int, int], settings: EvalSettings) -> Callable[[Path], float]:
-    """For the int8 fallback: points of the primary metric a candidate ONNX (the "model" graph of an export of
-    ``model`` at ``input_size``) loses against PyTorch on the dataset; PyTorch is evaluated once."""
+    """For the int8 fallback: points of the primary metric a candidate ONNX (the image graph of an export of
+    ``model`` at ``input_size``, a task whose protocol runs that one graph) loses against PyTorch on the dataset;
+    PyTorch is evaluated once."""
     from .. import runtime
     from ..predict.engines import ArtifactEngine
 
     card = get_card(model)
     dataset = open_dataset(settings.data, settings.dataset, settings.labels)
-    _check_pairing(card, dataset)
-    protocol = PROTOCOLS[card.task](card, dataset, input_size)
+    protocol = _protocol(card, dataset, input_size)
     samples = dataset.samples[: settings.limit] if settings.limit else dataset.samples
     baseline: list[float] = []
 
@@ -210,7 +216,8 @@ def candidate_drop(model: str, input_size: tuple[int, int], settings: EvalSettin
             row = _pytorch_row(card, settings, None, settings.threads)
             run_rows(protocol, samples, [row], settings)
             baseline.append(protocol.metrics(row.tally)[protocol.primary])
-        engine = ArtifactEngine({"model": runtime.open_file(candidate, settings.threads or 0, shared_cpu=True)})
+        engine = ArtifactEngine({protocol.graph.role: runtime.open_file(candidate, settings.threads or 0,
+                                                                      shared_cpu=True)})
         row = Row("onnxruntime", "onnx", "int8", candidate.name, engine, None)
         run_rows(protocol, samples, [row], settings)
         return baseline[0] - protocol.metrics(row.tally)[protocol.primary]
@@ -233,7 +240,7 @@ def _pytorch_row(card: ModelCard, settings: EvalSettings, manifest: Manifest | N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)  # the report says "random" in settings
         model = create_model(card.name, weights, ema=settings.ema or bool(recorded.get("ema")))
-    return Row("pytorch", "pytorch-eager", "fp32", None, TorchEngine(model), None)
+    return Row("pytorch", "pytorch-eager", "fp32", None, TorchEngine(model, task_spec(card.task)), None)
 
 
 def _report(card: ModelCard, dataset: Dataset, settings: EvalSettings, protocol: Protocol, rows: list[Row],

@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..artifacts import (
     BatchInfo,
     Manifest,
@@ -28,6 +30,7 @@ from ..errors import EvitError
 from ..files import STAGING_MARKER, commit_staged, sha256_file, staged_dir, writing
 from ..host import library_versions
 from ..signed_exports import sign_export
+from ..tasks import ExportSpec, ExportUnit, all_specs, task_spec
 from ..zoo import get_card
 from .exporters import EXPORTERS, Artifact, ExportContext
 from .exporters.base import Int8Options
@@ -35,13 +38,21 @@ from .profiles import ExportProfile, profile_from_dict
 from .request import ExportRequest, preflight
 from .steps import StepReporter, silent_step
 from .subjects import ExportSubject, zoo_subject
-from .tasks import ExportSpec, ExportUnit
 from .transforms import apply_transforms, changes_numerics
 from .validate import ArtifactReport, torch_outputs, transform_effect, validate_artifact
 
 
 class ValidationFailed(EvitError):
     """An artifact was outside its profile's tolerance or produced non-finite values."""
+
+
+@dataclass
+class ReferenceSample:
+    """One validation input of a graph (by input name, float32) and PyTorch's outputs on it (by output name)."""
+
+    label: str
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
 
 
 @dataclass
@@ -80,20 +91,21 @@ def check_capabilities(profile: ExportProfile, precision: str, dynamic_batch: bo
             problem = f"it is made from the {caps.consumes} artifact: list '{caps.consumes}' before '{fmt}' in formats"
         if problem:
             raise EvitError(f"target {profile.name}: format '{fmt}' cannot be exported: {problem}")
-    if profile.dynamic_hw and task != "seg":
-        raise EvitError(f"target {profile.name}: dynamic_hw applies to segmentation models, not {task}")
+    if profile.dynamic_hw and not task_spec(task).dynamic_hw:
+        raise EvitError(f"target {profile.name}: dynamic_hw applies to "
+                        f"{' or '.join(s.title for s in all_specs().values() if s.dynamic_hw)} models, not {task}")
 
 
-def route(fmt: str, role: str) -> str:
-    """The format that exports ``role`` when the profile asks for ``fmt`` (an exporter's declared fallback)."""
+def route(fmt: str, unit: ExportUnit) -> str:
+    """The format that exports ``unit`` when the profile asks for ``fmt`` (an exporter's declared fallback)."""
     caps = EXPORTERS[fmt].capabilities
-    return fmt if role in caps.roles else (caps.fallback or fmt)
+    return fmt if unit.image_input or not caps.image_graphs_only else (caps.fallback or fmt)
 
 
 def export_unit(unit: ExportUnit, ctx: ExportContext) -> None:
     """Export one graph in each of the profile's formats (routed where an exporter does not take its role)."""
     for fmt in ctx.profile.formats:
-        target = route(fmt, unit.role)
+        target = route(fmt, unit)
         if target != fmt and (target in ctx.profile.formats or ctx.previous(unit.role, target)):
             continue  # the fallback format is exported in its own turn
         artifact = EXPORTERS[target]().export(unit, ctx)
@@ -215,6 +227,20 @@ def validate_export(folder: str | Path, weights: str | None = None, step: StepRe
     manifest = read_manifest(folder, verify=True)
     profile, units = reference_units(folder, manifest, weights, step, subject)
     return manifest, validate_units(units, manifest.artifacts, folder, profile, step)
+
+
+def reference_samples(folder: Path, manifest: Manifest, role: str, weights: str | None = None,
+                      step: StepReporter = silent_step) -> list[ReferenceSample]:
+    """The validation inputs of graph ``role`` of an export and the PyTorch outputs on them, exactly as its
+    validation made them (same weights, transforms and pre-processing): golden inputs for a device."""
+    _, units = reference_units(folder, manifest, weights, step)
+    unit = next((u for u in units if u.role == role), None)
+    if unit is None:
+        raise EvitError(f"the {manifest.model} export has no '{role}' graph to make golden inputs for")
+    with step(f"PyTorch reference outputs of the {role} on {len(unit.validation_inputs)} golden inputs"):
+        references = torch_outputs(unit)
+    return [ReferenceSample(label, {name: t.numpy().astype(np.float32) for name, t in zip(unit.input_names, inputs)},
+                            ref) for (label, inputs), ref in zip(unit.validation_inputs, references)]
 
 
 def reference_units(folder: Path, manifest: Manifest, weights: str | None = None, step: StepReporter = silent_step,

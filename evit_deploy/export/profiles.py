@@ -20,6 +20,7 @@ import yaml
 from .._paths import data_dir
 from ..artifacts import PRECISIONS, Layout, Precision  # defined once, with the manifest
 from ..errors import EvitError
+from ..tasks import task_names
 
 AUTO = "auto"  # --precision auto: the profile's ``auto`` list, first precision this machine can run
 PrecisionChoice = Literal[Precision, "auto"]  # what a profile offers and a request may ask for
@@ -146,7 +147,7 @@ class ExportProfile:
     layout: Layout = "NCHW"
     batch: BatchSettings = field(default_factory=BatchSettings)
     dynamic_hw: bool = False  # segmentation: symbolic input height/width (ADE20K's protocol sizes every image)
-    input_size: dict[str, list[int] | None] = field(default_factory=lambda: {"cls": None, "seg": None, "sam": None})
+    input_size: dict[str, list[int] | None] = field(default_factory=lambda: dict.fromkeys(task_names()))  # by task
     transforms: list[str] = field(default_factory=lambda: ["attention-deploy", "bicubic-as-conv"])
     onnx: OnnxSettings = field(default_factory=OnnxSettings)
     trt: TrtSettings = field(default_factory=TrtSettings)

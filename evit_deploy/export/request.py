@@ -17,9 +17,9 @@ from ..errors import CheckpointError, EvitError
 from ..files import check_output_dir, not_ours_error
 from ..limits import LIMITS
 from ..runtime.cpu import precision_problem
+from ..tasks import task_spec
 from ..zoo.cards import ModelCard, get_card
 from .profiles import AUTO, ExportProfile, load_profile
-from .sizes import check_input_size
 from .subjects import ExportSubject, zoo_subject
 
 
@@ -60,7 +60,7 @@ def resolve_size(card: ModelCard | ExportSubject, profile: ExportProfile, imgsz:
                  allow_large_input: bool = False) -> tuple[int, int]:
     size = (imgsz[0], imgsz[-1]) if imgsz else tuple(profile.input_size.get(card.task) or card.input_size)
     h, w = int(size[0]), int(size[1])
-    check_input_size(card, (h, w))
+    task_spec(card.task).check_input_size(card.name, (h, w))
     problem = LIMITS.input_size_problem(h, w, max_pixels=2**62 if allow_large_input else None)
     if problem:
         raise EvitError(f"input size {problem} (exports this large take minutes and tens of GB); "

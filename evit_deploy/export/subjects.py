@@ -1,7 +1,8 @@
 """What an export is made from: an :class:`ExportSubject`.
 
 A subject is a name, the facts that input checks and pre-processing need (task, default input size, the
-``preprocess`` block), how to build its PyTorch module, and the graphs (:class:`~.tasks.ExportUnit`) it exports.
+``preprocess`` block), how to build its PyTorch module, and the graphs (:class:`~evit_deploy.tasks.ExportUnit`) it
+exports (a zoo card's: its task spec's).
 A zoo card is one kind (:func:`zoo_subject`); a competitor of the paper (:mod:`evit_deploy.compare`) is another,
 a generic single-input image graph with its own I/O names. The pipeline, the exporters and the validation gate
 see only the subject, so both go through the same profile, exporters, gate and ``export.json``.
@@ -17,12 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..files import sha256_file
+from ..tasks import task_spec
 from ..zoo.cards import ModelCard, Preprocess
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from .tasks import ExportSpec, ExportUnit
+    from ..tasks import ExportSpec, ExportUnit
 
 Builder = Callable[[tuple[int, int]], "nn.Module"]  # input size (H, W) -> the untransformed module, eval, CPU, fp32
 Units = Callable[["nn.Module", "ExportSpec"], list["ExportUnit"]]
@@ -50,10 +52,6 @@ class ExportSubject:
     kind: str = "zoo"  # "zoo": an EfficientViT zoo card; "comparison": a competitor of the paper
 
 
-def _sam_encoder(model: nn.Module) -> nn.Module:
-    return model.image_encoder
-
-
 def weights_entry(weights: str | None, card: ModelCard, ema: bool) -> dict[str, Any]:
     """The manifest's ``weights`` entry of a zoo export (file name and sha256, or random with the official file)."""
     if weights is None:
@@ -69,12 +67,13 @@ def zoo_subject(card: ModelCard, weights: str | None = None, ema: bool = False) 
 
         return create_model(card.name, weights, ema=ema)
 
+    task = task_spec(card.task)
+
     def units(model: nn.Module, spec: ExportSpec) -> list[ExportUnit]:
-        from .tasks import export_units
+        return task.export_units(model, card, spec)
 
-        return export_units(model, card, spec)
+    def bench_graph(model: nn.Module) -> nn.Module:
+        return task.graph_module(model, task.timed_role)
 
-    sam = card.task == "sam"
     return ExportSubject(card.name, card.task, card.input_size, card.preprocess, build, units,
-                         lambda: weights_entry(weights, card, ema),
-                         _sam_encoder if sam else _whole, "image encoder only" if sam else "whole model")
+                         lambda: weights_entry(weights, card, ema), bench_graph, task.measured)

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 
 from .. import runtime
-from ..artifacts import confined
+from ..artifacts import Manifest, confined
 from ..metrics import row_cosines
+from ..tasks import Agreement, ExportUnit, task_spec
 from .exporters.base import Artifact
-from .profiles import Tolerance
-from .tasks import Agreement, ExportUnit
+from .profiles import Tolerance, profile_from_dict
 
 
 def torch_outputs(unit: ExportUnit, module: torch.nn.Module | None = None) -> list[dict[str, np.ndarray]]:
@@ -116,6 +116,29 @@ def gate(outputs: dict[str, dict[str, float]], agreement: float | None, tol: Tol
     return failures
 
 
+@dataclass(frozen=True)
+class Judged:
+    """What an artifact's outputs are judged as: its path, role, format, precision and the samples' labels."""
+
+    artifact: str
+    role: str
+    format: str
+    precision: str
+    samples: list[str]
+
+
+def judge(what: Judged, names: tuple[str, ...] | list[str], reference: list[dict[str, np.ndarray]],
+          runs: list[dict[str, np.ndarray]], agreement_name: str, agreement: Agreement | None, tol: Tolerance,
+          runtime_facts: dict[str, Any] | None) -> ArtifactReport:
+    """Gate an artifact's outputs (``runs``, one dict per sample) against PyTorch's (``reference``): the error
+    metrics of each output in ``names``, the agreement metric (when every value is finite) and the tolerance."""
+    outputs = {name: compare([r[name] for r in reference], [o[name] for o in runs]) for name in names}
+    finite = all(m["nonfinite"] == 0 for m in outputs.values())
+    agreed = weighted_agreement(agreement, reference, runs) if finite else None
+    return ArtifactReport(what.artifact, what.role, what.format, what.precision, what.samples, outputs,
+                          agreement_name, agreed, tol, gate(outputs, agreed, tol), runtime_facts)
+
+
 def validate_artifact(
     unit: ExportUnit, artifact: Artifact, folder: Path, reference: list[dict[str, np.ndarray]], tol: Tolerance,
     threads: int = 0, providers: list[str] | None = None,
@@ -127,16 +150,21 @@ def validate_artifact(
         feeds = {name: t.numpy() for name, t in zip(unit.input_names, inputs)}
         result = backend.run(feeds)
         runs.append({name: np.asarray(result[name], dtype=np.float32) for name in unit.output_names})
-    outputs = {name: compare([r[name] for r in reference], [o[name] for o in runs]) for name in unit.output_names}
-    finite = all(m["nonfinite"] == 0 for m in outputs.values())
-    agreement = agreement_of(unit, reference, runs) if finite else None
-    return ArtifactReport(
-        artifact=artifact.path, role=unit.role, format=artifact.format, precision=artifact.precision,
-        samples=[label for label, _ in unit.validation_inputs], outputs=outputs,
-        agreement_name=unit.agreement_name, agreement=agreement, tolerance=tol,
-        failures=gate(outputs, agreement, tol),
-        runtime={"backend": backend.name, **backend.facts},
-    )
+    what = Judged(artifact.path, unit.role, artifact.format, artifact.precision,
+                  [label for label, _ in unit.validation_inputs])
+    return judge(what, unit.output_names, reference, runs, unit.agreement_name, unit.agreement, tol,
+                 {"backend": backend.name, **backend.facts})
+
+
+def judge_outputs(manifest: Manifest, what: Judged, reference: list[dict[str, np.ndarray]],
+                  runs: list[dict[str, np.ndarray]], runtime_facts: dict[str, Any] | None = None) -> ArtifactReport:
+    """Gate outputs an artifact of an export gave elsewhere (a device) against PyTorch's on the same inputs, as
+    ``validate`` gates it: every output the reference has, the export's tolerance for ``what.precision`` and the
+    agreement metric of the graph in the task spec."""
+    graph = task_spec(manifest.task).graph(what.role)
+    tol = profile_from_dict(manifest.profile).tolerance(what.precision)
+    return judge(what, list(reference[0]), reference, runs, graph.agreement_name, graph.agreement, tol,
+                 runtime_facts)
 
 
 def transform_effect(unit: ExportUnit, original: ExportUnit, reference: list[dict[str, np.ndarray]]) -> dict:

@@ -44,6 +44,10 @@ class _StagedBackbone(nn.Module):
     def _stage_modules(self) -> list[nn.Module]:
         raise NotImplementedError
 
+    def channels(self, feature_ids: list[str]) -> list[int]:
+        """The widths of the named feature maps (``stage2``, ``stage3``, ...), for the heads that read them."""
+        return [self.width_list[int(fid.removeprefix("stage"))] for fid in feature_ids]
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {"input": x}
         for i, stage in enumerate(self._stage_modules()):

@@ -9,23 +9,46 @@ sam = Predictor.from_export("exports/efficientvit-sam-l0-cpu-ort")
 sam.set_image("photo.jpg"); sam.predict_masks(points=[[320, 200]]).masks
 ```
 
-Modules: ``predictor`` (the facade), ``handlers`` (per-task pre/post-processing, ``register_task``), ``prompts``
-(SAM prompt checks), ``engines`` (how the graphs run), ``postprocess``/``results``/``palettes``/``overlay``.
+Modules: ``predictor`` (the facade), ``handlers`` (the base of the task handlers; each task's handler is in its
+spec, :mod:`evit_deploy.tasks`), ``prompts`` (SAM prompt checks), ``engine_base``/``engines`` (how the graphs
+run), ``postprocess``/``results``/``palettes``/``overlay``. The names below are imported on first use (the task
+specs import the handler base without importing torch).
 """
 
-from ..errors import NonFiniteOutput
-from ..images import ImageError, ImageTooLarge
-from .engines import Engine, ExportEngine, TorchEngine
-from .handlers import TASK_HANDLERS, Prepared, TaskHandler, register_task
-from .palettes import CITYSCAPES_PALETTE, ade20k_palette, palette_for
-from .postprocess import decode_png, rle_decode, rle_encode
-from .predictor import Predictor, SamImage, decode_image, to_rgb
-from .prompts import OptionError, PromptError, SamPrompt, parse_prompt
-from .results import Classification, Result, SamMasks, Segmentation
+from __future__ import annotations
 
-__all__ = [
-    "CITYSCAPES_PALETTE", "TASK_HANDLERS", "Classification", "Engine", "ExportEngine", "ImageError", "ImageTooLarge",
-    "NonFiniteOutput", "OptionError", "Predictor", "Prepared", "PromptError", "Result", "SamImage", "SamMasks",
-    "SamPrompt", "Segmentation", "TaskHandler", "TorchEngine", "ade20k_palette", "decode_image", "decode_png",
-    "palette_for", "parse_prompt", "register_task", "rle_decode", "rle_encode", "to_rgb",
-]
+from .._lazy import lazy_names
+
+_LAZY = {
+    "NonFiniteOutput": "evit_deploy.errors",
+    "ImageError": "evit_deploy.images",
+    "ImageTooLarge": "evit_deploy.images",
+    "Engine": "evit_deploy.predict.engine_base",
+    "ExportEngine": "evit_deploy.predict.engines",
+    "TorchEngine": "evit_deploy.predict.engines",
+    "Prepared": "evit_deploy.predict.handlers",
+    "PromptedHandler": "evit_deploy.predict.handlers",
+    "TaskHandler": "evit_deploy.predict.handlers",
+    "CITYSCAPES_PALETTE": "evit_deploy.predict.palettes",
+    "ade20k_palette": "evit_deploy.predict.palettes",
+    "palette_for": "evit_deploy.predict.palettes",
+    "decode_png": "evit_deploy.predict.postprocess",
+    "rle_decode": "evit_deploy.predict.postprocess",
+    "rle_encode": "evit_deploy.predict.postprocess",
+    "Predictor": "evit_deploy.predict.predictor",
+    "SamImage": "evit_deploy.predict.predictor",
+    "decode_image": "evit_deploy.predict.predictor",
+    "to_rgb": "evit_deploy.predict.predictor",
+    "OptionError": "evit_deploy.predict.prompts",
+    "PromptError": "evit_deploy.predict.prompts",
+    "SamPrompt": "evit_deploy.predict.prompts",
+    "parse_prompt": "evit_deploy.predict.prompts",
+    "Classification": "evit_deploy.predict.results",
+    "Result": "evit_deploy.predict.results",
+    "SamMasks": "evit_deploy.predict.results",
+    "Segmentation": "evit_deploy.predict.results",
+}
+
+__all__ = sorted(_LAZY)
+
+__getattr__ = lazy_names("evit_deploy.predict", _LAZY, globals())

@@ -10,7 +10,6 @@ threads).
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,10 @@ import numpy as np
 
 from ..artifacts import MANIFEST, Manifest, choose_artifact, read_manifest
 from ..errors import EvitError
+from ..tasks import TaskSpec
+from .engine_base import Engine
 
 TORCH_MAX_BATCH = 64
-
-
-class Engine(ABC):
-    """Runs the graphs of one model."""
-
-    max_batch: int = 1  # largest image batch one call accepts
-    static_batch: int | None = None  # the graph's fixed batch when its batch axis is not dynamic
-    native_boxes: bool = False  # the decoder takes ``boxes`` [P,4] (stock prompt encoder), not corner points
-    runs_on_torch: bool = False  # the graphs run in PyTorch (torch's intra-op threads are the model's)
-
-    @abstractmethod
-    def run(self, role: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the graph of ``role`` on named inputs; returns named outputs."""
 
 
 class ExportEngine(Engine):
@@ -86,51 +74,25 @@ class ArtifactEngine(Engine):
 
 
 class TorchEngine(Engine):
-    """A PyTorch zoo model (``evit_deploy.create_model``); the SAM decoder is the stock prompt encoder + decoder.
+    """A PyTorch zoo model (``evit_deploy.create_model``), each graph run as its task spec says
+    (:meth:`~evit_deploy.tasks.TaskSpec.torch_run`; SAM's decoder: the stock prompt encoder + decoder).
 
-    The ``decoder`` role returns all four mask tokens, exactly what ``EfficientViTSam.predict_masks`` slices from
-    (token 0 = single-mask output, 1..3 = multimask outputs), and takes true ``boxes`` like the stock predictor.
+    The SAM ``decoder`` role returns all four mask tokens, exactly what ``EfficientViTSam.predict_masks`` slices
+    from (token 0 = single-mask output, 1..3 = multimask outputs), and takes true ``boxes`` like the stock predictor.
     """
 
     native_boxes = True
     runs_on_torch = True
     max_batch = TORCH_MAX_BATCH
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, spec: TaskSpec) -> None:
         self.model = model.eval()
-        self._roles = {"model": self._model, "encoder": self._encoder, "decoder": self._decode}
+        self.spec = spec
 
     def run(self, role: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        if role not in self._roles:
-            raise EvitError(f"unknown graph role '{role}' (known: {', '.join(self._roles)})")
+        if role not in self.spec.roles:
+            raise EvitError(f"unknown graph role '{role}' (known: {', '.join(self.spec.roles)})")
         with torch.inference_mode():
-            return self._roles[role](feeds)
-
-    def _model(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        return {"logits": self.model(torch.from_numpy(feeds["input"])).numpy()}
-
-    def _encoder(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        return {"image_embeddings": self.model.image_encoder(torch.from_numpy(feeds["input_image"])).numpy()}
-
-    def _decode(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        sam = self.model
-        coords = torch.from_numpy(feeds["point_coords"])
-        labels = torch.from_numpy(feeds["point_labels"])
-        boxes = torch.from_numpy(feeds["boxes"]) if feeds.get("boxes") is not None else None
-        points = (coords, labels) if coords.shape[1] > 0 else None
-        sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=None)
-        masks, iou = sam.mask_decoder.predict_masks(
-            image_embeddings=torch.from_numpy(feeds["image_embeddings"]),
-            image_pe=sam.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-        )
-        return {"masks": masks.numpy(), "iou_predictions": iou.numpy()}
+            return self.spec.torch_run(self.model, role, feeds)

@@ -26,7 +26,8 @@ from PIL import Image
 
 from ..errors import EvitError
 from ..files import atomic_write
-from .results import Result
+from ..tasks import task_spec
+from .results import Result, Segmentation
 
 INDEX = "predictions.json"  # every record, in input order
 TABLE = "predictions.jsonl"  # the same records, one JSON object a line (written by the Ray engine)
@@ -115,7 +116,7 @@ class Rendered:
 
 def render(model: str, result: Result, image: Image.Image) -> Rendered:
     """The result of ``image`` ready to be written: ``result.to_dict`` and the label map / overlay as PNG."""
-    label_map = png_bytes(Image.fromarray(result.label_map)) if result.task == "seg" else None
+    label_map = png_bytes(Image.fromarray(result.label_map)) if isinstance(result, Segmentation) else None
     overlay = result.overlay(image)
     return Rendered(model, result.to_dict(include_label_map=False), label_map,
                     png_bytes(overlay) if overlay is not None else None)
@@ -135,13 +136,8 @@ def outputs(image: str, stem: str, rendered: Rendered) -> tuple[dict[str, Any], 
 
 
 def summary(record: dict[str, Any]) -> str:
-    """One line for the terminal: top classes, largest segments or the best SAM mask."""
-    if record["task"] == "cls":
-        return ", ".join(f"{t['label']} ({t['score']:.3f})" for t in record["top_k"][:3])
-    if record["task"] == "seg":
-        return ", ".join(f"{c['label']} {100 * c['fraction']:.1f}%" for c in record["classes"][:3])
-    best = record["masks"][record["best"]]
-    return f"best mask {record['best']}: score {best['score']:.3f}, {best['area']} px"
+    """One line for the terminal: top classes, largest segments or the best SAM mask (the task's handler says)."""
+    return task_spec(record["task"]).handler.summary(record)
 
 
 # -- the output folder -------------------------------------------------------------------------------------------

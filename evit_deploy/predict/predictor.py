@@ -1,7 +1,8 @@
 """The Predictor: images (and SAM prompts) in, results out, for an export folder or a PyTorch zoo model.
 
-The facade over an :class:`Engine` (how the graphs run) and the task's handler (``handlers``: pre- and
-post-processing as the official evaluation does it). Images are decoded by :mod:`evit_deploy.images`.
+The facade over an :class:`Engine` (how the graphs run) and the handler of the model's task spec (pre- and
+post-processing as the official evaluation does it, :mod:`evit_deploy.tasks`). Images are decoded by
+:mod:`evit_deploy.images`.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from ..images import load_rgb, open_image
 from ..limits import LIMITS
 from ..metrics import non_finite_count
 from ..signing import TrustSpec
+from ..tasks import prompted_titles, task_spec
 from ..zoo.cards import get_card
-from .engines import Engine, ExportEngine, TorchEngine
-from .handlers import TASK_HANDLERS, ModelInfo, Prepared, SamHandler
+from .engine_base import Engine
+from .engines import ExportEngine, TorchEngine
+from .handlers import ModelInfo, Prepared, PromptedHandler
 from .prompts import parse_prompt
 from .results import Result, SamMasks
 
@@ -78,7 +81,7 @@ class Predictor:
         card = get_card(model)
         self.engine = engine
         self.info = ModelInfo(card, tuple(int(v) for v in (input_size or card.input_size)))
-        self._handler = TASK_HANDLERS[card.task](self.info)
+        self._handler = task_spec(card.task).handler(self.info)
         self.source = source
         self._lock = threading.Lock()
         self._image: SamImage | None = None
@@ -109,12 +112,13 @@ class Predictor:
         from ..zoo import create_model
 
         card = get_card(name)
+        spec = task_spec(card.task)
         size = tuple(int(v) for v in (input_size or card.input_size))
         if len(size) != 2 or min(size) <= 0 or size[0] % 32 or size[1] % 32:
             raise EvitError(f"input size {size} does not suit {name}: (H, W), multiples of 32")
-        if card.task == "sam" and size != tuple(card.input_size):
-            raise EvitError(f"{name} takes {card.input_size[0]}x{card.input_size[1]} encoder input, got {size}")
-        return cls(TorchEngine(create_model(name, weights, ema=ema)), name, size, source=f"pytorch:{name}")
+        if spec.card_size_only and size != tuple(card.input_size):
+            raise EvitError(f"{name} takes {card.input_size[0]}x{card.input_size[1]} input only, got {size}")
+        return cls(TorchEngine(create_model(name, weights, ema=ema), spec), name, size, source=f"pytorch:{name}")
 
     # -- facts ------------------------------------------------------------------------------------------------
     @property
@@ -199,7 +203,7 @@ class Predictor:
 
         schedule = None
         if prompts is not None:
-            self._sam("prompts by frame")
+            self._prompted("prompts by frame")
             schedule = PromptSchedule.read(prompts, {k: options.get(k) for k in ("points", "point_labels", "box")})
         with open_source(source, SourceSettings(max_pixels, timeout, live)) as opened:
             if schedule is not None:
@@ -220,15 +224,15 @@ class Predictor:
             warnings.warn(f"warm-up on a blank image: {exc}; inputs whose outputs are not finite get an error",
                           stacklevel=2)
 
-    # -- SAM: encode once, prompt many times ----------------------------------------------------------------
-    def _sam(self, what: str) -> SamHandler:
-        if not isinstance(self._handler, SamHandler):
-            raise EvitError(f"{what} is for Segment Anything models; {self.model} is a {self.task} model")
+    # -- prompted tasks (SAM): encode once, prompt many times --------------------------------------------------
+    def _prompted(self, what: str) -> PromptedHandler:
+        if not isinstance(self._handler, PromptedHandler):
+            raise EvitError(f"{what} is for {prompted_titles()} models; {self.model} is a {self.task} model")
         return self._handler
 
     def set_image(self, image: ImageInput) -> SamImage:
         """Encode an image once (the expensive part); it becomes the current image and is also returned."""
-        handler = self._sam("set_image")
+        handler = self._prompted("set_image")
         rgb = to_rgb(image)
         embedding = handler.encode(self.engine, [handler.preprocess(rgb)])
         check_finite(embedding, "this image (its embedding)")
@@ -245,7 +249,7 @@ class Predictor:
                       image: SamImage | None = None) -> SamMasks:
         """Masks for one prompt on ``image`` (default: the current ``set_image`` image); coordinates in pixels of
         the original image. ``multimask`` → 3 masks, else the single-mask output."""
-        handler = self._sam("predict_masks")
+        handler = self._prompted("predict_masks")
         if image is None:
             with self._lock:
                 image = self._image

@@ -17,6 +17,7 @@ from ..artifacts import MANIFEST, ArtifactEntry, Manifest, check_name, confined,
 from ..errors import EvitError
 from ..files import STAGING_MARKER, replace_dir, staged_dir, writing
 from ..signing import TrustSpec
+from ..tasks import task_spec
 from .configs import (
     PIPELINE_SETTINGS,
     PLATFORMS,
@@ -153,9 +154,8 @@ def repository_readme(base: str, manifest: Manifest, models: list[TritonModel], 
     """How to run and query the repository."""
     rows = "\n".join(f"| `{m.name}` | {m.platform} | {m.config['max_batch_size']} | "
                      f"{'yes' if 'dynamic_batching' in m.config else 'no'} |" for m in models)
-    sam = manifest.task == "sam"
-    examples = {"sam": '{"points": [[320, 240]], "point_labels": [1], "multimask": True}', "cls": '{"top_k": 5}'}
-    options = examples.get(manifest.task, "{}")
+    handler = task_spec(manifest.task).handler
+    options = handler.request_example
     signed_note = (f"The export was signed: `{base}/1/export/` is the signed export with its `export.sig`. Set "
                    "`EVIT_DEPLOY_REQUIRE_SIGNATURE=/path/to/public_key.pem` in Triton's environment and the pipeline "
                    "model verifies it when it loads (every file as signed; each graph model byte-equal to the signed "
@@ -211,7 +211,7 @@ result = client.infer("{base}", [image, options]).as_numpy("RESULT")
 print(json.loads(result[0, 0]))
 ```
 
-`OPTIONS` is optional ({'SAM needs a prompt: points and/or box' if sam else 'it can be left out'}).
+`OPTIONS` is optional ({'a prompt is needed: points and/or box' if handler.prompted else 'it can be left out'}).
 Requests of several images batch along the first axis (`[N, 1]`).
 
 ## Signature

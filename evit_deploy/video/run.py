@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import EvitError
 from ..files import Terminated, atomic_write, check_output_dir, commit_staged, staged_dir, writing
+from ..tasks import prompted_titles, task_spec
 from .frames import FrameSource, SourceSettings, VideoDamaged, VideoError
 from .pipeline import FrameJob, StreamSettings, build_pipeline, pipeline_threads
 from .prompts import PromptSchedule, frame_options
@@ -198,6 +199,6 @@ def _summary(predictor: Any, source: FrameSource, settings: VideoSettings, stats
 
 def check_prompts_task(predictor: Any, prompts: PromptSchedule | None) -> None:
     """Prompts by frame are for SAM models only (one line otherwise)."""
-    if prompts is not None and predictor.task != "sam":
-        raise EvitError(f"prompts by frame are for Segment Anything models; {predictor.model} is a "
+    if prompts is not None and not task_spec(predictor.task).prompted:
+        raise EvitError(f"prompts by frame are for {prompted_titles()} models; {predictor.model} is a "
                         f"{predictor.task} model")

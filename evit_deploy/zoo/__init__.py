@@ -7,11 +7,19 @@ card (argument checks, listings) does not pay for importing torch.
 from __future__ import annotations
 
 from .._lazy import lazy_names
-from .cards import TASKS, ModelCard, all_cards, get_card, list_models
+from ..tasks import task_spec
+from .cards import ModelCard, all_cards, get_card
 
-_REGISTRY = dict.fromkeys(("RandomWeightsWarning", "build_model", "create_model", "meta_model", "register_task"),
+_REGISTRY = dict.fromkeys(("RandomWeightsWarning", "build_model", "create_model", "meta_model"),
                           "evit_deploy.zoo.registry")
 
-__all__ = ["TASKS", "ModelCard", "all_cards", "get_card", "list_models", *_REGISTRY]
+__all__ = ["ModelCard", "all_cards", "get_card", "list_models", *_REGISTRY]
 
 __getattr__ = lazy_names("evit_deploy.zoo", _REGISTRY, globals())
+
+
+def list_models(task: str | None = None) -> list[str]:
+    """Zoo names, optionally only those of one task (``cls``, ``seg`` or ``sam``; another is a one-line error)."""
+    if task is not None:
+        task_spec(task)
+    return [name for name, card in all_cards().items() if task is None or card.task == task]

@@ -14,7 +14,6 @@ import yaml
 from .._paths import data_dir
 from ..errors import EvitError, UnknownModelError
 
-TASKS = ("cls", "seg", "sam")
 RESIZE_RULES = ("shorter-side-crop", "exact", "long-side-pad")  # implemented in evit_deploy.processing
 INTERPOLATIONS = ("bicubic", "bilinear")
 
@@ -146,10 +145,3 @@ def get_card(name: str) -> ModelCard:
     close = difflib.get_close_matches(name, list(cards), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else "; run `evit-deploy models` for the list"
     raise UnknownModelError(f"unknown model '{name}'{hint}")
-
-
-def list_models(task: str | None = None) -> list[str]:
-    """Zoo names, optionally only those of one task (``cls``, ``seg`` or ``sam``)."""
-    if task is not None and task not in TASKS:
-        raise EvitError(f"unknown task '{task}'; choose one of {', '.join(TASKS)}")
-    return [name for name, card in all_cards().items() if task is None or card.task == task]

@@ -1,23 +1,19 @@
-"""Builds modules from model cards: one registered builder per task, no per-name branching."""
+"""Builds modules from model cards: the card's task spec builds it (:mod:`evit_deploy.tasks`), no per-name branching."""
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import cache
 
 import torch
 from torch import nn
 
-from ..nn.backbones import build_backbone
-from ..nn.heads import ClsHead, SamNeck, SegHead
 from ..nn.layers import set_norm_eps
-from ..nn.models import EfficientViTCls, EfficientViTSam, EfficientViTSamImageEncoder, EfficientViTSeg
-from ..nn.sam_decoder import build_sam_mask_decoder, build_sam_prompt_encoder
+from ..tasks import task_spec
 from .cards import ModelCard, all_cards, get_card
 
-TASK_BUILDERS: dict[str, Callable[[ModelCard], nn.Module]] = {}
 RANDOM_WEIGHTS_SEED = 0
 
 
@@ -25,51 +21,9 @@ class RandomWeightsWarning(UserWarning):
     """A model was built without a checkpoint: its outputs are meaningless."""
 
 
-def register_task(task: str) -> Callable[[Callable[[ModelCard], nn.Module]], Callable[[ModelCard], nn.Module]]:
-    def decorator(fn: Callable[[ModelCard], nn.Module]) -> Callable[[ModelCard], nn.Module]:
-        TASK_BUILDERS[task] = fn
-        return fn
-
-    return decorator
-
-
-def _feature_channels(backbone: nn.Module, feature_ids: list[str]) -> list[int]:
-    return [backbone.width_list[int(fid.removeprefix("stage"))] for fid in feature_ids]
-
-
-@register_task("cls")
-def _build_cls(card: ModelCard) -> nn.Module:
-    backbone = build_backbone(card.backbone, card.act)
-    head = ClsHead(backbone.width_list[-1], card.head["widths"], card.num_classes, card.act)
-    return EfficientViTCls(backbone, head)
-
-
-@register_task("seg")
-def _build_seg(card: ModelCard) -> nn.Module:
-    backbone = build_backbone(card.backbone, card.act)
-    h = card.head
-    head = SegHead(
-        h["feature_ids"], _feature_channels(backbone, h["feature_ids"]), h["strides"], h["width"], h["depth"],
-        h["middle"], h["expand_ratio"], h.get("final_expand"), card.num_classes, card.act,
-    )
-    return EfficientViTSeg(backbone, head)
-
-
-@register_task("sam")
-def _build_sam(card: ModelCard) -> nn.Module:
-    backbone = build_backbone(card.backbone, card.act)
-    h = card.head
-    neck = SamNeck(
-        h["feature_ids"], _feature_channels(backbone, h["feature_ids"]), h["width"], h["depth"],
-        h["expand_ratio"], h["out_channels"], act=card.act,
-    )
-    encoder = EfficientViTSamImageEncoder(backbone, neck, h["out_channels"])
-    return EfficientViTSam(encoder, build_sam_prompt_encoder(), build_sam_mask_decoder(), card.image_size)
-
-
 def build_model(card: ModelCard) -> nn.Module:
     """The module of a card in eval mode, with the family's norm eps applied (default init weights)."""
-    model = TASK_BUILDERS[card.task](card)
+    model = task_spec(card.task).build(card)
     set_norm_eps(model, card.norm_eps)
     return model.eval()
 

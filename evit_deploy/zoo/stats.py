@@ -1,8 +1,9 @@
 """Parameter and MAC counts of zoo models, counted on the meta device (no memory, no real compute).
 
-MACs = FLOPs / 2 as counted by ``torch.utils.flop_counter`` (convolutions and matrix products). For SAM the
-count is the image encoder at its input size; parameters count the whole model. Counting a large model at
-full resolution takes a second or so, so results are cached per package version in the user cache folder.
+MACs = FLOPs / 2 as counted by ``torch.utils.flop_counter`` (convolutions and matrix products), of the graph the
+task's latency figures time (SAM: the image encoder at its input size); parameters count the whole model.
+Counting a large model at full resolution takes a second or so, so results are cached per package version in the
+user cache folder.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..files import atomic_write
+from ..tasks import task_spec
 from .cards import get_card
 from .registry import meta_model
 
@@ -35,13 +37,14 @@ def _cache_file() -> Path:
 
 
 def count_macs(name: str, input_size: tuple[int, int] | None = None, batch: int = 1) -> int:
-    """Multiply-accumulates of one forward pass (SAM: the image encoder)."""
+    """Multiply-accumulates of one forward pass of the task's timed graph (SAM: the image encoder)."""
     card = get_card(name)
     size = tuple(input_size or card.input_size)
-    model = meta_model(name)
+    spec = task_spec(card.task)
+    graph = spec.graph_module(meta_model(name), spec.timed_role)  # the graph latency figures time
     x = torch.empty(batch, 3, *size, device="meta")
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
+        graph(x)
     return counter.get_total_flops() // 2
 
 

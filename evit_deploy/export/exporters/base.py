@@ -12,10 +12,10 @@ from typing import Any
 
 from ...artifacts import FORMATS, ArtifactEntry
 from ...files import sha256_file  # noqa: F401  (re-exported for exporters)
+from ...tasks import ExportSpec, ExportUnit
 from ..profiles import ExportProfile
 from ..steps import StepReporter, silent_step
 from ..subjects import ExportSubject
-from ..tasks import ExportSpec, ExportUnit
 
 Artifact = ArtifactEntry  # what an exporter returns is the manifest entry it records
 
@@ -23,15 +23,16 @@ Artifact = ArtifactEntry  # what an exporter returns is the manifest entry it re
 @dataclass(frozen=True)
 class Capabilities:
     """What an exporter accepts. ``consumes``: the format of an earlier artifact of the same role it is made
-    from (listed before it in the profile's formats). ``roles``: the graphs it converts; any other role is
-    exported by ``fallback`` instead (a routing rule, e.g. TFLite leaves the SAM prompt decoder to ONNX)."""
+    from (listed before it in the profile's formats). ``image_graphs_only``: it converts image graphs (one image
+    in) only; any other graph is exported by ``fallback`` instead (a routing rule, e.g. TFLite leaves the SAM prompt
+    decoder to ONNX)."""
 
     precisions: tuple[str, ...]
     batch: tuple[str, ...] = ("static", "dynamic")
     spatial: tuple[str, ...] = ("static",)  # "dynamic": symbolic height and width
     layouts: tuple[str, ...] = ("NCHW",)
     consumes: str | None = None
-    roles: tuple[str, ...] = ("model", "encoder", "decoder")
+    image_graphs_only: bool = False
     fallback: str | None = None
 
 

@@ -17,8 +17,8 @@ import torch
 from ...artifacts import TensorSpec
 from ...runtime.gpu import gpu_facts
 from ...runtime.sidecar import write_sidecar
+from ...tasks import ExportUnit
 from ..precision import mixed_fp16
-from ..tasks import ExportUnit
 from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
 
 

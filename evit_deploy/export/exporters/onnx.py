@@ -9,8 +9,8 @@ import torch
 
 from ...artifacts import TensorSpec
 from ...optional import require
+from ...tasks import ExportUnit
 from ..precision import mixed_fp16
-from ..tasks import ExportUnit
 from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
 
 _DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 3: "int8", 2: "uint8", 9: "bool"}

@@ -19,7 +19,7 @@ from ...artifacts import TensorSpec
 from ...errors import EvitError, one_line
 from ...optional import require
 from ...runtime.openvino_backend import RT_INFO_KEY
-from ..tasks import ExportUnit
+from ...tasks import ExportUnit
 from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
 from .onnx import simplify, torch_to_onnx
 

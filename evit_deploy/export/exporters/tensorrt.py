@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ...errors import EvitError
 from ...runtime.trt_common import tensorrt_problem
-from ..tasks import ExportUnit
+from ...tasks import ExportUnit
 from ..trt.builder import build_engine, engine_notes
 from ..trt.bundle import BUILD_SCRIPT, describe, write_bundle
 from ..trt.plan import EnginePlan, batch_range, make_plan, read_plans, write_plans

@@ -34,8 +34,8 @@ from torch import nn
 
 from ...errors import EvitError, one_line
 from ...optional import require
+from ...tasks import ExportUnit
 from ..calibration import CalibrationSet, calibration_set
-from ..tasks import ExportUnit
 from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
 
 SIGNATURE = "serving_default"
@@ -185,7 +185,7 @@ class TfliteExporter(Exporter):
     format = "tflite"
     # The SAM prompt decoder (dynamic prompt count) is not converted: it stays ONNX fp32 for ONNX Runtime Mobile.
     capabilities = Capabilities(precisions=("fp32", "fp16", "int8-dynamic", "int8"), batch=("static",),
-                                roles=("model", "encoder"), fallback="onnx")
+                                image_graphs_only=True, fallback="onnx")
 
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact:
         require_tflite(ctx.precision)

@@ -21,9 +21,9 @@ import numpy as np
 
 from ...files import atomic_write
 from ...optional import require
+from ...tasks import ExportUnit
 from ..calibration import calibration_set
 from ..exporters.base import ExportContext
-from ..tasks import ExportUnit
 from .onnx_qdq import OnnxInt8
 from .search import LayerQuantizer, LayerSensitivity, Run, fallback, rank
 

@@ -27,9 +27,9 @@ import numpy as np
 
 from ...errors import EvitError
 from ...optional import require
+from ...tasks import ExportUnit
 from ..calibration import calibration_set
 from ..exporters.base import ExportContext
-from ..tasks import ExportUnit
 from ..trt.onnx_layers import int8_sensitive_layers
 from .onnx_unit import int8_notes, search_and_build
 

@@ -2,7 +2,8 @@
 
 The wrapped graph takes an image embedding and point prompts in the 1024x1024 prompt frame and returns the
 low-resolution mask logits and IoU predictions of all four mask tokens, reproducing the stock PyTorch
-predictor (``EfficientViTSam.predict_masks``) for point-only prompts.
+predictor (``EfficientViTSam.predict_masks``) for point-only prompts. Its I/O names and dynamic axes are the SAM
+task spec's ``decoder`` graph (:mod:`evit_deploy.tasks.sam`).
 """
 
 from __future__ import annotations
@@ -10,28 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..nn.sam_decoder import SAM_EMBED_DIM, SAM_IMAGE_EMBEDDING_SIZE
+from .sam_decoder import SAM_EMBED_DIM, SAM_IMAGE_EMBEDDING_SIZE
 
-__all__ = [
-    "DECODER_DYNAMIC_AXES",
-    "DECODER_INPUT_NAMES",
-    "DECODER_OUTPUT_NAMES",
-    "SamOnnxDecoder",
-    "decoder_example_inputs",
-]
-
-DECODER_INPUT_NAMES: tuple[str, ...] = ("image_embeddings", "point_coords", "point_labels")
-DECODER_OUTPUT_NAMES: tuple[str, ...] = ("masks", "iou_predictions")
-# ``dynamic_axes`` for ``torch.onnx.export``. With ``dynamo=True`` (torch 2.13): torch.onnx converts this dict to
-# ``dynamic_shapes`` by pairing its entries with the inputs *positionally*, so pass
-# ``{"image_embeddings": {}, **DECODER_DYNAMIC_AXES}``, and trace with ``num_prompts >= 2`` because
-# torch.export silently specialises size-1 example dims.
-DECODER_DYNAMIC_AXES: dict[str, dict[int, str]] = {
-    "point_coords": {0: "prompts", 1: "points"},
-    "point_labels": {0: "prompts", 1: "points"},
-    "masks": {0: "prompts"},
-    "iou_predictions": {0: "prompts"},
-}
+__all__ = ["SamOnnxDecoder", "decoder_example_inputs"]
 
 
 class SamOnnxDecoder(nn.Module):
