@@ -162,6 +162,18 @@ class OnnxInt8:
         return "; ".join(parts)
 
 
+def quantize_dynamic_int8(path: Path) -> None:
+    """Replace the fp32 ONNX at ``path`` by onnxruntime's ``quantize_dynamic`` form (int8 weights, activations
+    quantized at run time)."""
+    quantization = require("onnxruntime.quantization", "int8-dynamic quantization")
+    fp32 = path.with_name(path.stem + ".fp32.onnx")
+    path.rename(fp32)
+    try:
+        quantization.quantize_dynamic(str(fp32), str(path), weight_type=quantization.QuantType.QInt8)
+    finally:
+        fp32.unlink()
+
+
 def calibration_reader(name: str, inputs: list[np.ndarray]) -> Any:
     """An onnxruntime ``CalibrationDataReader`` over pre-processed inputs (``[1,3,H,W]`` float32 each)."""
     base = require("onnxruntime.quantization", "int8 quantization").CalibrationDataReader
