@@ -13,6 +13,8 @@ Two schemes, chosen by the target (measured on this project's x86 machine; laten
 Both keep float the nodes the fp16 form keeps in fp32: the attention's matmuls, normaliser and division,
 the norms and the resizes (:func:`~evit_deploy.export.trt.onnx_layers.int8_sensitive_layers`). Calibration runs
 once per export (``calibration_cache_path``); every later quantization (sensitivity, fallback) reuses its ranges.
+
+``int8-dynamic`` (:func:`quantize_dynamic_int8`) is onnxruntime's ``quantize_dynamic``: no Q/DQ, no calibration.
 """
 
 from __future__ import annotations
