@@ -143,15 +143,11 @@ def calibrates(profile: ExportProfile, precision: str, formats: list[str]) -> bo
     return any(r.calibrated for fmt in formats for r in recipes_for(precision, fmt, profile))
 
 
-def _precision(unit: ExportUnit, ctx: ExportContext) -> str:
-    return ctx.unit_precision(unit)
-
-
 def module_stage(fmt: str, unit: ExportUnit, ctx: ExportContext) -> tuple[nn.Module, list[str]]:
     """The unit's module with the ``module`` recipes of its precision for ``fmt`` applied (the unit's own module
     when there are none), and their notes."""
     module, notes = unit.module, []
-    for recipe in recipes_for(_precision(unit, ctx), fmt, ctx.profile, "module"):
+    for recipe in recipes_for(ctx.unit_precision(unit), fmt, ctx.profile, "module"):
         with ctx.step(recipe.step.format(role=unit.role)):
             module, more = recipe.apply(module, unit, ctx)
         notes += more
@@ -161,7 +157,7 @@ def module_stage(fmt: str, unit: ExportUnit, ctx: ExportContext) -> tuple[nn.Mod
 def artifact_stage(fmt: str, written: Written, unit: ExportUnit, ctx: ExportContext) -> list[str]:
     """Apply the ``artifact`` recipes of the unit's precision for ``fmt`` to ``written``; returns their notes."""
     notes = []
-    for recipe in recipes_for(_precision(unit, ctx), fmt, ctx.profile, "artifact"):
+    for recipe in recipes_for(ctx.unit_precision(unit), fmt, ctx.profile, "artifact"):
         with ctx.step(recipe.step.format(role=unit.role)):
             notes += recipe.apply(written, unit, ctx)
     return notes
