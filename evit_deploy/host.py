@@ -21,6 +21,14 @@ KEY_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni",
              "asimd", "asimddp", "sve", "i8mm", "bf16")
 
 
+def library_version(dist: str) -> str | None:
+    """The installed version of the distribution ``dist`` (its pip name), None when it is not installed."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def library_versions() -> dict[str, str]:
     """evit-deploy, Python and each installed library of :data:`LIBRARIES`."""
     found = {"evit-deploy": __version__, "python": platform.python_version()}

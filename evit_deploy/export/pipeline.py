@@ -29,12 +29,14 @@ from ..artifacts import (
 from ..errors import EvitError
 from ..files import STAGING_MARKER, commit_staged, sha256_file, staged_dir, writing
 from ..host import library_versions
+from ..optional import require
 from ..signed_exports import sign_export
 from ..tasks import ExportSpec, ExportUnit, all_specs, task_spec
 from ..zoo import get_card
 from .exporters import EXPORTERS, Artifact, ExportContext
 from .exporters.base import Int8Options
 from .profiles import ExportProfile, profile_from_dict
+from .recipes import calibrates, recipes_for
 from .request import ExportRequest, preflight
 from .steps import StepReporter, silent_step
 from .subjects import ExportSubject, zoo_subject
@@ -89,11 +91,17 @@ def check_capabilities(profile: ExportProfile, precision: str, dynamic_batch: bo
             problem = f"it writes {', '.join(caps.layouts)} graphs, not {profile.layout}"
         elif caps.consumes and caps.consumes not in profile.formats[:i]:
             problem = f"it is made from the {caps.consumes} artifact: list '{caps.consumes}' before '{fmt}' in formats"
+        else:
+            problem = exporter.settings_problem(profile, precision)
         if problem:
             raise EvitError(f"target {profile.name}: format '{fmt}' cannot be exported: {problem}")
     if profile.dynamic_hw and not task_spec(task).dynamic_hw:
         raise EvitError(f"target {profile.name}: dynamic_hw applies to "
                         f"{' or '.join(s.title for s in all_specs().values() if s.dynamic_hw)} models, not {task}")
+    for fmt in profile.formats:  # the recipes' optional libraries, before any work
+        for recipe in recipes_for(precision, fmt, profile):
+            for module in recipe.requires:
+                require(module, f"{precision} for {fmt} ({recipe.name})")
 
 
 def route(fmt: str, unit: ExportUnit) -> str:
@@ -167,6 +175,9 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
                             calib=Path(request.calib) if request.calib else None,
                             int8=Int8Options(request.sensitivity, request.max_drop, request.accuracy_drop),
                             auto_precision=bool(resolved.precision_note))
+        if calibrates(profile, precision, profile.formats):  # a bad --calib folder fails before any format is written
+            with step(f"read calibration images ({ctx.calib or 'bundled sample photos'})"):
+                ctx.calibration()
         for unit in units:
             export_unit(unit, ctx)
         if resolved.precision_note:

@@ -1,7 +1,10 @@
 """Export profiles: one YAML per hardware target, loaded into typed settings with defaults in one place.
 
-A profile may ``extends:`` another (a shipped name or a path relative to the file); mappings merge
-recursively and lists replace. Unknown keys are errors that name the file and line.
+The dataclasses below hold every default; a profile states only what differs from them (:func:`restated_keys`
+finds keys that do not, and the shipped profiles are tested to have none). A profile may ``extends:`` another (a
+shipped name or a path relative to the file); the defaults, the extended profile and the file merge in that order,
+mappings recursively (a tolerance table or ``openvino.inference_precision`` entry changes only what it names) and
+lists replace. Unknown keys are errors that name the file and line.
 """
 
 from __future__ import annotations
@@ -293,12 +296,44 @@ def _check(profile: ExportProfile) -> ExportProfile:
     return profile
 
 
+def defaults() -> dict[str, Any]:
+    """Every setting's default as a profile mapping: what a profile that states nothing gets."""
+    data = dataclasses.asdict(ExportProfile(name=""))
+    for key in ("name", "source"):
+        data.pop(key)
+    return data
+
+
+def restated_keys(target: str) -> list[str]:
+    """Keys of the profile file ``target`` (dotted paths) whose value equals what the profile gets without them:
+    the default, or the value of the profile it extends. A profile states only what differs."""
+    path = _locate(target).resolve()
+    own, _ = _read_yaml(path)
+    parent = own.pop("extends", None)
+    base = defaults()
+    if parent is not None:
+        base = _merge(base, _raw_profile(_locate(str(parent), path), (path,))[0])
+    return _restated(own, base, "")
+
+
+def _restated(own: dict[str, Any], base: dict[str, Any], prefix: str) -> list[str]:
+    found = []
+    for key, value in own.items():
+        if key not in base:
+            continue
+        if isinstance(value, dict) and isinstance(base[key], dict):
+            found += _restated(value, base[key], f"{prefix}{key}.")
+        elif value == base[key]:
+            found.append(f"{prefix}{key}")
+    return found
+
+
 def load_profile(target: str) -> ExportProfile:
     """Resolve a target name (``cpu-ort``) or a YAML path into a checked :class:`ExportProfile`."""
     path = _locate(target)
     raw, texts = _raw_profile(path)
     raw.setdefault("name", path.stem)
-    profile = _convert(ExportProfile, raw, f"profile {path.name}", texts)
+    profile = _convert(ExportProfile, _merge(defaults(), raw), f"profile {path.name}", texts)
     profile.source = str(path)
     return _check(profile)
 
@@ -309,5 +344,5 @@ def shipped_profile(name: str) -> ExportProfile:
 
 
 def profile_from_dict(data: dict[str, Any]) -> ExportProfile:
-    """Rebuild a resolved profile (as stored in export.json)."""
-    return _check(_convert(ExportProfile, data, "export.json profile", {}))
+    """Rebuild a resolved profile (as stored in export.json; settings added since it was written get defaults)."""
+    return _check(_convert(ExportProfile, _merge(defaults(), data), "export.json profile", {}))

@@ -3,11 +3,12 @@
 :func:`preflight` resolves the subject (a zoo card, or a subject the caller gives), the profile, the precision,
 the input size, the batch and the output folder, and refuses what can never work (unknown names, sizes over the
 limits, a batch over the profile's maximum, an output folder that is not ours, a missing checkpoint or calibration
-folder) with one line.
+folder, a ``quant`` setting no precision recipe of the profile's formats honours) with one line.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from ..runtime.cpu import precision_problem
 from ..tasks import task_spec
 from ..zoo.cards import ModelCard, get_card
 from .profiles import AUTO, ExportProfile, load_profile
+from .recipes import calibrates, recipe_problems
 from .subjects import ExportSubject, zoo_subject
 
 
@@ -123,6 +125,11 @@ def preflight(request: ExportRequest, subject: ExportSubject | None = None) -> R
     if unknown:
         raise EvitError(f"target {profile.name}: unknown artifact format '{unknown[0]}' (known: {', '.join(FORMATS)})")
     precision, precision_note = resolve_precision(profile, request.precision)
+    problems = recipe_problems(profile, precision, profile.formats)
+    if problems:
+        raise EvitError(f"target {profile.name}: {problems[0]}")
+    if request.calib is not None and not calibrates(profile, precision, profile.formats):
+        warnings.warn(f"--calib is only used for calibrated int8; ignored for {precision}", stacklevel=2)
     if request.sensitivity and precision != "int8":
         raise EvitError(f"--sensitivity applies to --precision int8, not {precision}")
     if request.max_drop is not None and request.max_drop < 0:

@@ -13,6 +13,7 @@ from typing import Any
 from ...artifacts import FORMATS, ArtifactEntry
 from ...files import sha256_file  # noqa: F401  (re-exported for exporters)
 from ...tasks import ExportSpec, ExportUnit
+from ..calibration import CalibrationSet, calibration_set
 from ..profiles import ExportProfile
 from ..steps import StepReporter, silent_step
 from ..subjects import ExportSubject
@@ -61,6 +62,7 @@ class ExportContext:
     int8: Int8Options = field(default_factory=Int8Options)
     quantization: dict[str, Any] = field(default_factory=dict)  # per role: how int8 was made (export.json)
     auto_precision: bool = False  # the precision was chosen by --precision auto (a runtime may choose again)
+    _calibration: CalibrationSet | None = field(default=None, init=False, repr=False)
 
     @property
     def model_name(self) -> str:
@@ -69,6 +71,18 @@ class ExportContext:
     def unit_precision(self, unit: ExportUnit) -> str:
         """The precision this unit is exported in (graphs marked fp32-only stay fp32)."""
         return self.precision if unit.reduced_precision else "fp32"
+
+    def kept_notes(self, unit: ExportUnit) -> list[str]:
+        """The note an artifact of a graph kept in fp32 (not reduced to the export's precision) starts with."""
+        precision = self.unit_precision(unit)
+        return [] if precision == self.precision else [f"kept {precision}: this graph is not reduced in precision"]
+
+    def calibration(self) -> CalibrationSet:
+        """The calibration inputs (``--calib``, else the bundled sample photos), read once per export."""
+        if self._calibration is None:
+            self._calibration = calibration_set(self.calib, self.subject, self.spec.input_size,
+                                                self.profile.quant.min_images)
+        return self._calibration
 
     def file_name(self, role: str, suffix: str) -> str:
         stem = "model" if role == "model" else role
@@ -84,6 +98,12 @@ class Exporter(ABC):
 
     format: str = ""
     capabilities: Capabilities = Capabilities(precisions=("fp32",))
+
+    @classmethod
+    def settings_problem(cls, profile: ExportProfile, precision: str) -> str | None:
+        """Why this exporter cannot honour ``profile``'s settings at ``precision`` (None: it can); asked before any
+        work, beside :class:`Capabilities` and the precision recipes."""
+        return None
 
     @abstractmethod
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact | None:

@@ -18,7 +18,8 @@ from ...artifacts import TensorSpec
 from ...runtime.gpu import gpu_facts
 from ...runtime.sidecar import write_sidecar
 from ...tasks import ExportUnit
-from ..precision import mixed_fp16
+from ..profiles import ExportProfile
+from ..recipes.registry import module_stage
 from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
 
 
@@ -27,15 +28,22 @@ class CompiledExporter(Exporter):
     format = "torch-compiled"
     capabilities = Capabilities(precisions=("fp32", "fp16"), consumes="onnx")
 
+    @classmethod
+    def settings_problem(cls, profile: ExportProfile, precision: str) -> str | None:
+        if profile.compiled.warmup < 1:
+            return f"compiled.warmup must be >= 1 (the calls that compile before the cache is saved); got " \
+                   f"{profile.compiled.warmup}"
+        return None
+
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact | None:
         if not torch.cuda.is_available():
             ctx.skipped.append(f"torch-compiled skipped for {unit.role}: no CUDA GPU on this host (the compile "
                                "cache is built on the GPU it will run on); the fp16 ONNX above is validated")
             return None
         precision = ctx.unit_precision(unit)
+        module, notes = module_stage(self.format, unit, ctx)
         with ctx.step(f"torch.export ({unit.role}, {precision})"):
-            module = mixed_fp16(unit.module)[0] if precision == "fp16" else copy.deepcopy(unit.module).float()
-            module = module.cuda().eval()
+            module = copy.deepcopy(module).cuda().eval()  # the unit's module stays on the CPU for other formats
             example = tuple(t.cuda() for t in unit.example_inputs)
             with torch.no_grad():
                 program = torch.export.export(module, example)
@@ -60,6 +68,7 @@ class CompiledExporter(Exporter):
                                "inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs]}
         write_sidecar(path, sidecar)
         return Artifact("torch-compiled", unit.role, path.name, precision, "NCHW", inputs, outputs,
-                        notes=[f"torch.export program + torch.compile({settings.mode}) cache for "
+                        notes=[*ctx.kept_notes(unit), *notes,
+                               f"torch.export program + torch.compile({settings.mode}) cache for "
                                f"{sidecar['gpu_name']} (sm {sidecar['compute_capability']}), torch {sidecar['torch']}; "
                                "static shapes"])

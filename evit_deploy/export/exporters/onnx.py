@@ -1,4 +1,4 @@
-"""ONNX exporter: torch.onnx.export → onnxsim → onnx.checker (→ dynamic int8 quantization)."""
+"""ONNX exporter: torch.onnx.export → onnxsim → onnx.checker; ORT-format models converted from it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from ...artifacts import TensorSpec
 from ...optional import require
 from ...tasks import ExportUnit
-from ..precision import mixed_fp16
+from ..recipes.registry import Written, artifact_stage, module_stage
 from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
 
 _DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 3: "int8", 2: "uint8", 9: "bool"}
@@ -86,28 +86,21 @@ def simplify(path: Path) -> str:
     return f"onnxsim: {len(model.graph.node)} → {len(simplified.graph.node)} nodes"
 
 
-def quantize_dynamic_int8(src: Path, dst: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
-
-
 @register_exporter
 class OnnxExporter(Exporter):
+    """``.onnx`` through torch.onnx.export → onnxsim → onnx.checker; the precision is the registered recipes'
+    (:mod:`evit_deploy.export.recipes`: fp16 islands on the module before, int8 on the written graph after)."""
+
     format = "onnx"
     capabilities = Capabilities(precisions=("fp32", "fp16", "int8-dynamic", "int8"), spatial=("static", "dynamic"))
 
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact:
         onnx = require("onnx", "the onnx exporter")
         settings = ctx.profile.onnx
-        precision = ctx.unit_precision(unit)
         path = ctx.workdir / ctx.file_name(unit.role, ".onnx")
-        notes = [] if precision == ctx.precision else [f"kept {precision}: this graph is not reduced in precision"]
-        module = unit.module
-        if precision == "fp16":
-            with ctx.step(f"mixed fp16 deployment form ({unit.role})"):
-                module, note = mixed_fp16(unit.module)
-                notes.append(note)
+        notes = ctx.kept_notes(unit)
+        module, recipe_notes = module_stage(self.format, unit, ctx)
+        notes += recipe_notes
         before = set(ctx.workdir.iterdir())
         with ctx.step(f"export ONNX ({unit.role}, opset {settings.opset}, {settings.exporter})"):
             torch_to_onnx(unit, path, settings.opset, settings.exporter, module)
@@ -125,21 +118,17 @@ class OnnxExporter(Exporter):
                 notes.append(simplify(path))
         with ctx.step(f"check ({unit.role})"):
             onnx.checker.check_model(str(path), full_check=True)
-        if precision == "int8-dynamic":
-            with ctx.step(f"quantize int8-dynamic ({unit.role})"):
-                fp32 = path.with_name(path.stem + ".fp32.onnx")
-                path.rename(fp32)
-                quantize_dynamic_int8(fp32, path)
-                fp32.unlink()
-                notes.append("onnxruntime quantize_dynamic: int8 weights, activations quantized at run time")
-        if precision == "int8":
-            from ..quantize.onnx_unit import quantize_unit  # here: quantize imports the exporter interface
-
-            with ctx.step(f"quantize int8 ({unit.role}, {ctx.profile.quant.scheme} scheme)"):
-                notes += quantize_unit(unit, ctx, path)
+        notes += artifact_stage(self.format, Written(path, onnx=path), unit, ctx)
         inputs, outputs = onnx_io_specs(path)
-        return Artifact("onnx", unit.role, path.name, precision, "NCHW", inputs, outputs, notes=notes,
+        return Artifact("onnx", unit.role, path.name, ctx.unit_precision(unit), "NCHW", inputs, outputs, notes=notes,
                         companions=companions)
+
+
+def has_qdq(path: Path) -> bool:
+    """Whether the ONNX graph at ``path`` is a Q/DQ graph (QuantizeLinear nodes; its weights are not read)."""
+    import onnx
+
+    return any(node.op_type == "QuantizeLinear" for node in onnx.load(str(path), load_external_data=False).graph.node)
 
 
 @register_exporter
@@ -154,10 +143,10 @@ class OrtFormatExporter(Exporter):
         ort = require("onnxruntime", "the ort exporter")
         source = ctx.previous(unit.role, "onnx")
         path = ctx.workdir / ctx.file_name(unit.role, ".ort")
-        # Basic optimisations keep the file portable to other CPUs and mobile builds; a Q/DQ graph needs the
+        # Basic optimisations keep the file portable to other CPUs and mobile builds; a Q/DQ graph (int8) needs the
         # extended level, where its QuantizeLinear/DequantizeLinear pairs fuse into QLinear* kernels (at the basic
         # level an int8 .ort ran 4.5x slower than its .onnx here). Neither adds CPU-specific layouts.
-        level = "ORT_ENABLE_EXTENDED" if source.precision == "int8" else "ORT_ENABLE_BASIC"
+        level = "ORT_ENABLE_EXTENDED" if has_qdq(ctx.workdir / source.path) else "ORT_ENABLE_BASIC"
         with ctx.step(f"convert to ORT format ({unit.role})"):
             options = ort.SessionOptions()
             options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)

@@ -6,8 +6,9 @@ onnx.checker) converted with ``openvino.convert_model`` → IR (``model.xml`` + 
   PyTorch module directly (``openvino.convert_model(module)``) gave the same latency here (B1 r224 bs1, f32 and
   bf16, within 1%) and takes 15 s of tracing; the ONNX is the graph every CPU target shares, with the node names
   the int8 islands are found by.
-- ``int8``: NNCF post-training quantization of that IR (:mod:`..quantize.openvino_nncf`), calibrated on
-  ``--calib`` images, with the same float islands and the same accuracy-aware fallback as the other int8 targets.
+- ``int8``: the ``int8-nncf`` recipe rewrites that IR: NNCF post-training quantization
+  (:mod:`..quantize.openvino_nncf`), calibrated on ``--calib`` images, with the same float islands and the same
+  accuracy-aware fallback as the other int8 targets.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from ...errors import EvitError, one_line
 from ...optional import require
 from ...runtime.openvino_backend import RT_INFO_KEY
 from ...tasks import ExportUnit
+from ..profiles import ExportProfile
+from ..recipes.registry import Written, artifact_stage
 from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
 from .onnx import simplify, torch_to_onnx
 
@@ -47,16 +50,21 @@ class OpenVinoExporter(Exporter):
     format = "openvino"
     capabilities = Capabilities(precisions=("fp32", "bf16", "int8"), spatial=("static", "dynamic"))
 
+    @classmethod
+    def settings_problem(cls, profile: ExportProfile, precision: str) -> str | None:
+        pinned = profile.openvino.inference_precision
+        if precision not in pinned:
+            return (f"openvino.inference_precision has no entry for {precision} (it pins "
+                    f"{', '.join(pinned) or 'nothing'})")
+        return None
+
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact:
         ov = require("openvino", "the openvino exporter")
         precision = ctx.unit_precision(unit)
         settings = ctx.profile.openvino
-        hint = settings.inference_precision.get(precision)
-        if hint is None:
-            raise EvitError(f"target {ctx.profile.name}: openvino.inference_precision has no entry for {precision} "
-                            f"(it pins {', '.join(settings.inference_precision)})")
+        hint = settings.inference_precision[precision]
         path = ctx.workdir / ctx.file_name(unit.role, ".xml")
-        notes = [] if precision == ctx.precision else [f"kept {precision}: this graph is not reduced in precision"]
+        notes = ctx.kept_notes(unit)
         with tempfile.TemporaryDirectory(prefix="evit-openvino-") as tmp:
             onnx_path = Path(tmp) / "model.onnx"
             notes += export_fp32_onnx(unit, ctx, onnx_path)
@@ -67,20 +75,14 @@ class OpenVinoExporter(Exporter):
                     raise EvitError(f"OpenVINO cannot convert the {unit.role} ONNX: {one_line(exc, 200)}") from None
             notes.append(f"OpenVINO IR converted from the fp32 ONNX (opset {ctx.profile.onnx.opset}) with "
                          f"openvino {ov.__version__.split('-')[0]}; fp32 weights")
-            if precision == "int8":
-                from ..quantize.openvino_nncf import quantize_openvino_unit  # nncf: only for int8
-
-                work = Path(tmp) / "int8"
-                work.mkdir()
-                with ctx.step(f"quantize int8 ({unit.role}, NNCF)"):
-                    model, int8_notes = quantize_openvino_unit(unit, ctx, model, onnx_path, work)
-                notes += int8_notes
             runtime = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": settings.performance_hint,
                        "NUM_STREAMS": str(settings.streams), "PRECISION_CHOICE": "auto" if ctx.auto_precision
                        else precision}
             for key, value in runtime.items():
                 model.set_rt_info(value, [RT_INFO_KEY, key])
             ov.save_model(model, str(path), compress_to_fp16=False)
+            del model
+            notes += artifact_stage(self.format, Written(path, onnx=onnx_path), unit, ctx)
         notes.append(f"runtime settings pinned in the IR for evit-deploy's runtime: INFERENCE_PRECISION_HINT={hint}, "
                      f"PERFORMANCE_HINT={settings.performance_hint}, NUM_STREAMS={settings.streams or 'auto'}. "
                      "OpenVINO itself does not apply them from the IR: any other consumer (benchmark_app "
@@ -89,5 +91,6 @@ class OpenVinoExporter(Exporter):
         load = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": settings.performance_hint}
         if settings.streams:
             load["NUM_STREAMS"] = str(settings.streams)
-        return Artifact("openvino", unit.role, path.name, precision, "NCHW", _specs(model.inputs),
-                        _specs(model.outputs), notes=notes, load_settings=load)
+        written = ov.Core().read_model(str(path))
+        return Artifact("openvino", unit.role, path.name, precision, "NCHW", _specs(written.inputs),
+                        _specs(written.outputs), notes=notes, load_settings=load)

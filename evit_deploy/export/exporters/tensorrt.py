@@ -12,9 +12,10 @@ from __future__ import annotations
 from ...errors import EvitError
 from ...runtime.trt_common import tensorrt_problem
 from ...tasks import ExportUnit
+from ..profiles import ExportProfile
 from ..trt.builder import build_engine, engine_notes
-from ..trt.bundle import BUILD_SCRIPT, describe, write_bundle
-from ..trt.plan import EnginePlan, batch_range, make_plan, read_plans, write_plans
+from ..trt.bundle import BUILD_SCRIPT, plan_notes, write_bundle
+from ..trt.plan import EnginePlan, batch_range, make_plan, read_plans, trt_settings_problem, write_plans
 from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
 
 
@@ -35,8 +36,16 @@ def _plan_unit(ctx: ExportContext, unit: ExportUnit) -> tuple[EnginePlan, Artifa
     return plan, source
 
 
+class _TrtExporter(Exporter):
+    """What both TensorRT exporters check before any work: the profile's ``trt`` settings for the precision."""
+
+    @classmethod
+    def settings_problem(cls, profile: ExportProfile, precision: str) -> str | None:
+        return trt_settings_problem(profile.trt, precision, profile.quant.scheme)
+
+
 @register_exporter
-class TrtEngineExporter(Exporter):
+class TrtEngineExporter(_TrtExporter):
     """``<role>.engine`` built here with the TensorRT Python API; skipped (with the reason) without TensorRT."""
 
     format = "trt-engine"
@@ -55,7 +64,7 @@ class TrtEngineExporter(Exporter):
 
 
 @register_exporter
-class TrtBundleExporter(Exporter):
+class TrtBundleExporter(_TrtExporter):
     """A build bundle for engines built on the device (Jetson): build_engine.sh, README.md and trt_build.json
     beside the prepared ONNX (Q/DQ for int8). The artifact (``build_engine.sh``) is not runnable."""
 
@@ -67,9 +76,6 @@ class TrtBundleExporter(Exporter):
         with ctx.step(f"write the TensorRT build bundle ({unit.role})"):
             write_bundle(ctx.workdir, read_plans(ctx.workdir), ctx.model_name, ctx.profile.name)
         notes = [f"build bundle: engines are built on the device with `bash {BUILD_SCRIPT}` (trtexec) or "
-                 f"`evit-deploy build-engine <folder>` (TensorRT Python API)", f"{plan.engine}: {describe(plan)}"]
-        if plan.precision == "int8":
-            notes.append(f"int8: {plan.onnx} is a Q/DQ ONNX (scales calibrated at export); trtexec builds it as "
-                         "written")
+                 "`evit-deploy build-engine <folder>` (TensorRT Python API)", *plan_notes(plan)]
         return Artifact("trt-bundle", unit.role, BUILD_SCRIPT, plan.precision, "NCHW", source.inputs, source.outputs,
                         notes=notes)

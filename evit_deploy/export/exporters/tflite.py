@@ -1,6 +1,6 @@
-"""LiteRT (TFLite) exporter: litert-torch conversion, then ai-edge-quantizer recipes for fp16 / int8.
+"""LiteRT (TFLite) exporter: litert-torch conversion to a float32 ``.tflite``; reduced precisions are the registered
+recipes' (:mod:`evit_deploy.export.recipes`), ai-edge-quantizer rewrites of that file:
 
-- ``fp32``: ``litert_torch.convert`` (torch.export → StableHLO → TFLite flatbuffer), no TensorFlow needed.
 - ``fp16``: weight-only float16 (``FLOAT_CASTING``): conv/FC weights stored as fp16, compute in fp32.
 - ``int8-dynamic``: ``dynamic_wi8_afp32``: int8 per-channel weights, activations quantized at run time.
 - ``int8``: ``static_wi8_ai8``: int8 weights and activations calibrated on ``--calib`` images (default: the
@@ -15,75 +15,29 @@ the transposes). Signature names are the unit's I/O names (``input`` → ``logit
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import os
-import shutil
-import tempfile
 import time
-import warnings
 from collections import Counter
-from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from ...errors import EvitError, one_line
+from ...host import library_version
 from ...optional import require
 from ...tasks import ExportUnit
-from ..calibration import CalibrationSet, calibration_set
+from ..litert_quiet import quiet_litert
+from ..recipes.registry import Written, artifact_stage
 from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
 
 SIGNATURE = "serving_default"
-RECIPES = {
-    "fp16": "weight-only float16 (FLOAT_CASTING on CONV_2D/DEPTHWISE_CONV_2D/FULLY_CONNECTED weights); "
-            "dequantized to float32 when the model is loaded, compute in float32",
-    "int8-dynamic": "dynamic_wi8_afp32: int8 symmetric per-channel weights, float32 activations quantized at "
-                    "run time, float32 I/O",
-}
 
 
-def require_tflite(precision: str = "fp32") -> None:
-    """Raise a one-line EvitError unless the [tflite] extra (for ``precision``) is importable."""
-    needed = ["litert_torch", "ai_edge_litert"] + ([] if precision == "fp32" else ["ai_edge_quantizer"])
-    for module in needed:
-        with _quiet():
+def require_tflite() -> None:
+    """Raise a one-line EvitError unless the [tflite] extra's converter and runtime are importable."""
+    for module in ("litert_torch", "ai_edge_litert"):
+        with quiet_litert():
             require(module, "the tflite exporter")
-
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "?"
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence litert-torch's progress console, absl/Python warnings and torchao import chatter."""
-    old = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
-    os.environ["LITERT_TORCH_SHOW_PROGRESS"] = "n"
-    # ai-edge-quantizer and torchao log through the root logger, torch's pytree through "torch".
-    loggers = [logging.getLogger(), logging.getLogger("torch")]
-    levels = [logger.level for logger in loggers]
-    try:
-        for logger in loggers:
-            logger.setLevel(logging.ERROR)
-        # redirect_stderr: tqdm bars that ai-edge-quantizer forces on for graphs of 100+ ops.
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-        if old is None:
-            os.environ.pop("LITERT_TORCH_SHOW_PROGRESS", None)
-        else:
-            os.environ["LITERT_TORCH_SHOW_PROGRESS"] = old
 
 
 class NamedIO(nn.Module):
@@ -108,59 +62,12 @@ def convert_fp32(unit: ExportUnit, path: Path) -> None:
     wrapper = NamedIO(unit.module.eval(), unit.input_names, unit.output_names).eval()
     sample = dict(zip(unit.input_names, unit.example_inputs))
     try:
-        with _quiet(), torch.inference_mode(False), torch.no_grad():
+        with quiet_litert(), torch.inference_mode(False), torch.no_grad():
             edge = litert_torch.convert(wrapper, sample_kwargs=sample)
             edge.export(str(path))
     except Exception as exc:  # torch.export / lowering / converter failures
         raise EvitError(f"litert-torch could not convert the {unit.role} graph "
                         f"({type(exc).__name__}: {one_line(exc)})") from None
-
-
-def quantize_int8(unit: ExportUnit, ctx: ExportContext, fp32: Path, path: Path, calib: CalibrationSet) -> list[str]:
-    """Full int8 of the float ``fp32`` model into ``path``, with sensitivity / fallback when asked."""
-    from ...runtime.litert_backend import LiteRtBackend
-    from ..quantize.onnx_unit import _quiet_root_logger, search_and_write
-    from ..quantize.tflite_int8 import TfliteInt8
-
-    inputs = [x.numpy() for x in calib.inputs]
-    name, threads = unit.input_names[0], ctx.profile.runtime.threads
-
-    def run(model: Path) -> list[np.ndarray]:
-        backend = LiteRtBackend(model, threads=threads)
-        return [next(iter(backend.run({name: x}).values())) for x in inputs]
-
-    shutil.copyfile(fp32, path)  # the float reference, replaced by the int8 model below
-    with _quiet(), _quiet_root_logger(), tempfile.TemporaryDirectory(prefix="evit-int8-") as tmp:
-        quantizer = TfliteInt8(fp32, inputs, name, threads)
-        return search_and_write(unit, ctx, quantizer, run, path, Path(tmp), calib.source, "minmax (true min/max)",
-                                accuracy_on_data=False)
-
-
-def quantize(src: Path, dst: Path, precision: str, calib: CalibrationSet | None, input_names: tuple[str, ...],
-             threads: int) -> None:
-    """Apply the ai-edge-quantizer recipe of ``precision`` to the float model ``src``; writes ``dst``."""
-    from ai_edge_quantizer import quantizer, recipe
-    from ai_edge_quantizer.algorithm_manager import AlgorithmName
-    from ai_edge_quantizer.qtyping import TFLOperationName
-
-    with _quiet():
-        q = quantizer.Quantizer(str(src))
-        if precision == "fp16":
-            q.add_weight_only_config(regex=".*", operation_name=TFLOperationName.ALL_SUPPORTED, num_bits=16,
-                                     algorithm_key=AlgorithmName.FLOAT_CASTING)
-        elif precision == "int8-dynamic":
-            q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
-        else:
-            raise EvitError(f"the tflite exporter has no recipe for precision '{precision}'")
-        statistics = None
-        if q.need_calibration:
-            if calib is None or not calib.inputs:
-                raise EvitError("int8 quantization needs calibration images (--calib DIR)")
-            samples = [{input_names[0]: x.numpy()} for x in calib.inputs]
-            statistics = q.calibrate({SIGNATURE: samples}, num_threads=max(1, threads))
-        result = q.quantize(statistics, enable_progress_bar=False, enable_progress_report=False)
-        result.export_model(str(dst))
-    dst.chmod(0o644)  # written through mmap with the executable bit
 
 
 def inspect_tflite(path: Path) -> dict:
@@ -188,56 +95,25 @@ class TfliteExporter(Exporter):
                                 image_graphs_only=True, fallback="onnx")
 
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact:
-        require_tflite(ctx.precision)
+        require_tflite()
         if len(unit.input_names) != 1:
             raise EvitError(f"the tflite exporter converts single-input graphs; the {unit.role} has "
                             f"{len(unit.input_names)} inputs")
-
-        calib = None
-        if ctx.precision == "int8":
-            with ctx.step(f"read calibration images ({ctx.calib or 'bundled sample photos'})"):
-                calib = calibration_set(ctx.calib, ctx.subject, ctx.spec.input_size, ctx.profile.quant.min_images)
-        elif ctx.calib is not None:
-            warnings.warn(f"--calib is only used for int8; ignored for {ctx.precision}", stacklevel=2)
-
         path = ctx.workdir / ctx.file_name(unit.role, ".tflite")
-        fp32 = path if ctx.precision == "fp32" else path.with_name(path.stem + ".fp32.tflite")
         started = time.perf_counter()
         with ctx.step(f"convert to TFLite with litert-torch ({unit.role})"):
-            convert_fp32(unit, fp32)
-        notes = [f"converted with litert-torch {_version('litert-torch')} in {time.perf_counter() - started:.1f}s "
-                 f"(torch.export → TFLite, no TensorFlow); runs on ai-edge-litert {_version('ai-edge-litert')}"]
-        if ctx.precision == "int8":
-            with ctx.step(f"quantize int8 with ai-edge-quantizer ({unit.role})"):
-                try:
-                    notes += quantize_int8(unit, ctx, fp32, path, calib)
-                finally:
-                    fp32.unlink(missing_ok=True)
-        elif ctx.precision != "fp32":
-            with ctx.step(f"quantize {ctx.precision} with ai-edge-quantizer ({unit.role})"):
-                try:
-                    quantize(fp32, path, ctx.precision, calib, unit.input_names, ctx.profile.runtime.threads)
-                finally:
-                    fp32.unlink(missing_ok=True)
-            notes.append(f"ai-edge-quantizer {_version('ai-edge-quantizer')} {RECIPES[ctx.precision]}")
-
+            convert_fp32(unit, path)
+        seconds = time.perf_counter() - started
+        notes = [f"converted with litert-torch {library_version('litert-torch') or '?'} in {seconds:.1f}s "
+                 f"(torch.export → TFLite, no TensorFlow); runs on ai-edge-litert "
+                 f"{library_version('ai-edge-litert') or '?'}"]
+        notes += artifact_stage(self.format, Written(path), unit, ctx)
         info = inspect_tflite(path)
         notes += self._layout_notes(info)
-        if ctx.precision == "int8":
-            if not info["float_div"]:
-                raise EvitError(f"int8 quantization of the {unit.role} left a DIV op in int8; it would abort at run "
-                                "time (division by a zero-point divisor)")
-            notes.append(f"kept float32 inside the int8 graph: {info['ops'].get('DIV', 0)} DIV and the attention "
-                         "core (LiteMLA matmuls, normaliser clamp, reshapes)")
-            quant = [f"{name} {q['dtype']} scale {q['scale']:.6g} zero_point {q['zero_point']}"
-                     for name, q in info["quantization"].items()]
-            if quant:
-                notes.append("quantized I/O (real = scale * (q - zero_point)): " + "; ".join(quant)
-                             + "; evit_deploy.runtime takes and returns float32 and converts")
         notes.append(f"XNNPACK: {info['xnnpack_partitions']} delegated partitions when loaded with LiteRT here"
                      if info["xnnpack_partitions"] else "XNNPACK delegate did not take any part of the graph here")
-        return Artifact("tflite", unit.role, path.name, ctx.precision, "NCHW", info["inputs"], info["outputs"],
-                        notes=[n for n in notes if n])
+        return Artifact("tflite", unit.role, path.name, ctx.unit_precision(unit), "NCHW", info["inputs"],
+                        info["outputs"], notes=[n for n in notes if n])
 
     @staticmethod
     def _layout_notes(info: dict) -> list[str]:

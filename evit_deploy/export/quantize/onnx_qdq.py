@@ -13,6 +13,8 @@ Two schemes, chosen by the target (measured on this project's x86 machine; laten
 Both keep float the nodes the fp16 form keeps in fp32: the attention's matmuls, normaliser and division,
 the norms and the resizes (:func:`~evit_deploy.export.trt.onnx_layers.int8_sensitive_layers`). Calibration runs
 once per export (``calibration_cache_path``); every later quantization (sensitivity, fallback) reuses its ranges.
+
+``int8-dynamic`` (:func:`quantize_dynamic_int8`) is onnxruntime's ``quantize_dynamic``: no Q/DQ, no calibration.
 """
 
 from __future__ import annotations
@@ -160,6 +162,18 @@ class OnnxInt8:
         if self.hardswish:
             parts.append(f"{self.hardswish} HardSwish rewritten as x*Clip(x+3,0,6)/6 so they run in int8")
         return "; ".join(parts)
+
+
+def quantize_dynamic_int8(path: Path) -> None:
+    """Replace the fp32 ONNX at ``path`` by onnxruntime's ``quantize_dynamic`` form (int8 weights, activations
+    quantized at run time)."""
+    quantization = require("onnxruntime.quantization", "int8-dynamic quantization")
+    fp32 = path.with_name(path.stem + ".fp32.onnx")
+    path.rename(fp32)
+    try:
+        quantization.quantize_dynamic(str(fp32), str(path), weight_type=quantization.QuantType.QInt8)
+    finally:
+        fp32.unlink()
 
 
 def calibration_reader(name: str, inputs: list[np.ndarray]) -> Any:

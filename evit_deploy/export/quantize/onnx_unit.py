@@ -22,7 +22,6 @@ import numpy as np
 from ...files import atomic_write
 from ...optional import require
 from ...tasks import ExportUnit
-from ..calibration import calibration_set
 from ..exporters.base import ExportContext
 from .onnx_qdq import OnnxInt8
 from .search import LayerQuantizer, LayerSensitivity, Run, fallback, rank
@@ -67,16 +66,17 @@ def sensitivity_table(ranking: list[LayerSensitivity], role: str, probe: str) ->
     return "\n".join(lines) + "\n"
 
 
-def quantize_unit(unit: ExportUnit, ctx: ExportContext, path: Path) -> list[str]:
-    """Replace the fp32 ONNX at ``path`` by its Q/DQ int8 form; returns the artifact notes."""
-    settings = ctx.profile.quant
-    calib = calibration_set(ctx.calib, ctx.subject, ctx.spec.input_size, settings.min_images)
+def quantize_unit(unit: ExportUnit, ctx: ExportContext, path: Path, scheme: str) -> list[str]:
+    """Replace the fp32 ONNX at ``path`` by its Q/DQ int8 form in ``scheme`` (:data:`.onnx_qdq.SCHEMES`); returns
+    the artifact notes."""
+    method = ctx.profile.quant.calibration
+    calib = ctx.calibration()
     inputs = [x.numpy() for x in calib.inputs]
     input_name = unit.input_names[0]
     with tempfile.TemporaryDirectory(prefix="evit-int8-") as tmp, _quiet_root_logger():
-        quantizer = OnnxInt8(path, Path(tmp), inputs, input_name, settings.scheme, settings.calibration)
+        quantizer = OnnxInt8(path, Path(tmp), inputs, input_name, scheme, method)
         return search_and_write(unit, ctx, quantizer, lambda p: _outputs(p, input_name, inputs), path, Path(tmp),
-                                calib.source, settings.calibration, accuracy_on_data=True)
+                                calib.source, method, accuracy_on_data=True)
 
 
 @contextlib.contextmanager

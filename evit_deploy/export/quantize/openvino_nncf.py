@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,8 @@ import numpy as np
 
 from ...errors import EvitError
 from ...optional import require
+from ...runtime.openvino_backend import RT_INFO_KEY, ir_settings
 from ...tasks import ExportUnit
-from ..calibration import calibration_set
 from ..exporters.base import ExportContext
 from ..trt.onnx_layers import int8_sensitive_layers
 from .onnx_unit import int8_notes, search_and_build
@@ -131,21 +133,31 @@ def _runner(inputs: list[np.ndarray], hint: str) -> Any:
     return run
 
 
-def quantize_openvino_unit(unit: ExportUnit, ctx: ExportContext, model: Any, onnx_path: Path, work: Path
-                           ) -> tuple[Any, list[str]]:
-    """The int8 form of the fp32 OpenVINO ``model`` of ``unit`` (converted from ``onnx_path``; ``work``: a scratch
-    folder that outlives the returned model); returns it and the artifact notes, and records ``export.json``
+def quantize_openvino_ir(path: Path, onnx_path: Path, unit: ExportUnit, ctx: ExportContext) -> list[str]:
+    """Replace the fp32 IR of ``unit`` at ``path`` (``.xml`` + ``.bin``, converted from ``onnx_path``) by its int8
+    form, with the runtime settings its ``rt_info`` pins; returns the artifact notes and records ``export.json``
     ``quantization`` for the unit."""
     ov = require("openvino", "OpenVINO int8 quantization")
-    settings = ctx.profile.quant
-    calib = calibration_set(ctx.calib, ctx.subject, ctx.spec.input_size, settings.min_images)
+    method = ctx.profile.quant.calibration
+    calib = ctx.calibration()
     inputs = [np.ascontiguousarray(x.numpy(), dtype=np.float32) for x in calib.inputs]
     run = _runner(inputs, ctx.profile.openvino.inference_precision.get("int8", "f32"))
-    quantizer = OpenVinoInt8(model, onnx_path, inputs, settings.calibration)
-    record: dict[str, Any] = {"scheme": quantizer.scheme_name, "calibration": {"method": settings.calibration,
+    core = ov.Core()
+    model = core.read_model(str(path))
+    settings = ir_settings(model)
+    quantizer = OpenVinoInt8(model, onnx_path, inputs, method)
+    record: dict[str, Any] = {"scheme": quantizer.scheme_name, "calibration": {"method": method,
                                                                               "images": calib.source}}
-    built = search_and_build(unit, ctx, quantizer, run, run(model), work, record)
-    quantized = ov.Core().read_model(str(built))
+    with tempfile.TemporaryDirectory(prefix="evit-int8-") as tmp:
+        built = search_and_build(unit, ctx, quantizer, run, run(model), Path(tmp), record)
+        quantized = core.read_model(str(built))
+        for key, value in settings.items():
+            quantized.set_rt_info(value, [RT_INFO_KEY, key])
+        staged = Path(tmp) / "final.xml"
+        ov.save_model(quantized, str(staged), compress_to_fp16=False)
+        del model, quantized
+        os.replace(staged.with_suffix(".bin"), path.with_suffix(".bin"))
+        os.replace(staged, path)
     record["description"] = quantizer.describe()
     ctx.quantization[unit.role] = record
-    return quantized, int8_notes(record, calib.source)
+    return int8_notes(record, calib.source)

@@ -12,12 +12,21 @@
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ...errors import EvitError
 from ...optional import require
+from ..litert_quiet import quiet_litert
+from .onnx_unit import _quiet_root_logger, search_and_write
+
+if TYPE_CHECKING:
+    from ...tasks import ExportUnit
+    from ..exporters.base import ExportContext
 
 SIGNATURE = "serving_default"
 ATTENTION_SCOPE = "LiteMLA_main"
@@ -93,3 +102,37 @@ class TfliteInt8:
     def describe(self) -> str:
         return (f"full int8 ({self.scheme_name}); {len(self.layers)} conv/FC layers int8 outside the attention core; "
                 f"{len(self.inputs)} calibration images")
+
+
+def quantize_tflite_unit(path: Path, unit: ExportUnit, ctx: ExportContext) -> list[str]:
+    """Replace the float ``.tflite`` of ``unit`` at ``path`` by its full int8 form (sensitivity / fallback when asked),
+    check that every division stayed float; returns the artifact notes."""
+    from ...runtime.litert_backend import LiteRtBackend
+    from ..exporters.tflite import inspect_tflite
+
+    calib = ctx.calibration()
+    inputs = [x.numpy() for x in calib.inputs]
+    name, threads = unit.input_names[0], ctx.profile.runtime.threads
+
+    def run(model: Path) -> list[np.ndarray]:
+        backend = LiteRtBackend(model, threads=threads)
+        return [next(iter(backend.run({name: x}).values())) for x in inputs]
+
+    with quiet_litert(), _quiet_root_logger(), tempfile.TemporaryDirectory(prefix="evit-int8-") as tmp:
+        fp32 = Path(tmp) / "float.tflite"
+        shutil.copyfile(path, fp32)  # the quantizer's source; ``path`` (the float reference) is replaced below
+        quantizer = TfliteInt8(fp32, inputs, name, threads)
+        notes = search_and_write(unit, ctx, quantizer, run, path, Path(tmp), calib.source, "minmax (true min/max)",
+                                 accuracy_on_data=False)
+    info = inspect_tflite(path)
+    if not info["float_div"]:
+        raise EvitError(f"int8 quantization of the {unit.role} left a DIV op in int8; it would abort at run time "
+                        "(division by a zero-point divisor)")
+    notes.append(f"kept float32 inside the int8 graph: {info['ops'].get('DIV', 0)} DIV and the attention core "
+                 "(LiteMLA matmuls, normaliser clamp, reshapes)")
+    quant = [f"{io_name} {q['dtype']} scale {q['scale']:.6g} zero_point {q['zero_point']}"
+             for io_name, q in info["quantization"].items()]
+    if quant:
+        notes.append("quantized I/O (real = scale * (q - zero_point)): " + "; ".join(quant)
+                     + "; evit_deploy.runtime takes and returns float32 and converts")
+    return notes

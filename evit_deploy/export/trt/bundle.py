@@ -115,6 +115,18 @@ def describe(plan: EnginePlan) -> str:
     return f"{plan.precision}{kept}{dla}; {shapes}"
 
 
+# What the bundle's artifact notes add about the prepared ONNX, per plan precision.
+PRECISION_NOTES = {"int8": "int8: {onnx} is a Q/DQ ONNX (scales calibrated at export); trtexec builds it as written"}
+
+
+def plan_notes(plan: EnginePlan) -> list[str]:
+    """The bundle artifact's notes on ``plan``: what it builds, and what its prepared ONNX holds."""
+    notes = [f"{plan.engine}: {describe(plan)}"]
+    if plan.precision in PRECISION_NOTES:
+        notes.append(PRECISION_NOTES[plan.precision].format(onnx=plan.onnx))
+    return notes
+
+
 def bundle_readme(plans: dict[str, EnginePlan], model: str, target: str) -> str:
     """README.md of a Jetson build bundle."""
     rows = "\n".join(f"| `{p.role}` | `{p.onnx}` | `{p.engine}` | {describe(p)} |" for p in plans.values())

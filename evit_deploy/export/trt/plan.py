@@ -19,6 +19,7 @@ BUILD_PLAN = "trt_build.json"
 TIMING_CACHE = "timing.cache"
 ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
 STRONGLY_TYPED_SETTINGS = ("auto", "always", "never")
+INT8_SCHEME = "tensorrt"  # the quant.scheme of the Q/DQ graphs TensorRT builds (symmetric int8, zero point 0)
 STRONGLY_TYPED_SINCE = (10, 12)  # weakly typed networks deprecated from here; TensorRT 11 drops them
 # Ranges of the symbolic dimensions other than the batch (the SAM prompt decoder's prompts and points).
 DIM_RANGES: dict[str, tuple[int, int, int]] = {"prompts": (1, 1, 16), "points": (1, 2, 16)}
@@ -100,19 +101,30 @@ def input_shapes(inputs: list[dict[str, Any]], batch: tuple[int, int, int]
     return dynamic, static
 
 
+def trt_settings_problem(trt: Any, precision: str, scheme: str | None = None) -> str | None:
+    """What keeps the builders from honouring ``trt`` (the profile's TrtSettings) for ``precision``, and (``scheme``:
+    the profile's ``quant.scheme``) an int8 graph they cannot build; None when nothing does."""
+    if precision not in ENGINE_PRECISIONS:
+        return f"TensorRT engines are built in {', '.join(ENGINE_PRECISIONS)}; not '{precision}'"
+    if trt.strongly_typed not in STRONGLY_TYPED_SETTINGS:
+        return f"trt.strongly_typed must be one of {', '.join(STRONGLY_TYPED_SETTINGS)}; got '{trt.strongly_typed}'"
+    if trt.workspace_mb < 1:
+        return f"trt.workspace_mb must be >= 1; got {trt.workspace_mb}"
+    if not 0 <= trt.builder_optimization_level <= 5:
+        return f"trt.builder_optimization_level must be 0..5; got {trt.builder_optimization_level}"
+    if trt.dla_core is not None and precision == "fp32":
+        return "DLA runs fp16 and int8 only: use --precision fp16 or int8 with trt.dla_core, or unset it"
+    if precision == "int8" and scheme not in (None, INT8_SCHEME):
+        return (f"TensorRT builds int8 from a symmetric Q/DQ graph: set quant.scheme to {INT8_SCHEME}, not "
+                f"'{scheme}' (its uint8 activations have zero points TensorRT does not take)")
+    return None
+
+
 def check_trt_settings(trt: Any, precision: str) -> None:
     """Reject settings the builders cannot honour (one-line EvitError)."""
-    if precision not in ENGINE_PRECISIONS:
-        raise EvitError(f"TensorRT engines are built in {', '.join(ENGINE_PRECISIONS)}; not '{precision}'")
-    if trt.strongly_typed not in STRONGLY_TYPED_SETTINGS:
-        raise EvitError(f"trt.strongly_typed must be one of {', '.join(STRONGLY_TYPED_SETTINGS)}; "
-                        f"got '{trt.strongly_typed}'")
-    if trt.workspace_mb < 1:
-        raise EvitError(f"trt.workspace_mb must be >= 1; got {trt.workspace_mb}")
-    if not 0 <= trt.builder_optimization_level <= 5:
-        raise EvitError(f"trt.builder_optimization_level must be 0..5; got {trt.builder_optimization_level}")
-    if trt.dla_core is not None and precision == "fp32":
-        raise EvitError("DLA runs fp16 and int8 only: use --precision fp16 or int8 with trt.dla_core, or unset it")
+    problem = trt_settings_problem(trt, precision)
+    if problem:
+        raise EvitError(problem)
 
 
 def make_plan(onnx_path: Path, role: str, precision: str, inputs: list[dict[str, Any]], trt: Any,
