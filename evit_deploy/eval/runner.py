@@ -8,7 +8,6 @@ report also gives the wall-clock rate of the whole pass.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -241,7 +240,7 @@ def _report(card: ModelCard, dataset: Dataset, settings: EvalSettings, protocol:
             manifest: Manifest | None) -> dict[str, Any]:
     from ..bench.schema import Row as SpeedRow
     from ..bench.stats import summarize
-    from ..host import machine_facts
+    from ..host import cores, machine_facts
 
     results = []
     for row in rows:
@@ -272,7 +271,7 @@ def _report(card: ModelCard, dataset: Dataset, settings: EvalSettings, protocol:
         "published": published,
         "settings": {"batch": settings.batch, "workers": settings.workers, "threads": settings.threads,
                      "weights": Path(settings.weights).name if settings.weights else "random"},
-        "machine": machine_facts(settings.threads or os.cpu_count() or 1),
+        "machine": machine_facts(settings.threads or cores()),
         "wall_seconds": round(wall, 3),
         "images_per_s_wall": images / wall if wall else None,
         "skipped": skipped,

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..files import sha256_file
-from ..zoo.cards import ModelCard, Preprocess
+from ..processing import Preprocess
+from ..zoo.cards import ModelCard
 
 if TYPE_CHECKING:
     from torch import nn

@@ -25,7 +25,6 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from ...errors import EvitError, one_line
+from ...host import library_version
 from ...optional import require
 from ..calibration import CalibrationSet, calibration_set
 from ..tasks import ExportUnit
@@ -56,10 +56,7 @@ def require_tflite(precision: str = "fp32") -> None:
 
 
 def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "?"
+    return library_version(dist) or "?"
 
 
 @contextlib.contextmanager
@@ -119,7 +116,7 @@ def convert_fp32(unit: ExportUnit, path: Path) -> None:
 def quantize_int8(unit: ExportUnit, ctx: ExportContext, fp32: Path, path: Path, calib: CalibrationSet) -> list[str]:
     """Full int8 of the float ``fp32`` model into ``path``, with sensitivity / fallback when asked."""
     from ...runtime.litert_backend import LiteRtBackend
-    from ..quantize.onnx_unit import _quiet_root_logger, search_and_write
+    from ..quantize.onnx_unit import quiet_root_logger, search_and_write
     from ..quantize.tflite_int8 import TfliteInt8
 
     inputs = [x.numpy() for x in calib.inputs]
@@ -130,7 +127,7 @@ def quantize_int8(unit: ExportUnit, ctx: ExportContext, fp32: Path, path: Path, 
         return [next(iter(backend.run({name: x}).values())) for x in inputs]
 
     shutil.copyfile(fp32, path)  # the float reference, replaced by the int8 model below
-    with _quiet(), _quiet_root_logger(), tempfile.TemporaryDirectory(prefix="evit-int8-") as tmp:
+    with _quiet(), quiet_root_logger(), tempfile.TemporaryDirectory(prefix="evit-int8-") as tmp:
         quantizer = TfliteInt8(fp32, inputs, name, threads)
         return search_and_write(unit, ctx, quantizer, run, path, Path(tmp), calib.source, "minmax (true min/max)",
                                 accuracy_on_data=False)
@@ -165,14 +162,15 @@ def quantize(src: Path, dst: Path, precision: str, calib: CalibrationSet | None,
 
 def inspect_tflite(path: Path) -> dict:
     """Stored I/O specs and quantization, op counts and XNNPACK partitions of a .tflite file (via LiteRT)."""
-    from ...runtime.litert_backend import LiteRtBackend
+    from ...runtime.litert_backend import LiteRtBackend, op_details
 
     backend = LiteRtBackend(path, threads=1)
-    ops = Counter(op["op_name"] for op in backend.interpreter._get_ops_details())
+    details = op_details(backend.interpreter)
+    ops = Counter(op["op_name"] for op in details)
     tensors = {t["index"]: t for t in backend.interpreter.get_tensor_details()}
     float_div = all(
         tensors[i]["dtype"].__name__ == "float32"
-        for op in backend.interpreter._get_ops_details() if op["op_name"] == "DIV" for i in op["inputs"] if i >= 0
+        for op in details if op["op_name"] == "DIV" for i in op["inputs"] if i >= 0
     )
     return {"inputs": backend.stored_inputs, "outputs": backend.stored_outputs, "quantization": backend.io_quantization,
             "ops": ops, "xnnpack_partitions": backend.xnnpack_partitions, "float_div": float_div}

@@ -44,11 +44,11 @@ class TfliteInt8:
         self.stats = self._calibrate()
 
     def _layers(self) -> list[tuple[str, str]]:
-        from ...runtime.litert_backend import LiteRtBackend
+        from ...runtime.litert_backend import LiteRtBackend, op_details
 
         interpreter = LiteRtBackend(self.fp32, threads=1).interpreter
         names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
-        return [(names[op["outputs"][0]], op["op_name"]) for op in interpreter._get_ops_details()
+        return [(names[op["outputs"][0]], op["op_name"]) for op in op_details(interpreter)
                 if op["op_name"] in LAYER_OPS and ATTENTION_SCOPE not in names[op["outputs"][0]].split(";")[0]]
 
     def _quantizer(self, float_layers: tuple[str, ...] = ()) -> Any:

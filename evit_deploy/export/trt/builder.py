@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from ... import __version__
 from ...errors import EvitError, one_line
 from ...files import atomic_write, sha256_file
-from ...runtime.gpu import gpu_facts
+from ...host import gpu_facts
 from ...runtime.sidecar import write_sidecar
 from ...runtime.trt_common import import_tensorrt, make_logger
 from ..steps import StepReporter, silent_step
