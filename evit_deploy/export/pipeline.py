@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import (
+    EXPORT,
     BatchInfo,
     Manifest,
     RuntimeInfo,
-    owns_folder,
     read_manifest,
     seal,
     write_manifest,
@@ -203,7 +203,7 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
                 (tmp / STAGING_MARKER).unlink()  # the signature covers exactly the files that are moved into place
                 sign_export(tmp, request.sign, password=request.sign_password)
         with step(f"move into place: {output}"):
-            aside = commit_staged(tmp, output, owns_folder, request.force, "export folder")
+            aside = commit_staged(tmp, output, EXPORT, request.force)
     return ExportResult(output, manifest, reports, time.perf_counter() - started, original, aside)
 
 
