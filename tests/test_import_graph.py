@@ -185,6 +185,59 @@ def test_no_private_name_is_imported_from_another_package():
     assert leaks == []
 
 
+def _top_level(body: list[ast.stmt]) -> list[ast.stmt]:
+    """The statements a module runs when it is imported (inside ``if``/``try`` too, not in functions or classes;
+    ``if TYPE_CHECKING:`` blocks left out)."""
+    out = []
+    for node in body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        out.append(node)
+        if isinstance(node, (ast.If, ast.Try)):
+            nested = node.body + node.orelse + getattr(node, "finalbody", [])
+            nested += [s for h in getattr(node, "handlers", []) for s in h.body]
+            out += _top_level(nested)
+    return out
+
+
+def optional_imports_at_import_time(source: str) -> list[str]:
+    """Module-level imports of an optional library (a module of ``optional.EXTRAS``) that no earlier module-level
+    ``require("<that library>", ...)`` call checked."""
+    from evit_deploy.optional import EXTRAS
+
+    checked, unchecked = set(), []
+    for node in _top_level(ast.parse(source).body):
+        call = node.value if isinstance(node, (ast.Expr, ast.Assign)) else None
+        if isinstance(call, ast.Call) and ast.unparse(call.func).endswith("require") and call.args:
+            checked.add(str(ast.literal_eval(call.args[0])).split(".")[0])
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+        unchecked += [f"{n} (line {node.lineno})" for n in names if n.split(".")[0] in EXTRAS
+                      and n.split(".")[0] not in checked]
+    return unchecked
+
+
+def test_optional_libraries_are_never_imported_unchecked_at_import_time():
+    """optional.py's promise: importing a module of the package never fails with a bare ImportError for a missing
+    extra; a module that needs one at its top calls require for it first."""
+    found = {m: bad for m, path in modules().items() if (bad := optional_imports_at_import_time(path.read_text()))}
+    assert found == {}
+    assert optional_imports_at_import_time("import onnx\n") == ["onnx (line 1)"]
+    assert optional_imports_at_import_time("from x import require\nrequire('fastapi', 'p')\nimport fastapi.x\n") == []
+    assert optional_imports_at_import_time("def f():\n    import onnx\n") == []
+
+
+def test_a_missing_extra_is_one_line_when_the_server_module_is_imported():
+    """serve/app.py imported without FastAPI (hidden here): the [serve] extra is named, no bare ImportError."""
+    import subprocess
+
+    code = ("import sys; sys.modules['fastapi'] = None\n"
+            "from evit_deploy.errors import MissingDependency\n"
+            "try:\n    import evit_deploy.serve.app\nexcept MissingDependency as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "[serve] extra" in out.stdout, out.stderr[-500:]
+
+
 def test_the_rules_catch_what_they_are_for(monkeypatch):
     """Each rule on a made-up graph: a cycle, an upward import (runtime → export) and a private name taken from a
     sibling package are reported; a private name used inside its own package is not."""

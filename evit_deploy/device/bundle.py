@@ -17,7 +17,7 @@ import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +184,7 @@ def make_bundle(export_dir: str | Path, device: str, output: str | Path | None =
             g["device_output"] = tool.output_file(g["stem"])
         doc = {
             "schema": SCHEMA, "kind": KIND, "bundle_id": bundle_id,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "evit_deploy": __version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"), "evit_deploy": __version__,
             "device": device, "device_class": kind.device_class, "tool": tool.name,
             "model": manifest.model, "task": manifest.task, "target": manifest.target,
             "precision": manifest.precision, "input_size": list(manifest.input_size),

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -262,7 +262,7 @@ def _report(card: ModelCard, dataset: Dataset, settings: EvalSettings, protocol:
         "model": card.name,
         "export": str(folder) if folder else None,
         "target": manifest.target if manifest else None,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": {"kind": dataset.kind, "path": str(dataset.root), "images": images, "limit": settings.limit,
                     "available": len(dataset.samples)},
         "protocol": {"task": card.task, "primary_metric": protocol.primary,

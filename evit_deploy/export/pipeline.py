@@ -10,7 +10,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +184,7 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
                                                      profile.batch.max if spec.dynamic_batch else spec.batch),
                 runtime=RuntimeInfo(profile.runtime.threads, list(profile.runtime.providers)),
                 artifacts=ctx.artifacts, files=written_files(tmp),
-                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
                 weights=subject.weights(), profile=profile.to_dict(),
                 versions=library_versions(), transforms=transforms, preprocessing=subject.preprocess.note(),
                 skipped=ctx.skipped, quantization=ctx.quantization,

@@ -1,6 +1,6 @@
 """Task handlers: the pre- and post-processing of each task, registered in ``TASK_HANDLERS``.
 
-Pre- and post-processing follow the official evaluation code (architecture.md §10) and live in one handler per
+Pre- and post-processing follow the official evaluation code (docs/architecture.md §8) and live in one handler per
 task (no branching over task names); ``register_task`` adds one. A prediction has three stages, which the server
 runs separately to batch requests: ``prepare`` (decode, resize, normalise, check the options; per image),
 ``infer`` (one model run for many prepared images), ``finish`` (post-process; per image).

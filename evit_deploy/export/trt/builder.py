@@ -16,7 +16,7 @@ cache and DLA → serialize, then the engine's sidecar.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -181,7 +181,7 @@ def build_engine(folder: Path, plan: EnginePlan, timing_cache: Path | None = Non
         "outputs": [s.to_dict() for s in outputs], "workspace_mb": plan.workspace_mb,
         "builder_optimization_level": plan.builder_optimization_level,
         "timing_cache": str(cache_path.name) if cache_path else None,
-        "build_seconds": round(seconds, 1), "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": round(seconds, 1), "built": datetime.now(UTC).isoformat(timespec="seconds"),
         "evit_deploy": __version__,
     }
     write_sidecar(folder / plan.engine, sidecar)
