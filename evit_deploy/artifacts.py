@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal, get_args
 
 from .errors import EvitError, ManifestError
-from .files import STAGING_MARKER, atomic_write, file_kind, sha256_file
+from .files import STAGING_MARKER, Owner, atomic_write, file_kind, sha256_file
 from .limits import LIMITS
 from .signing import SIGNATURE, TrustSpec, resolve_trust, signed_folder
 from .tasks import all_roles, task_names, task_spec
@@ -524,21 +524,17 @@ def write_manifest(folder: Path, manifest: Manifest) -> Path:
     return path
 
 
-def owns_folder(folder: Path) -> bool:
-    """True when ``folder`` is an export folder holding only files its manifest says the export wrote (so
-    replacing it deletes nothing of the user's)."""
+def _declared_files(doc: Any, name: str) -> list[str] | None:
+    """The files an ``export.json`` says its export wrote (None when it is not a manifest this version reads)."""
     try:
-        manifest = read_manifest(folder, verify=False)
+        return parse_manifest(doc, Path(name)).files
     except EvitError:
-        return False
-    written = {MANIFEST, SIGNATURE, *manifest.files}
-    for path in folder.rglob("*"):
-        rel = path.relative_to(folder).as_posix()
-        if path.is_symlink() or (path.is_file() and rel not in written):
-            return False
-        if not path.is_file() and not path.is_dir():
-            return False
-    return True
+        return None
+
+
+# The ownership rule of export folders (evit_deploy.files): export.json lists every file the export wrote; a
+# signature added later by `evit-deploy sign` is ours too.
+EXPORT = Owner("export folder", MANIFEST, _declared_files, also=(SIGNATURE,))
 
 
 def written_files(folder: Path) -> list[str]:

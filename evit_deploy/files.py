@@ -1,10 +1,21 @@
-"""Writing files and folders safely: atomic writes, hashes, staged output folders that never clobber the user's.
+"""Writing files and folders safely: atomic writes, hashes, staged output folders that never clobber the user's,
+and the one rule for "is this ours?".
 
-An output folder is built in a staging folder beside it (``.NAME.tmp-PID-XXXX``, marked as ours) and moved into
-place only when complete. An existing folder is replaced only when it is empty or was written by us (the caller
-says how to tell); anything else is refused, or with ``force`` moved aside (never deleted). Staging folders are
-removed on every exit path, SIGTERM included, and staging folders left by dead processes (SIGKILL, power loss)
-are removed the next time the same output is written.
+**Ownership.** Every writer of ours leaves a *declaration* in what it writes: one JSON file, written last, that
+says which writer wrote it and which files it wrote (an export's ``export.json``, a device bundle's
+``bundle.json``, a video output's ``summary.json``, a Triton model's marker, a report's ``report.json``, a batch
+prediction's ``predictions.json`` and per-image records). An :class:`Owner` tells how to read one writer's
+declaration into its declared files; :func:`declared_files` applies it. A folder is that writer's
+(:func:`owns_folder`) when its declaration reads and the folder holds nothing but declared files (no symbolic
+link, FIFO or device), so replacing it deletes nothing of the user's; a file in a shared folder is the writer's
+when a declaration there lists it (:func:`check_own_files`). Folders written by earlier versions, whose
+declaration lists no files, are recognised by the owner's ``legacy`` rule. Whatever is not ours is refused in
+one line, or with ``force`` moved aside (never deleted).
+
+**Staging.** An output folder is built in a staging folder beside it (``.NAME.tmp-PID-XXXX``, marked as ours)
+and moved into place only when complete. Staging folders are removed on every exit path, SIGTERM included, and
+staging folders left by dead processes (SIGKILL, power loss) are removed the next time the same output is
+written.
 """
 
 from __future__ import annotations
@@ -20,11 +31,14 @@ import socket
 import stat
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from .errors import EvitError
+from .limits import LIMITS
 
 STAGING_MARKER = ".evit-deploy-staging"  # inside a staging folder: "<host> <pid>"
 # errno values that mean the user's environment, not our code, stopped a write: a one-line input error
@@ -133,25 +147,134 @@ def check_output_dir(output: Path, what: str = "output folder") -> Path:
 
 
 
-def check_report_dir(folder: Path, files: tuple[str, ...], ours: Callable[[object], bool], what: str) -> None:
-    """Refuse, before the work, a report folder we may not or cannot write: one that is a file, one holding any of
-    ``files`` that is not a previous report of ours (``files[0]``: JSON that ``ours`` accepts), a read-only place.
-    ``what``: the report, in words (``benchmark report``)."""
+# ------------------------------------------------------------------------------------------------ ownership
+
+Declared = Callable[[Any, str], Iterable[str] | None]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """How one writer of ours recognises what it wrote.
+
+    ``declaration``: the JSON file the writer writes (last) into its folder. ``declared(doc, name)``: the files the
+    parsed declaration ``doc`` (read from the file ``name``) says the writer wrote, as relative POSIX paths besides
+    the declaration itself, or None when ``doc`` is not this writer's. ``also``: files a later command of ours may
+    add (an export's signature). ``legacy(folder)``: for folders of earlier versions whose declaration lists no
+    files, every file the writer wrote there (declaration included), or None. ``what``: the output, in words.
+    """
+
+    what: str
+    declaration: str
+    declared: Declared
+    also: tuple[str, ...] = ()
+    legacy: Callable[[Path], Iterable[str] | None] | None = None
+
+
+def read_declaration(path: Path) -> Any:
+    """The parsed JSON of a declaration file, or None when it is missing, not a regular file (a symbolic link is
+    never read), larger than a manifest may be, or not JSON."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > LIMITS.max_manifest_bytes:
+            return None
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def declared_files(folder: Path, owner: Owner, declaration: str | None = None) -> set[str] | None:
+    """The files ``folder`` holds that ``owner`` wrote, by its declaration (``declaration``: another file name than
+    the owner's, for writers that leave one declaration per item), or None when there is none of ``owner``'s."""
+    name = declaration or owner.declaration
+    files = owner.declared(read_declaration(folder / name), name)
+    if files is not None:
+        return {name, *files, *owner.also}
+    legacy = owner.legacy(folder) if owner.legacy is not None else None
+    return None if legacy is None else set(legacy)
+
+
+def holds_only(folder: Path, files: set[str]) -> bool:
+    """Whether everything under ``folder`` is one of ``files`` (relative POSIX paths), a regular file, or a
+    subfolder on the way to one; a symbolic link, FIFO, socket or device anywhere is never ours."""
+    folders = {parent for f in files for parent in Path(f).parents if parent != Path(".")}
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        if path.is_symlink():
+            return False
+        if path.is_dir() and rel in folders:
+            continue
+        if not path.is_file() or rel.as_posix() not in files:
+            return False
+    return True
+
+
+def owns_folder(folder: Path, owner: Owner) -> bool:
+    """True when ``folder`` is ``owner``'s output holding only the files its declaration lists (so replacing it
+    deletes nothing of the user's)."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    files = declared_files(folder, owner)
+    return files is not None and holds_only(folder, files)
+
+
+def owned_by(owner: Owner) -> Callable[[Path], bool]:
+    """:func:`owns_folder` for one owner (what :func:`replace_dir` and :func:`commit_staged` are given)."""
+    return lambda folder: owns_folder(folder, owner)
+
+
+def check_replaceable(output: Path, owner: Owner, force: bool = False, what: str | None = None) -> Path:
+    """Refuse, before any work, an output folder that can never be replaced (:func:`check_output_dir`) or one that
+    holds something and is not ``owner``'s (unless ``force``: it will be moved aside, see :func:`replace_dir`)."""
+    output = check_output_dir(Path(output), what or f"{owner.what} folder")
+    if output.is_dir() and any(output.iterdir()) and not owns_folder(output, owner) and not force:
+        raise not_ours_error(output, owner.what)
+    return output
+
+
+def check_own_files(folder: Path, owner: Owner, names: Iterable[str], declarations: Iterable[str] = (),
+                    owned: Iterable[str] = ()) -> None:
+    """Refuse, before the work, to write ``names`` into ``folder`` (a folder others may use too: reports,
+    predictions) when one of them exists and no declaration of ``owner`` there lists it, when ``folder`` is a file,
+    or when the place is read-only. ``declarations``: more declaration files to read besides the owner's;
+    ``owned``: files known to be ours otherwise."""
     if folder.exists() and not folder.is_dir():
-        raise EvitError(f"{what} folder {folder} exists and is not a folder")
-    existing = [name for name in files if (folder / name).exists()]
+        raise EvitError(f"{owner.what} folder {folder} exists and is not a folder")
+    existing = [name for name in names if (folder / name).exists() or (folder / name).is_symlink()]
     if existing:
-        try:
-            doc = json.loads((folder / files[0]).read_text())
-        except (OSError, ValueError, RecursionError):
-            doc = None
-        if not ours(doc):
-            article = "an" if what[0] in "aeiou" else "a"
-            raise EvitError(f"refusing to overwrite {folder / existing[0]}: it is not {article} {what} written by "
+        ours = set(owned)
+        for declaration in (owner.declaration, *declarations):
+            ours |= declared_files(folder, owner, declaration) or set()
+        theirs = next((name for name in existing if name not in ours), None)
+        if theirs is not None:
+            article = "an" if owner.what[0] in "aeiou" else "a"
+            raise EvitError(f"refusing to overwrite {folder / theirs}: it is not {article} {owner.what} written by "
                             "evit-deploy; choose another --output folder")
     parent = next(p for p in (folder, *folder.parents) if p.exists())
-    with writing(f"write the {what} to {folder}"):  # a read-only place fails now, not after the work
+    with writing(f"write the {owner.what} to {folder}"):  # a read-only place fails now, not after the work
         tempfile.TemporaryFile(dir=parent).close()
+
+
+def fixed_files(files: Iterable[str], ours: Callable[[Any], bool]) -> Declared:
+    """``Owner.declared`` for a writer that always writes the same ``files``: them, when ``ours(doc)``."""
+    files = tuple(files)
+    return lambda doc, name: files if ours(doc) else None
+
+
+def declare(folder: Path, name: str, writer: str, **facts: Any) -> None:
+    """Write the declaration ``folder/name`` for a writer with no manifest of its own: ``writer``, ``facts`` and
+    every regular file under ``folder`` (call it last). :func:`listed_files` reads it back."""
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                   if p.is_file() and not p.is_symlink() and p.name not in (name, STAGING_MARKER))
+    atomic_write(folder / name, json.dumps({"writer": writer, **facts, "files": files}, indent=2) + "\n")
+
+
+def listed_files(writer: str) -> Declared:
+    """``Owner.declared`` for declarations written by :func:`declare` for ``writer``."""
+    def declared(doc: Any, name: str) -> list[str] | None:
+        if not isinstance(doc, dict) or doc.get("writer") != writer or not isinstance(doc.get("files"), list):
+            return None
+        files = doc["files"]
+        return files if all(isinstance(f, str) for f in files) else None
+    return declared
 
 
 def _alive(host: str, pid: int) -> bool:
@@ -284,13 +407,13 @@ def not_ours_error(dest: Path, what: str) -> EvitError:
                      " choose another output folder, or pass --force to move it aside (nothing is deleted)")
 
 
-def commit_staged(tmp: Path, output: Path, ours: OwnedCheck, force: bool = False, what: str = "folder"
-                  ) -> Path | None:
-    """Move a finished staging folder into place (see :func:`replace_dir`); returns where an old one went."""
+def commit_staged(tmp: Path, output: Path, owner: Owner, force: bool = False) -> Path | None:
+    """Move a finished staging folder into place; an existing ``output`` is replaced only when it is empty or
+    ``owner``'s (see :func:`replace_dir`); returns where an old one went."""
     with signals_deferred(), writing(f"move {output} into place"):  # all of the move, or none of it
         (tmp / STAGING_MARKER).unlink(missing_ok=True)
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it private (0700); give it the mode mkdir would have
-        return replace_dir(tmp, output, ours, force, what)
+        return replace_dir(tmp, output, owned_by(owner), force, owner.what)
 
 
 @contextlib.contextmanager

@@ -1,10 +1,16 @@
-"""Facts about this machine, in one place: CPU model and instruction-set flags, cores, load, GPU, and the versions
-of the libraries that decide what an artifact does (every report and export manifest records them)."""
+"""Facts about this machine, in one place: CPU model and instruction-set flags, cores, load, CUDA GPU, and the
+versions of the libraries that decide what an artifact does (every report and export manifest records them).
+
+Every CUDA check (:func:`cuda_problem`, :func:`cuda_available`), GPU fact (:func:`gpu_facts`, :func:`gpu_name`) and
+installed-library version (:func:`library_version`) of the package is read here.
+"""
 
 from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 import sys
 from functools import cache
 from importlib import metadata
@@ -33,10 +39,8 @@ def library_versions() -> dict[str, str]:
     """evit-deploy, Python and each installed library of :data:`LIBRARIES`."""
     found = {"evit-deploy": __version__, "python": platform.python_version()}
     for dist in LIBRARIES:
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
+        if (version := library_version(dist)) is not None:
+            found[dist] = version
     return found
 
 
@@ -102,15 +106,68 @@ def peak_rss_mb() -> float | None:
     return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, KiB on Linux
 
 
-def gpu_name() -> str | None:
-    """The first CUDA GPU's name, when torch sees one (torch is imported only when already loaded)."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return None
+def cuda_problem() -> str | None:
+    """Why PyTorch cannot run on a CUDA GPU here (None = it can). Imports torch."""
     try:
-        return torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    except Exception:  # noqa: BLE001 - a broken CUDA install is "no GPU" for a report
-        return None
+        import torch
+
+        if torch.cuda.is_available():
+            return None
+        return f"PyTorch (torch {torch.__version__}) sees no CUDA GPU"
+    except Exception as exc:  # noqa: BLE001 - a broken CUDA setup is "no GPU", with its reason
+        return f"no usable CUDA GPU ({type(exc).__name__}: {exc})"
+
+
+def cuda_available() -> bool:
+    """Whether PyTorch sees a usable CUDA GPU (imports torch)."""
+    return cuda_problem() is None
+
+
+def _torch_gpu(torch: Any, device: int | None) -> dict[str, Any] | None:
+    """Name and compute capability of CUDA device ``device`` (None = the current one) as PyTorch sees it."""
+    try:
+        if torch.cuda.is_available():
+            index = torch.cuda.current_device() if device is None else device
+            major, minor = torch.cuda.get_device_capability(index)
+            return {"gpu_name": torch.cuda.get_device_name(index), "compute_capability": f"{major}.{minor}"}
+    except Exception:  # noqa: BLE001 - a broken CUDA setup: unknown
+        pass
+    return None
+
+
+def _nvidia_smi_gpu(device: int) -> dict[str, Any]:
+    facts: dict[str, Any] = {"gpu_name": None, "compute_capability": None}
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=20, check=True).stdout.splitlines()
+            name, cc = (v.strip() for v in out[device].split(",")[:2])
+            facts = {"gpu_name": name, "compute_capability": cc}
+        except (subprocess.SubprocessError, OSError, IndexError, ValueError):
+            pass
+    return facts
+
+
+def gpu_facts(device: int | None = None, *, trt: Any = None, torch_versions: bool = False) -> dict[str, Any]:
+    """What a GPU engine is built for, with one set of keys for every sidecar: ``gpu_name`` and
+    ``compute_capability`` of CUDA device ``device`` (None = PyTorch's current device) from PyTorch, else
+    nvidia-smi (None when unknown); with ``trt`` (the tensorrt module) ``tensorrt_version`` first;
+    ``torch_versions`` adds ``torch`` and ``cuda``. Imports torch."""
+    import torch
+
+    facts: dict[str, Any] = {"tensorrt_version": trt.__version__} if trt is not None else {}
+    facts.update(_torch_gpu(torch, device) or _nvidia_smi_gpu(device or 0))
+    if torch_versions:
+        facts.update(torch=torch.__version__, cuda=str(torch.version.cuda))
+    return facts
+
+
+def gpu_name() -> str | None:
+    """The current CUDA GPU's name, when torch sees one (for reports: torch is consulted only when already
+    imported, so asking never loads it)."""
+    torch = sys.modules.get("torch")
+    facts = _torch_gpu(torch, None) if torch is not None else None
+    return facts["gpu_name"] if facts else None
 
 
 def machine_facts(threads: int | None = None) -> dict[str, Any]:

@@ -1,7 +1,11 @@
 """Optional dependencies: import one on first use, or say in one line which extra of this package installs it.
 
-Heavy or platform-specific libraries (ONNX Runtime, LiteRT, FastAPI, ...) are extras (pyproject.toml); every
-import of one goes through :func:`require`, so a missing extra is always the same clear one-line error.
+Heavy or platform-specific libraries (ONNX Runtime, LiteRT, FastAPI, ...) are extras (pyproject.toml), checked
+with :func:`require` before they are imported, so a missing extra is always the same clear one-line error: a module
+that imports one at its top calls ``require`` for it first (``serve/app.py``; tests/test_import_graph.py checks that
+no other module-level import of an extra exists), and otherwise the library is imported inside the function that
+uses it, after the command, exporter or runtime backend (``Backend.requires``) that leads there has called
+``require``.
 """
 
 from __future__ import annotations

@@ -1,24 +1,65 @@
 """Pre-processing as in the official evaluation code: the one place an image becomes a model input.
 
-Each model card carries a ``preprocess`` block (:class:`evit_deploy.zoo.cards.Preprocess`: resize rule,
-interpolation, crop ratio, mean, std); :func:`preprocess` applies it. Export validation, calibration, the
+Each model card carries a ``preprocess`` block (:class:`Preprocess`, defined here: resize rule, interpolation,
+crop ratio, mean, std); :func:`preprocess` applies it. Export validation, calibration, the
 Predictor and the server all call :func:`preprocess`, so they feed a model identically. The three resize rules
 are also public functions (``classification_input``, ``resized_input``, ``sam_input``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .errors import EvitError
 from .images import ImageLike, load_rgb
-from .zoo.cards import Preprocess
 
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes the model's input, as the official evaluation does it (models/README.md).
+
+    ``resize``: ``shorter-side-crop`` (shorter side to ceil(side / crop_ratio), centre crop; ImageNet),
+    ``exact`` (resize to the input size; segmentation), ``long-side-pad`` (longer side to the input side, zero-pad
+    bottom/right; SAM). Pixels are scaled to [0, 1], then ``(x - mean) / std`` per RGB channel.
+    """
+
+    resize: str
+    interpolation: str = "bicubic"
+    crop_ratio: float = 1.0
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def note(self) -> dict[str, Any]:
+        """What ``export.json`` records as ``preprocessing`` (for readers outside this package; the card's
+        block is what runs, and a manifest whose block differs from it is refused)."""
+        return {
+            "embedded": False,
+            "input": "normalised float32 RGB, NCHW: (pixel / 255 - mean) / std",
+            "resize": self.resize, "interpolation": self.interpolation, "crop_ratio": self.crop_ratio,
+            "mean": list(self.mean), "std": list(self.std),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> Preprocess:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise EvitError(f"{where}: unknown preprocess keys {unknown}; known: {', '.join(sorted(fields))}")
+        p = cls(**{k: tuple(v) if k in ("mean", "std") else v for k, v in data.items()})
+        if p.resize not in RESIZE_RULES or p.interpolation not in INTERPOLATION:
+            raise EvitError(f"{where}: preprocess.resize must be one of {', '.join(RESIZE_RULES)} and "
+                            f"interpolation one of {', '.join(INTERPOLATION)}")
+        if not 0 < p.crop_ratio <= 1 or len(p.mean) != 3 or len(p.std) != 3 or min(p.std) <= 0:
+            raise EvitError(f"{where}: preprocess needs 0 < crop_ratio <= 1 and three means and positive stds")
+        return p
 
 class InputFacts(Protocol):
     """What pre-processing needs of a model: its default input size and its ``preprocess`` block. A zoo

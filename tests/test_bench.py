@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ from evit_deploy.bench.stats import summarize
 from evit_deploy.errors import EvitError
 from evit_deploy.export.pipeline import ExportRequest, run_export
 
+from .fakes.tools import executable
 from .helpers import FAST_ARGS, fast_bench, run_cli
 
 
@@ -122,13 +121,6 @@ def test_a_worker_that_cannot_load_is_a_failed_row_not_a_traceback(cls_export, t
 
 
 # -- native tools -----------------------------------------------------------------------------------------------------
-def _fake_tool(folder: Path, name: str, script: str) -> Path:
-    path = folder / name
-    path.write_text("#!/bin/sh\n" + script)
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
-
-
 @pytest.mark.parametrize("case", ["missing", "crashes", "prints something else", "agrees"])
 def test_native_tool_beside_the_row(tflite_b0, tmp_path, monkeypatch, case):
     """A stand-in for litert-benchmark: checks our side (command, parsing, statuses); the real tool runs below."""
@@ -141,7 +133,7 @@ def test_native_tool_beside_the_row(tflite_b0, tmp_path, monkeypatch, case):
     }
     name = "no-such-litert-benchmark" if case == "missing" else "fake-litert-benchmark"
     if case != "missing":
-        _fake_tool(tmp_path, name, scripts[case])
+        executable(tmp_path, name, scripts[case])
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setitem(native.NATIVE_TOOLS, "litert-benchmark",
                         native.NativeTool(tool.name, tool.formats, name, tool.comes_with, tool.command, tool.read,

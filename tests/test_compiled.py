@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from evit_deploy import runtime
 from evit_deploy.errors import EvitError
 from evit_deploy.export.pipeline import ExportRequest, run_export
+from evit_deploy.host import cuda_available
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this host)")
+cuda = pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU (none on this host)")
 
 
 def _light_profile(tmp_path):
@@ -21,7 +21,7 @@ def _light_profile(tmp_path):
     return str(path)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-host behaviour")
+@pytest.mark.skipif(cuda_available(), reason="checks the CPU-host behaviour")
 def test_without_gpu_the_fp16_onnx_is_written_and_the_engine_step_is_skipped(tmp_path):
     result = run_export(ExportRequest("efficientvit-b0-r224", _light_profile(tmp_path), imgsz=(128,),
                                       output=str(tmp_path / "out")))
@@ -39,7 +39,7 @@ def test_backend_refuses_packages_it_cannot_run(tmp_path):
     sidecar = {"gpu": "NVIDIA Z999", "compute_capability": "42.0", "torch": "0.0", "cuda": "0", "mode": "default",
                "precision": "fp16", "cache": "model.cache", "inputs": [], "outputs": []}
     (tmp_path / "model.pt2.json").write_text(json.dumps(sidecar))
-    expected = "built for gpu NVIDIA Z999" if torch.cuda.is_available() else "runs on a CUDA GPU"
+    expected = "built for gpu NVIDIA Z999" if cuda_available() else "runs on a CUDA GPU"
     with pytest.raises(EvitError, match=expected):
         runtime.load(pt2)
 

@@ -32,6 +32,7 @@ from evit_deploy.processing import preprocess
 from evit_deploy.samples import sample_photo
 from evit_deploy.zoo import get_card
 
+from .fakes.adb import install_fake_adb
 from .helpers import run_cli
 
 B1 = "efficientvit-b1-r224"  # the paper has Snapdragon 8Gen1, Jetson Nano and AGX Orin figures for it
@@ -557,29 +558,6 @@ def test_android_results_of_another_model_are_refused(android_bundle, tmp_path, 
 
 # ------------------------------------------------------------------------------------------ bench --adb (stand-in)
 
-FAKE_ADB = r"""#!/usr/bin/env bash
-# A stand-in for adb: records its arguments, answers the commands a bundle sends.
-printf '%s\n' "$*" >> "$FAKE_ADB_LOG"
-serial=""
-if [ "$1" = "-s" ]; then serial="$2"; shift 2; fi
-case "$1" in
-  get-state)
-    if [ "$serial" = "$FAKE_ADB_SERIAL" ]; then echo device
-    else echo "error: device '$serial' not found" >&2; exit 1; fi ;;
-  push) [ -e "$2" ] || { echo "adb: error: cannot stat '$2'" >&2; exit 1; } ;;
-  pull)
-    name=$(basename "$2")
-    if [ -f "$FAKE_ADB_FILES/$name" ]; then cp "$FAKE_ADB_FILES/$name" "$3"
-    else echo "adb: error: remote $2 missing" >&2; exit 1; fi ;;
-  shell)
-    case "$2" in
-      sha256sum*) echo "$FAKE_ADB_SHA  ${2#sha256sum }" ;;
-      *--output_filepath=*) echo "INFO: Inference timings in us: Init: 1, First inference: 1, Warmup (avg): 1, \
-Inference (avg): 1" ;;
-      *benchmark_model*) cat "$FAKE_ADB_FILES/benchmark_model.log" ;;
-    esac ;;
-esac
-"""
 
 
 @needs_tflite
@@ -589,8 +567,7 @@ def test_bench_adb_runs_push_run_pull_import_with_a_stand_in_adb(tflite_export, 
     bin_dir, files = tmp_path / "bin", tmp_path / "device-files"
     bin_dir.mkdir()
     files.mkdir()
-    (bin_dir / "adb").write_text(FAKE_ADB)
-    (bin_dir / "adb").chmod(0o755)
+    install_fake_adb(bin_dir)
     (files / "benchmark_model.log").write_text(android_log(android_bundle))
     (files / "op_profile.csv").write_text(OP_PROFILE_CSV_OLD)
     for g in doc["golden"]:  # what the phone would write: PyTorch's outputs (the golden inputs are deterministic)

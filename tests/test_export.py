@@ -42,18 +42,9 @@ def write_profile(tmp_path: Path, text: str, name: str = "custom.yaml") -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def b0_export(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("b0")
-    model = zero_query_heads_(randomize_(create_model("efficientvit-b0-r224"), seed=5))
-    ckpt = save_ckpt(model, tmp / "efficientvit_b0_r224.pt")
-    result = run_export(ExportRequest("efficientvit-b0-r224", "cpu-ort", str(ckpt), output=str(tmp / "out")))
-    return result, ckpt, model
-
-
-def test_cls_export_matches_pytorch_independently(b0_export):
-    result, ckpt, model = b0_export
-    onnx_path = result.folder / "model.onnx"
+def test_cls_export_matches_pytorch_independently(cls_export):
+    folder, ckpt = cls_export  # the session's shared B0 export (tests/shared_exports.py)
+    onnx_path = folder / "model.onnx"
     photos = [classification_input(sample_photo(n), 224) for n in ("astronaut", "coffee")]
     x = torch.cat([*photos, torch.randn(1, 3, 224, 224)])
     with torch.inference_mode():
@@ -64,11 +55,11 @@ def test_cls_export_matches_pytorch_independently(b0_export):
     assert (out.argmax(1) == ref.argmax(1)).all()
 
 
-def test_manifest_describes_the_export(b0_export):
-    result, ckpt, _ = b0_export
-    manifest = json.loads((result.folder / "export.json").read_text())
+def test_manifest_describes_the_export(cls_export):
+    folder, ckpt = cls_export
+    manifest = json.loads((folder / "export.json").read_text())
     assert manifest["model"] == "efficientvit-b0-r224" and manifest["target"] == "cpu-ort"
-    assert manifest["profile"]["name"] == "cpu-ort" and manifest["profile"]["batch"]["dynamic"] is True
+    assert manifest["profile"]["name"] == "light" and manifest["profile"]["batch"]["dynamic"] is True
     assert {"torch", "onnx", "onnxruntime", "evit-deploy"} <= set(manifest["versions"])
     (artifact,) = manifest["artifacts"]
     assert artifact["format"] == "onnx" and artifact["role"] == "model" and artifact["layout"] == "NCHW"
@@ -76,24 +67,24 @@ def test_manifest_describes_the_export(b0_export):
     assert artifact["outputs"][0]["name"] == "logits" and artifact["precision"] == "fp32"
     import hashlib
 
-    assert artifact["sha256"] == hashlib.sha256((result.folder / artifact["path"]).read_bytes()).hexdigest()
+    assert artifact["sha256"] == hashlib.sha256((folder / artifact["path"]).read_bytes()).hexdigest()
     (report,) = manifest["validation"]["artifacts"]
     assert report["passed"] and report["outputs"]["logits"]["max_rel"] <= 1e-4
     assert report["agreement"]["value"] == 1.0 and any(s.startswith("photo:") for s in report["samples"])
     assert manifest["weights"]["file"] == ckpt.name and manifest["preprocessing"]["embedded"] is False
-    assert not list(result.folder.parent.glob(".out.tmp-*"))
+    assert not list(folder.parent.glob(f".{folder.name}.tmp-*"))
 
 
-def test_runtime_load_and_validate_command(b0_export, capsys):
-    result, ckpt, _ = b0_export
-    backend = runtime.load(result.folder)
+def test_runtime_load_and_validate_command(cls_export, capsys):
+    folder, ckpt = cls_export
+    backend = runtime.load(folder)
     assert backend.inputs[0].name == "input" and backend.inputs[0].shape[0] == "batch"
     out = backend(np.zeros((2, 3, 224, 224), np.float32))
     assert isinstance(out, np.ndarray) and out.shape == (2, 1000)
-    assert run_cli(["validate", str(result.folder), "--weights", str(ckpt)]) == 0
+    assert run_cli(["validate", str(folder), "--weights", str(ckpt)]) == 0
     assert "pass" in capsys.readouterr().out
     with pytest.raises(EvitError, match="pass it with --weights"):
-        validate_export(result.folder)
+        validate_export(folder)
 
 
 def test_attention_with_zero_normaliser_survives_both_exporters(tmp_path):
@@ -208,12 +199,12 @@ def test_bad_inputs_are_clean_errors(tmp_path):
         runtime.load(corrupt)
 
 
-def test_validate_detects_corrupted_artifact(b0_export, tmp_path, capsys):
+def test_validate_detects_corrupted_artifact(cls_export, tmp_path, capsys):
     import shutil
 
-    result, ckpt, _ = b0_export
+    folder, ckpt = cls_export
     copy = tmp_path / "copy"
-    shutil.copytree(result.folder, copy)
+    shutil.copytree(folder, copy)
     data = bytearray((copy / "model.onnx").read_bytes())
     data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64
     (copy / "model.onnx").write_bytes(bytes(data))

@@ -21,9 +21,9 @@ import torch
 from PIL import Image
 
 from evit_deploy import create_model, runtime
-from evit_deploy.artifacts import MANIFEST, ManifestError, choose_artifact, owns_folder, read_manifest
+from evit_deploy.artifacts import EXPORT, MANIFEST, ManifestError, choose_artifact, read_manifest
 from evit_deploy.errors import CheckpointError, EvitError
-from evit_deploy.files import STAGING_MARKER, remove_stale_staging, replace_dir
+from evit_deploy.files import STAGING_MARKER, owns_folder, remove_stale_staging, replace_dir
 from evit_deploy.images import ImageTooLarge, load_rgb, open_image
 from evit_deploy.predict import Predictor
 from evit_deploy.triton import write_repository
@@ -90,9 +90,9 @@ def test_export_refuses_a_folder_that_is_not_an_export(tmp_path, capsys):
 
 def test_an_export_with_a_file_of_the_user_is_not_replaced(tmp_path, capsys):
     folder = copy_export(tmp_path)
-    assert owns_folder(folder)
+    assert owns_folder(folder, EXPORT)
     (folder / "my-notes.txt").write_text("mine")
-    assert not owns_folder(folder)
+    assert not owns_folder(folder, EXPORT)
     one_line_exit_2(capsys, ["export", "efficientvit-b0-r224", "-o", str(folder)])
     assert (folder / "my-notes.txt").read_text() == "mine"
 
@@ -163,7 +163,7 @@ def test_a_symlink_pointing_outside_is_refused(tmp_path):
     for reader in every_reader(folder):
         with pytest.raises(EvitError, match="outside the export folder"):
             reader()
-    assert not owns_folder(folder)  # a symlink is never ours to delete through
+    assert not owns_folder(folder, EXPORT)  # a symlink is never ours to delete through
 
 
 # -- 3. triton stays under --repo --------------------------------------------------------------------------------
@@ -348,7 +348,7 @@ def test_sigterm_during_the_move_into_place_moves_all_or_nothing(tmp_path, monke
     with pytest.raises(files.Terminated):
         with files.staged_dir(out) as tmp:
             (tmp / "model.onnx").write_text("complete")
-            files.commit_staged(tmp, out, lambda _: True)
+            files.commit_staged(tmp, out, files.Owner("test output", "old.txt", lambda doc, name: []))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder, no old copy
     assert sorted(p.name for p in out.iterdir()) == ["model.onnx"]
     assert (out / "model.onnx").read_text() == "complete"

@@ -22,6 +22,7 @@ from evit_deploy.processing import preprocess
 from evit_deploy.samples import sample_photo
 from evit_deploy.zoo import get_card
 
+from .fakes.quantizer import FakeQuantizer
 from .helpers import randomize_, run_cli, zero_query_heads_
 
 B0 = "efficientvit-b0-r224"
@@ -123,27 +124,6 @@ def test_fallback_keeps_the_most_sensitive_layers_float_until_within_the_bound(c
     producers = {o: n for n in graph.node for o in n.output}
     for node in (n for n in graph.node if n.name in set(kept)):  # float weights and float activations
         assert all(producers.get(i) is None or producers[i].op_type != "DequantizeLinear" for i in node.input)
-
-
-class FakeQuantizer:
-    """A LayerQuantizer stand-in: records what it was asked to build (tests the search, not a quantizer)."""
-
-    probe, suffix, scheme_name = "alone", ".onnx", "fake"
-
-    def __init__(self, layers: int) -> None:
-        self.layers = [(f"conv{i}", "Conv") for i in range(layers)]
-        self.built: list[tuple[str, ...]] = []
-
-    def candidates(self) -> list[tuple[str, str]]:
-        return self.layers
-
-    def build(self, out: Path, float_layers: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> Path:
-        self.built.append(tuple(float_layers))
-        out.write_text(str(len(float_layers)))
-        return out
-
-    def describe(self) -> str:
-        return "fake"
 
 
 def test_unreachable_bound_says_how_close_it_got(tmp_path):

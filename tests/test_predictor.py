@@ -243,7 +243,7 @@ def _frame(h: int, w: int) -> tuple[int, int]:
 
 
 def sam_reference(sam, embedding, size, points=None, labels=None, box=None, multimask=True):
-    """The stock predictor (architecture.md §10.3), written out: prompts → 1024 frame, masks → original size."""
+    """The stock predictor (docs/architecture.md §8), written out: prompts → 1024 frame, masks → original size."""
     h, w = size
     fh, fw = _frame(h, w)
     scale = np.array([fw / w, fh / h])

@@ -391,7 +391,7 @@ def test_keys_made_with_the_documented_openssl_lines_work(tmp_path):
 
 # -- certificate chains (offline) --------------------------------------------------------------------------------------
 def _certificate(subject: str, key, issuer: str, issuer_key, ca: bool) -> x509.Certificate:  # noqa: ANN001
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))

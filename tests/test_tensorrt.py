@@ -7,7 +7,6 @@ Everything here runs without TensorRT. Tests that need it are skipped with ``pyt
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 import shlex
@@ -15,7 +14,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import types
 import warnings
 from pathlib import Path
 
@@ -44,6 +42,8 @@ from evit_deploy.export.trt.plan import (
 from evit_deploy.export.trt.rebuild import folder_plans
 from evit_deploy.runtime.trt_common import check_compatibility, tensorrt_problem
 
+from .fakes.tensorrt import fake_tensorrt
+from .fakes.tools import fake_trtexec
 from .helpers import run_cli
 
 MODEL = "efficientvit-b0-r224"
@@ -80,14 +80,6 @@ def calib_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def jetson_int8(tmp_path_factory, calib_dir):
     return export(tmp_path_factory.mktemp("jetson8") / "out", "jetson-orin-trt", "int8", calib=str(calib_dir))
-
-
-def fake_trtexec(tmp: Path) -> Path:
-    """A trtexec stand-in that records its arguments, one per line."""
-    path = tmp / "trtexec"
-    path.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$(dirname "$0")/args.txt"\n')
-    path.chmod(0o755)
-    return path
 
 
 def onnx_nodes(path: Path) -> dict[str, onnx.NodeProto]:
@@ -373,139 +365,6 @@ def test_trt_profiles_resolve():
 
 
 # ------------------------------------------------ the TensorRT calls, against a recording stand-in module
-
-
-def fake_tensorrt(version: str) -> types.ModuleType:
-    """A minimal stand-in for the ``tensorrt`` module: the ONNX "parser" turns every node into one layer (plus a
-    suffixed helper layer for each Pad, as the real parser adds), the builder records what it was asked.
-    It checks that the build code calls what it means to call; it says nothing about TensorRT itself."""
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = version
-    dt = enum.Enum("DataType", "FLOAT HALF BF16 INT32 INT64 BOOL INT8 UINT8")
-    trt.DataType, trt.float32, trt.float16, trt.bfloat16 = dt, dt.FLOAT, dt.HALF, dt.BF16
-    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=5)
-    trt.BuilderFlag = enum.Enum("BuilderFlag", "FP16 INT8 OBEY_PRECISION_CONSTRAINTS TF32 GPU_FALLBACK")
-    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
-    trt.DeviceType = types.SimpleNamespace(DLA="dla", GPU="gpu")
-
-    class ILogger:
-        Severity = types.SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3)
-
-        def __init__(self) -> None:
-            pass
-
-    trt.ILogger = ILogger
-    types_of = {1: dt.FLOAT, 10: dt.HALF, 7: dt.INT64, 6: dt.INT32, 9: dt.BOOL}
-
-    class Tensor(types.SimpleNamespace):
-        pass
-
-    class Layer:
-        def __init__(self, name, inputs, outputs):  # noqa: ANN001
-            self.name, self.inputs, self.outputs, self.output_types = name, inputs, outputs, {}
-            self.num_inputs, self.num_outputs, self.precision = len(inputs), len(outputs), None
-
-        def get_input(self, i):  # noqa: ANN001
-            return self.inputs[i]
-
-        def get_output(self, i):  # noqa: ANN001
-            return self.outputs[i]
-
-        def set_output_type(self, i, dtype):  # noqa: ANN001
-            self.output_types[i] = dtype
-
-    class Network:
-        def __init__(self, flags: int) -> None:
-            self.flags, self.layers, self.inputs = flags, [], []
-            self.num_layers = self.num_inputs = 0
-
-        def get_layer(self, i):  # noqa: ANN001
-            return self.layers[i]
-
-        def get_input(self, i):  # noqa: ANN001
-            return self.inputs[i]
-
-    class OnnxParser:
-        num_errors = 0
-
-        def __init__(self, network, logger):  # noqa: ANN001
-            self.network = network
-
-        def parse_from_file(self, path: str) -> bool:
-            graph = onnx.load(path).graph
-            kinds = value_types(path)
-            tensor = {name: Tensor(name=name, dtype=types_of.get(kind, dt.FLOAT)) for name, kind in kinds.items()}
-            net = self.network
-            net.inputs = [tensor[i.name] for i in graph.input]
-            for node in graph.node:
-                if node.op_type == "Constant":
-                    continue
-                outs = [tensor[o] for o in node.output]
-                if node.op_type == "Pad":  # a helper layer first, with an unnamed output
-                    helper = Tensor(name=f"(Unnamed Layer* {len(net.layers)})", dtype=tensor[node.input[0]].dtype)
-                    net.layers.append(Layer(node.name + "_1", [tensor[node.input[0]]], [helper]))
-                    net.layers.append(Layer(node.name, [helper], outs))
-                else:
-                    net.layers.append(Layer(node.name, [tensor[i] for i in node.input if i in tensor], outs))
-            net.num_layers, net.num_inputs = len(net.layers), len(net.inputs)
-            return True
-
-    class Config:
-        def __init__(self) -> None:
-            self.flags, self.profiles, self.pools = {trt.BuilderFlag.TF32}, [], {}
-            self.builder_optimization_level = 3
-
-        def set_memory_pool_limit(self, pool, size):  # noqa: ANN001
-            self.pools[pool] = size
-
-        def set_flag(self, flag):  # noqa: ANN001
-            self.flags.add(flag)
-
-        def clear_flag(self, flag):  # noqa: ANN001
-            self.flags.discard(flag)
-
-        def add_optimization_profile(self, profile):  # noqa: ANN001
-            self.profiles.append(profile)
-
-        def create_timing_cache(self, blob: bytes):  # noqa: ANN001
-            return types.SimpleNamespace(serialize=lambda: b"timing:" + bytes(blob))
-
-        def set_timing_cache(self, cache, ignore_mismatch):  # noqa: ANN001
-            self.cache = cache
-            return True
-
-        def get_timing_cache(self):  # noqa: ANN001
-            return self.cache
-
-    class Profile:
-        def __init__(self) -> None:
-            self.shapes = {}
-
-        def set_shape(self, name, lo, opt, hi):  # noqa: ANN001
-            self.shapes[name] = (list(lo), list(opt), list(hi))
-
-    class Builder:
-        num_DLA_cores = 2
-
-        def __init__(self, logger):  # noqa: ANN001
-            trt.last = self
-
-        def create_network(self, flags: int) -> Network:
-            self.network = Network(flags)
-            return self.network
-
-        def create_builder_config(self) -> Config:
-            self.config = Config()
-            return self.config
-
-        def create_optimization_profile(self) -> Profile:
-            return Profile()
-
-        def build_serialized_network(self, network, config):  # noqa: ANN001
-            return b"ENGINE"
-
-    trt.Builder, trt.OnnxParser = Builder, OnnxParser
-    return trt
 
 
 def test_build_calls_with_builder_flags_and_fp32_constraints(jetson_fp16, tmp_path, monkeypatch):

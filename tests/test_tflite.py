@@ -23,6 +23,7 @@ from evit_deploy.errors import EvitError  # noqa: E402
 from evit_deploy.export.calibration import CalibrationWarning, calibration_set  # noqa: E402
 from evit_deploy.export.pipeline import ExportRequest, run_export  # noqa: E402
 from evit_deploy.processing import classification_input, resized_input  # noqa: E402
+from evit_deploy.runtime.litert_backend import op_details  # noqa: E402
 from evit_deploy.samples import sample_photo  # noqa: E402
 from evit_deploy.zoo import get_card  # noqa: E402
 
@@ -46,7 +47,7 @@ def interpreter(path: Path):  # noqa: ANN201 - ai_edge_litert Interpreter
 
 def op_inputs(it, op_name: str) -> list[list[dict]]:  # noqa: ANN001
     tensors = {t["index"]: t for t in it.get_tensor_details()}
-    return [[tensors[i] for i in op["inputs"] if i >= 0] for op in it._get_ops_details() if op["op_name"] == op_name]
+    return [[tensors[i] for i in op["inputs"] if i >= 0] for op in op_details(it) if op["op_name"] == op_name]
 
 
 def write_photos(folder: Path, names: tuple[str, ...], size: int = 256) -> Path:

@@ -16,6 +16,7 @@ if find_spec("litert_torch") is None or find_spec("ai_edge_litert") is None or f
 from evit_deploy import create_model, runtime  # noqa: E402
 from evit_deploy.export.pipeline import ExportRequest, run_export  # noqa: E402
 from evit_deploy.processing import resized_input  # noqa: E402
+from evit_deploy.runtime.litert_backend import op_details  # noqa: E402
 from evit_deploy.samples import sample_photo  # noqa: E402
 
 from .test_tflite import TARGET, interpreter, rel_err  # noqa: E402
@@ -31,7 +32,7 @@ def test_segmentation_keeps_bicubic_as_conv(tmp_path):
     assert report["agreement"]["metric"] == "per-pixel argmax agreement" and report["agreement"]["value"] >= 0.999
     assert "bicubic-as-conv" in manifest["transforms"] and manifest["validation"]["transform_effect"] is None
     it = interpreter(result.folder / "model.tflite")
-    assert not [op for op in it._get_ops_details() if op["op_name"].startswith("RESIZE")]  # bicubic kept, as conv
+    assert not [op for op in op_details(it) if op["op_name"].startswith("RESIZE")]  # bicubic kept, as conv
     model = create_model(name)  # untransformed, real bicubic interpolation
     x = resized_input(sample_photo("coffee"), (128, 256))
     with torch.inference_mode():

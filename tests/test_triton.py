@@ -4,13 +4,9 @@ with a stand-in for Triton (BLS requests checked against the configs, graphs run
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
-import re
 import shutil
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -23,90 +19,10 @@ from evit_deploy.predict import Predictor
 from evit_deploy.samples import sample_photo
 from evit_deploy.triton import write_repository
 
+from .fakes.triton import FakeTriton, load_pipeline
 from .helpers import run_cli
 from .shared_exports import LIGHT_PROFILE, build_cls_export, build_sam_export, sam_coffee_image, sam_onnx_predictor
-
-NP_TYPES = {"TYPE_FP32": np.float32, "TYPE_FP16": np.float16, "TYPE_INT64": np.int64, "TYPE_INT32": np.int32,
-            "TYPE_UINT8": np.uint8, "TYPE_BOOL": np.bool_, "TYPE_STRING": np.object_}
-
-
-# -- a small protobuf-text parser (independent of the writer) ------------------------------------------------
-_TOKEN = re.compile(r'\s*(?:(#[^\n]*)|("(?:[^"\\]|\\.)*")|([{}\[\]:,])|([A-Za-z_][\w.]*)|(-?\d+(?:\.\d+)?))')
-
-
-def _tokens(text: str) -> list[str]:
-    out, pos = [], 0
-    text = text.rstrip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        assert m and m.end() > pos, f"bad protobuf text at {text[pos:pos + 30]!r}"
-        pos = m.end()
-        if not m.group(1):
-            out.append(m.group(0).strip())
-    return out
-
-
-def parse_pbtxt(text: str) -> dict[str, list]:
-    """Protobuf text → {field: [values]} (messages are dicts, repeated fields accumulate)."""
-    toks = _tokens(text)
-    pos = 0
-
-    def value() -> object:
-        nonlocal pos
-        tok = toks[pos]
-        pos += 1
-        if tok == "{":
-            return message("}")
-        if tok.startswith('"'):
-            return json.loads(tok)
-        if re.fullmatch(r"-?\d+", tok):
-            return int(tok)
-        if re.fullmatch(r"-?\d+\.\d+", tok):
-            return float(tok)
-        assert re.fullmatch(r"[A-Za-z_]\w*", tok), tok
-        return {"true": True, "false": False}.get(tok, tok)
-
-    def values_list() -> list:
-        nonlocal pos
-        items = []
-        while toks[pos] != "]":
-            items.append(value())
-            if toks[pos] == ",":
-                pos += 1
-        pos += 1
-        return items
-
-    def message(end: str | None) -> dict[str, list]:
-        nonlocal pos
-        fields: dict[str, list] = {}
-        while pos < len(toks) and toks[pos] != end:
-            name = toks[pos]
-            assert re.fullmatch(r"[A-Za-z_]\w*", name), f"expected a field name, got {name!r}"
-            pos += 1
-            if toks[pos] == ":":
-                pos += 1
-            if toks[pos] == "[":
-                pos += 1
-                fields.setdefault(name, []).extend(values_list())
-            else:
-                fields.setdefault(name, []).append(value())
-        if end is not None:
-            assert toks[pos] == end, "unbalanced braces"
-            pos += 1
-        return fields
-
-    parsed = message(None)
-    assert pos == len(toks)
-    return parsed
-
-
-def one(config: dict, key: str) -> object:
-    assert len(config[key]) == 1, key
-    return config[key][0]
-
-
-def read_config(folder: Path) -> dict:
-    return parse_pbtxt((folder / "config.pbtxt").read_text())
+from .triton_config import one, read_config
 
 
 def _shape(spec: dict) -> list[int]:
@@ -224,107 +140,6 @@ def test_cli_triton(tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
     assert run_cli(["triton", folder, "--repo", str(tmp_path / "r"), "--force", "--name", "b0"]) == 0
     assert (tmp_path / "r" / "b0" / "config.pbtxt").is_file() and (tmp_path / "r" / "b0-model").is_dir()
-
-
-# -- the pipeline model, run by a stand-in for Triton's Python backend ---------------------------------------
-class FakeTriton:
-    """``triton_python_backend_utils`` for tests: BLS requests are checked against the target model's config
-    (names, dtypes, dims, batch limit) and run with ONNX Runtime."""
-
-    def __init__(self, repo: Path) -> None:
-        self.repo = repo
-        self.calls: list[tuple[str, dict[str, tuple]]] = []
-        self.module = self._module()
-
-    def _module(self) -> types.ModuleType:
-        fake = self
-        mod = types.ModuleType("triton_python_backend_utils")
-
-        class Tensor:
-            def __init__(self, name: str, array: np.ndarray) -> None:
-                self._name, self._array = name, np.asarray(array)
-
-            def name(self) -> str:
-                return self._name
-
-            def as_numpy(self) -> np.ndarray:
-                return self._array
-
-            @classmethod
-            def from_dlpack(cls, name: str, array: object) -> Tensor:
-                return cls(name, np.from_dlpack(array))
-
-        class TritonError:
-            def __init__(self, msg: str) -> None:
-                self._msg = msg
-
-            def message(self) -> str:
-                return self._msg
-
-        class InferenceResponse:
-            def __init__(self, output_tensors: list, error: TritonError | None = None) -> None:
-                self.output_tensors, self._error = output_tensors, error
-
-            def has_error(self) -> bool:
-                return self._error is not None
-
-            def error(self) -> TritonError | None:
-                return self._error
-
-        class InferenceRequest:
-            def __init__(self, model_name: str, requested_output_names: list[str], inputs: list[Tensor]) -> None:
-                self.model_name, self.outputs, self.inputs = model_name, requested_output_names, inputs
-
-            def exec(self) -> InferenceResponse:
-                return fake.run(self.model_name, {t.name(): t.as_numpy() for t in self.inputs}, self.outputs,
-                                Tensor, InferenceResponse)
-
-        def get_input_tensor_by_name(request: object, name: str) -> Tensor | None:
-            value = request.get(name)
-            return None if value is None else Tensor(name, value)
-
-        def get_output_tensor_by_name(response: InferenceResponse, name: str) -> Tensor | None:
-            return next((t for t in response.output_tensors if t.name() == name), None)
-
-        mod.Tensor, mod.TritonError, mod.InferenceResponse, mod.InferenceRequest = (
-            Tensor, TritonError, InferenceResponse, InferenceRequest)
-        mod.get_input_tensor_by_name = get_input_tensor_by_name
-        mod.get_output_tensor_by_name = get_output_tensor_by_name
-        return mod
-
-    def run(self, model: str, feeds: dict, outputs: list[str], tensor_cls: type, response_cls: type) -> object:
-        config = read_config(self.repo / model)
-        max_batch = one(config, "max_batch_size")
-        declared = {one(t, "name"): t for t in config["input"]}
-        assert set(feeds) == set(declared), (model, set(feeds))
-        for name, array in feeds.items():
-            spec = declared[name]
-            assert array.dtype == NP_TYPES[one(spec, "data_type")], (name, array.dtype)
-            shape = list(array.shape)
-            if max_batch:
-                assert 1 <= shape[0] <= max_batch, (name, shape)
-                shape = shape[1:]
-            assert len(shape) == len(spec["dims"]) and all(d in (-1, s) for d, s in zip(spec["dims"], shape)), \
-                (name, array.shape, spec["dims"])
-        assert set(outputs) <= {one(t, "name") for t in config["output"]}
-        self.calls.append((model, {k: v.shape for k, v in feeds.items()}))
-        session = ort.InferenceSession(str(self.repo / model / "1" / one(config, "default_model_filename")),
-                                       providers=["CPUExecutionProvider"])
-        values = session.run(outputs, feeds)
-        return response_cls([tensor_cls(n, v) for n, v in zip(outputs, values)])
-
-
-def load_pipeline(repo: Path, name: str, fake: FakeTriton, monkeypatch: pytest.MonkeyPatch) -> object:
-    """The model.py of ``repo/name`` (the pipeline, or a python-platform graph) initialised on the stand-in."""
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake.module)
-    spec = importlib.util.spec_from_file_location(f"triton_model_{name.replace('-', '_')}",
-                                                  repo / name / "1" / "model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    model = module.TritonPythonModel()
-    config = (repo / name / "config.pbtxt").read_text()
-    model.initialize({"model_repository": str(repo / name), "model_version": "1", "model_config": config})
-    return model
 
 
 def png(array: np.ndarray) -> bytes:

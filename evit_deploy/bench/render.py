@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write, check_report_dir, writing
+from ..files import Owner, atomic_write, check_own_files, fixed_files, writing
 from .native import AGREEMENT
 from .schema import GENERATOR, SCHEMA, Report, Row, is_ours
 from .sections import PLOTS, SECTIONS
@@ -202,9 +202,13 @@ def render(report: Report) -> dict[str, str]:
     return {"report.json": report.to_json(), "report.md": md, "report.html": html_page(report, md)}
 
 
+# The ownership rule of report folders (evit_deploy.files): report.json says it is ours; the files are fixed.
+REPORT = Owner("report", REPORT_FILES[0], fixed_files(REPORT_FILES[1:], is_ours))
+
+
 def check_report_folder(folder: Path) -> None:
     """Refuse a report folder whose report files are not a previous report of ours (or that is a file)."""
-    check_report_dir(folder, REPORT_FILES, is_ours, "report")
+    check_own_files(folder, REPORT, REPORT_FILES)
 
 
 def write_report(report: Report, folder: str | Path) -> Path:

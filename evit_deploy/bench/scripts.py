@@ -19,12 +19,12 @@ from typing import Any
 
 from ..artifacts import Manifest, read_manifest, seal, write_manifest
 from ..errors import EvitError
-from ..files import atomic_write, writing
+from ..files import Owner, atomic_write, check_own_files, fixed_files, writing
 from ..host import library_versions
 from .harness import BenchItem, BenchSettings, measure_items, new_report, open_item, timed_artifacts
 from .protocol import ProtocolSettings, check_settings
 from .render import html_page, markdown
-from .schema import Machine, Report, Row
+from .schema import Machine, Report, Row, is_ours
 
 REPORTS = Path(__file__).resolve().parents[2] / "latency" / "reports"
 DEFAULTS = ProtocolSettings()
@@ -84,8 +84,21 @@ def script_report(title: str, settings: BenchSettings | dict[str, Any], script: 
     return report
 
 
+def _earlier_script_report(doc: Any) -> bool:
+    """A report of a benchmark script from before the typed report (its machine and results, no generator)."""
+    return isinstance(doc, dict) and "machine" in doc and ("results" in doc or "result" in doc)
+
+
+def script_report_owner(stem: str) -> Owner:
+    """The ownership rule of one script's report files (evit_deploy.files): ``<stem>.json`` is a report of ours."""
+    return Owner("benchmark report", f"{stem}.json",
+                 fixed_files((f"{stem}.md", f"{stem}.html"), lambda doc: is_ours(doc) or _earlier_script_report(doc)))
+
+
 def write_script_report(out: Path, stem: str, report: Report) -> None:
-    """``<stem>.json``, ``<stem>.md`` and ``<stem>.html`` in ``out``, each written whole; the Markdown is printed."""
+    """``<stem>.json``, ``<stem>.md`` and ``<stem>.html`` in ``out``, each written whole; the Markdown is printed.
+    Files of those names that are not a report of ours are refused (before anything is written)."""
+    check_own_files(out, script_report_owner(stem), (f"{stem}.json", f"{stem}.md", f"{stem}.html"))
     report.machine.finish()
     md = markdown(report)
     with writing(f"write the report to {out}"):

@@ -18,6 +18,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ..optional import require
+
+require("ray.serve", "serve --engine ray")  # before the imports below: a one-line error naming [ray]
+
 from ray import serve
 
 from ..artifacts import read_manifest

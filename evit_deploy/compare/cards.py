@@ -19,7 +19,7 @@ import yaml
 
 from .._paths import data_dir
 from ..errors import EvitError, UnknownModelError
-from ..zoo.cards import Preprocess
+from ..processing import Preprocess
 
 METRICS = ("latency_ms", "throughput_img_s")
 SOURCES = ("paper", "poster", "not-in-paper")  # where a row's figures come from

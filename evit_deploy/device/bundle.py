@@ -17,7 +17,7 @@ import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,10 @@ from ..errors import EvitError
 from ..export import StepReporter, silent_step
 from ..files import (
     STAGING_MARKER,
+    Owner,
     atomic_write,
-    check_output_dir,
+    check_replaceable,
     commit_staged,
-    not_ours_error,
     sha256_file,
     staged_dir,
     writing,
@@ -130,19 +130,15 @@ def _all_files(folder: Path) -> dict[str, str]:
             if p.is_file() and (rel := p.relative_to(folder).as_posix()) not in (STAGING_MARKER, BUNDLE_FILE)}
 
 
-def owns_bundle(folder: Path) -> bool:
-    """True when ``folder`` is a device bundle holding only the files its bundle.json lists (nothing of yours)."""
-    try:
-        doc = json.loads((folder / BUNDLE_FILE).read_text())
-        listed = set(doc["files"]) | {BUNDLE_FILE}
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    if doc.get("kind") != KIND:
-        return False
-    for path in folder.rglob("*"):
-        if path.is_symlink() or (path.is_file() and path.relative_to(folder).as_posix() not in listed):
-            return False
-    return True
+def _declared_files(doc: Any, name: str) -> list[str] | None:
+    """The files a bundle.json lists (None when it is not a device bundle's)."""
+    if not isinstance(doc, dict) or doc.get("kind") != KIND or not isinstance(doc.get("files"), dict):
+        return None
+    return list(doc["files"])
+
+
+# The ownership rule of device bundles (evit_deploy.files): bundle.json lists every other file of the bundle.
+BUNDLE = Owner("device bundle", BUNDLE_FILE, _declared_files)
 
 
 def make_bundle(export_dir: str | Path, device: str, output: str | Path | None = None,
@@ -167,9 +163,7 @@ def make_bundle(export_dir: str | Path, device: str, output: str | Path | None =
     src = export_dir.resolve()
     if output.resolve() == src or src in output.resolve().parents:
         raise EvitError(f"the bundle folder {output} must not be inside the export {export_dir}")
-    check_output_dir(output, "device bundle folder")
-    if output.is_dir() and any(output.iterdir()) and not owns_bundle(output) and not force:
-        raise not_ours_error(output, "device bundle")  # before the work, not after it
+    check_replaceable(output, BUNDLE, force)  # before the work, not after it
     io = _io(export_dir, artifact)
     samples = golden_samples(export_dir, manifest, role, weights, step)
     with writing(f"write the device bundle {output}"), staged_dir(output, "device bundle") as tmp:
@@ -191,7 +185,7 @@ def make_bundle(export_dir: str | Path, device: str, output: str | Path | None =
             g["device_output"] = tool.output_file(g["stem"])
         doc = {
             "schema": SCHEMA, "kind": KIND, "bundle_id": bundle_id,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "evit_deploy": __version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"), "evit_deploy": __version__,
             "device": device, "device_class": kind.device_class, "tool": tool.name,
             "model": manifest.model, "task": manifest.task, "target": manifest.target,
             "precision": manifest.precision, "input_size": list(manifest.input_size),
@@ -209,7 +203,7 @@ def make_bundle(export_dir: str | Path, device: str, output: str | Path | None =
             "files": _all_files(tmp),
         }
         atomic_write(tmp / BUNDLE_FILE, json.dumps(doc, indent=2) + "\n")
-        commit_staged(tmp, output, owns_bundle, force, "device bundle")
+        commit_staged(tmp, output, BUNDLE, force)
     return output
 
 

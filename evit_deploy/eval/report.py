@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EvitError
-from ..files import atomic_write, check_report_dir, writing
+from ..files import Owner, atomic_write, check_own_files, fixed_files, writing
 from ..tasks import task_spec
 
 REPORT_FILES = ("eval.json", "eval.md")
@@ -73,13 +73,17 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def check_report_folder(folder: Path) -> None:
-    """Refuse a folder whose eval files are not ours, or one we cannot write, before any evaluation."""
-    check_report_dir(folder, REPORT_FILES, _ours, "evaluation report")
-
-
 def _ours(doc: object) -> bool:
     return isinstance(doc, dict) and {"model", "dataset", "results"} <= set(doc)
+
+
+# The ownership rule of evaluation reports (evit_deploy.files): eval.json says it is ours; the files are fixed.
+EVAL_REPORT = Owner("evaluation report", REPORT_FILES[0], fixed_files(REPORT_FILES[1:], _ours))
+
+
+def check_report_folder(folder: Path) -> None:
+    """Refuse a folder whose eval files are not ours, or one we cannot write, before any evaluation."""
+    check_own_files(folder, EVAL_REPORT, REPORT_FILES)
 
 
 def write_report(report: dict[str, Any], folder: Path) -> Path:

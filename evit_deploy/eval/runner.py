@@ -8,13 +8,12 @@ report also gives the wall-clock rate of the whole pass.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +247,7 @@ def _report(card: ModelCard, dataset: Dataset, settings: EvalSettings, protocol:
             manifest: Manifest | None) -> dict[str, Any]:
     from ..bench.schema import Row as SpeedRow
     from ..bench.stats import summarize
-    from ..host import machine_facts
+    from ..host import cores, machine_facts
 
     results = []
     for row in rows:
@@ -270,7 +269,7 @@ def _report(card: ModelCard, dataset: Dataset, settings: EvalSettings, protocol:
         "model": card.name,
         "export": str(folder) if folder else None,
         "target": manifest.target if manifest else None,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": {"kind": dataset.kind, "path": str(dataset.root), "images": images, "limit": settings.limit,
                     "available": len(dataset.samples)},
         "protocol": {"task": card.task, "primary_metric": protocol.primary,
@@ -279,7 +278,7 @@ def _report(card: ModelCard, dataset: Dataset, settings: EvalSettings, protocol:
         "published": published,
         "settings": {"batch": settings.batch, "workers": settings.workers, "threads": settings.threads,
                      "weights": Path(settings.weights).name if settings.weights else "random"},
-        "machine": machine_facts(settings.threads or os.cpu_count() or 1),
+        "machine": machine_facts(settings.threads or cores()),
         "wall_seconds": round(wall, 3),
         "images_per_s_wall": images / wall if wall else None,
         "skipped": skipped,

@@ -10,17 +10,17 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..artifacts import (
+    EXPORT,
     BatchInfo,
     Manifest,
     RuntimeInfo,
-    owns_folder,
     read_manifest,
     seal,
     write_manifest,
@@ -207,7 +207,7 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
                                                      profile.batch.max if spec.dynamic_batch else spec.batch),
                 runtime=RuntimeInfo(profile.runtime.threads, list(profile.runtime.providers)),
                 artifacts=ctx.artifacts, files=written_files(tmp),
-                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
                 weights=subject.weights(), profile=profile.to_dict(),
                 versions=library_versions(), transforms=transforms, preprocessing=subject.preprocess.note(),
                 skipped=ctx.skipped, quantization=ctx.quantization,
@@ -226,7 +226,7 @@ def run_export(request: ExportRequest, step: StepReporter = silent_step, gate: G
                 (tmp / STAGING_MARKER).unlink()  # the signature covers exactly the files that are moved into place
                 sign_export(tmp, request.sign, password=request.sign_password)
         with step(f"move into place: {output}"):
-            aside = commit_staged(tmp, output, owns_folder, request.force, "export folder")
+            aside = commit_staged(tmp, output, EXPORT, request.force)
     return ExportResult(output, manifest, reports, time.perf_counter() - started, original, aside)
 
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import FORMATS, owns_folder
+from ..artifacts import EXPORT, FORMATS
 from ..errors import CheckpointError, EvitError
-from ..files import check_output_dir, not_ours_error
+from ..files import check_replaceable
 from ..limits import LIMITS
 from ..runtime.cpu import precision_problem
 from ..tasks import task_spec
@@ -111,9 +111,7 @@ def resolve_precision(profile: ExportProfile, precision: str | None) -> tuple[st
 
 def check_output(output: Path, force: bool) -> None:
     """Refuse, before any work, an output that can never be written or that holds something not ours."""
-    check_output_dir(output, "export folder")
-    if output.is_dir() and any(output.iterdir()) and not owns_folder(output) and not force:
-        raise not_ours_error(output, "export folder")
+    check_replaceable(output, EXPORT, force)
 
 
 def preflight(request: ExportRequest, subject: ExportSubject | None = None) -> Resolved:

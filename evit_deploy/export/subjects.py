@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..files import sha256_file
+from ..processing import Preprocess
 from ..tasks import task_spec
-from ..zoo.cards import ModelCard, Preprocess
+from ..zoo.cards import ModelCard
 
 if TYPE_CHECKING:
     from torch import nn

@@ -1,1 +1,1 @@
-"""EfficientViT building blocks, backbones, heads and whole models (architecture.md)."""
+"""EfficientViT building blocks, backbones, heads and whole models (docs/architecture.md)."""

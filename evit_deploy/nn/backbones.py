@@ -1,4 +1,4 @@
-"""EfficientViT backbones: the B family and the L/XL ("large") family (architecture.md §5–6).
+"""EfficientViT backbones: the B family and the L/XL ("large") family (docs/architecture.md §5).
 
 Both return a feature dict: ``input``, ``stage0`` … ``stageK`` and ``stage_final``.
 Backbone builders are registered by the ``type`` field of a model card's ``backbone`` section.

@@ -1,4 +1,4 @@
-"""Building blocks: DSConv, MBConv, FusedMBConv, ResBlock, LiteMLA, EfficientViTBlock (architecture.md §4)."""
+"""Building blocks: DSConv, MBConv, FusedMBConv, ResBlock, LiteMLA, EfficientViTBlock (docs/architecture.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Task heads: classifier head, segmentation head and SAM neck (architecture.md §7)."""
+"""Task heads: classifier head, segmentation head and SAM neck (docs/architecture.md §6)."""
 
 from __future__ import annotations
 

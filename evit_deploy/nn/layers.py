@@ -1,4 +1,4 @@
-"""Primitive layers of the EfficientViT family (architecture.md sections 3 and 3.6).
+"""Primitive layers of the EfficientViT family (docs/architecture.md §3).
 
 Attribute names are part of the contract: they become the state_dict keys of the official checkpoints.
 """

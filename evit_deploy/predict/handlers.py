@@ -1,10 +1,10 @@
 """The base of the task handlers: the Predictor's pre- and post-processing of one task.
 
-Each task's handler lives in its task spec (:mod:`evit_deploy.tasks`; no branching over task names). A prediction
-has three stages, which the server runs separately to batch requests: ``prepare`` (decode, resize, normalise,
-check the options; per image), ``infer`` (one model run for many prepared images), ``finish`` (post-process; per
-image). Pre- and post-processing follow the official evaluation code. No torch at import: the specs that import
-this module are read by the runtime.
+Each task's handler lives in its task spec (:mod:`evit_deploy.tasks`; no branching over task names). Pre- and
+post-processing follow the official evaluation code (docs/architecture.md §8). A prediction has three stages,
+which the server runs separately to batch requests: ``prepare`` (decode, resize, normalise, check the options;
+per image), ``infer`` (one model run for many prepared images), ``finish`` (post-process; per image). No torch
+at import: the specs that import this module are read by the runtime.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import Any
 from PIL import Image
 
 from ..errors import EvitError
-from ..files import atomic_write
+from ..files import Owner, atomic_write, check_own_files, read_declaration
 from ..tasks import task_spec
 from .results import Result, Segmentation
 
@@ -141,6 +141,34 @@ def summary(record: dict[str, Any]) -> str:
 
 
 # -- the output folder -------------------------------------------------------------------------------------------
+def _files_of(records: list[Any]) -> set[str]:
+    return {v for r in records if isinstance(r, dict) for k in _FILE_KEYS if isinstance(v := r.get(k), str)}
+
+
+def _declared_files(doc: Any, name: str) -> set[str] | None:
+    """What a declaration of ``predict`` lists: ``predictions.json`` (every record: their files and the JSONL
+    table), or one image's record (it names itself as ``result_file``, and its other files)."""
+    if name == INDEX:
+        return _files_of(doc) | {TABLE} if isinstance(doc, list) else None
+    return _files_of([doc]) if isinstance(doc, dict) and doc.get("result_file") == name else None
+
+
+def _earlier_table(folder: Path) -> list[str] | None:
+    """A ``predictions.jsonl`` without its ``predictions.json`` (an earlier run stopped between the two, or the index
+    was removed): ours when its first line is a record."""
+    try:
+        with open(folder / TABLE) as f:
+            first = json.loads(f.readline())
+    except (OSError, ValueError):
+        return None
+    return [TABLE] if isinstance(first, dict) and "result_file" in first else None
+
+
+# The ownership rule of predict's output folder (evit_deploy.files). The folder is shared (it may hold the input
+# photos), so ownership is per file: a file is ours when predictions.json or an image's record lists it.
+PREDICTIONS = Owner("predict output", INDEX, _declared_files, legacy=_earlier_table)
+
+
 class OutputFolder:
     """The ``-o`` folder of ``predict``: writes each image's files and the index, never someone else's files."""
 
@@ -149,44 +177,15 @@ class OutputFolder:
 
     def _record(self, name: str) -> dict[str, Any] | None:
         """The record in ``name`` when it is one this command wrote (it names itself as ``result_file``)."""
-        try:
-            record = json.loads((self.path / name).read_text())
-        except (OSError, ValueError):
-            return None
-        return record if isinstance(record, dict) and record.get("result_file") == name else None
-
-    def _previous_outputs(self, stems: Sequence[str]) -> set[str]:
-        """Files an earlier ``predict`` wrote here (named by its index or its per-image records): overwritable."""
-        try:
-            records = json.loads((self.path / INDEX).read_text())
-        except (OSError, ValueError):
-            records = None
-        names = {INDEX, TABLE} if isinstance(records, list) else set()
-        records = [r for r in records or [] if isinstance(r, dict)] if isinstance(records, list) else []
-        records += [r for stem in stems if (r := self._record(f"{stem}.json")) is not None]
-        for r in records:
-            names |= {v for k in _FILE_KEYS if isinstance(v := r.get(k), str)}
-        if TABLE not in names and self._first_line_is_record(TABLE):
-            names.add(TABLE)
-        return names
-
-    def _first_line_is_record(self, name: str) -> bool:
-        try:
-            with open(self.path / name) as f:
-                first = json.loads(f.readline())
-        except (OSError, ValueError):
-            return False
-        return isinstance(first, dict) and "result_file" in first
+        record = read_declaration(self.path / name)
+        return record if _declared_files(record, name) is not None else None
 
     def check(self, stems: Sequence[str]) -> None:
         """Refuse to overwrite files that a previous ``predict`` did not write (e.g. the input photos)."""
         if not self.path.is_dir():
             return
-        ours = self._previous_outputs(stems)
-        for name in [INDEX, TABLE, *(f"{stem}{suffix}" for stem in stems for suffix in OUTPUT_SUFFIXES)]:
-            if (self.path / name).exists() and name not in ours:
-                raise EvitError(f"refusing to overwrite {self.path / name}: it was not written by evit-deploy "
-                                "predict; choose another --output folder")
+        names = [INDEX, TABLE, *(f"{stem}{suffix}" for stem in stems for suffix in OUTPUT_SUFFIXES)]
+        check_own_files(self.path, PREDICTIONS, names, declarations=[f"{stem}.json" for stem in stems])
 
     def done(self, image: str, stem: str) -> dict[str, Any] | None:
         """The record of ``image`` when its outputs are complete here (written by an earlier run), else None."""

@@ -1,6 +1,6 @@
 """Post-processing shared by every runtime: top-k, segmentation label maps, SAM prompt/mask transforms, encodings.
 
-Everything follows the official evaluation code (architecture.md §10); functions take and return numpy arrays.
+Everything follows the official evaluation code (docs/architecture.md §8); functions take and return numpy arrays.
 """
 
 from __future__ import annotations

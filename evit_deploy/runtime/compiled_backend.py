@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from ..errors import EvitError
+from ..host import cuda_available, gpu_facts
 from .base import Backend, TensorSpec, register_backend
-from .gpu import gpu_facts
 from .sidecar import read_sidecar, sidecar_path
 
 
@@ -31,7 +31,7 @@ class CompiledBackend(Backend):
         if sidecar is None:
             raise EvitError(f"{self.path} is not a compiled package (needs {self.path.name} and "
                             f"{sidecar_path(self.path).name})")
-        if not torch.cuda.is_available():
+        if not cuda_available():
             raise EvitError(f"{self.path.name} runs on a CUDA GPU; none is available here")
         here = gpu_facts(torch.cuda.current_device(), torch_versions=True)
         built = {**sidecar, "gpu_name": sidecar.get("gpu_name", sidecar.get("gpu"))}  # "gpu": older packages

@@ -7,7 +7,6 @@ float32 interface; ``stored_inputs``/``stored_outputs`` and ``io_quantization`` 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import EvitError, one_line
+from ..host import cores, library_version
 from ..optional import require
 from .base import Backend, TensorSpec, register_backend
 
 _QUANTIZED = ("int8", "uint8", "int16")
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
 
 
 def tensor_specs(details: dict[str, dict[str, Any]]) -> list[TensorSpec]:
@@ -50,6 +43,20 @@ def _quantization(d: dict[str, Any]) -> dict[str, Any] | None:
     return {"dtype": dtype, "scale": float(scales[0]), "zero_point": int(params["zero_points"][0])}
 
 
+def op_details(interpreter: Any) -> list[dict[str, Any]]:
+    """The operators of a LiteRT interpreter's graph as it runs (after delegation: a delegated partition is one
+    ``DELEGATE`` op), each ``{"index", "op_name", "inputs", "outputs"}`` with tensor indices (-1 = absent input).
+
+    LiteRT lists them only through the private ``Interpreter._get_ops_details``; this is the one place that calls
+    it, so a LiteRT without it fails here, in one line."""
+    get = getattr(interpreter, "_get_ops_details", None)
+    if get is None:
+        raise EvitError(f"this LiteRT (ai-edge-litert {library_version('ai-edge-litert') or '?'}) does not list a "
+                        "graph's operators (Interpreter._get_ops_details is gone); evit-deploy needs it to inspect "
+                        ".tflite files")
+    return list(get())
+
+
 @register_backend(".tflite")
 class LiteRtBackend(Backend):
     """A ``.tflite`` model on the LiteRT interpreter.
@@ -70,7 +77,7 @@ class LiteRtBackend(Backend):
         self.path = Path(path)
         if not self.path.is_file():
             raise EvitError(f"model file not found: {self.path}")
-        cpus = available_cpus()
+        cpus = cores()
         self.threads = min(threads, cpus) if threads and threads > 0 else cpus
         self.xnnpack_requested = providers is None or any("xnnpack" in p.lower() for p in providers)
         self.providers = ["XNNPACK", "CPU"] if self.xnnpack_requested else ["CPU"]
@@ -101,7 +108,7 @@ class LiteRtBackend(Backend):
         }
         self._inputs = [self._float_spec(s) for s in self.stored_inputs]
         self._outputs = [self._float_spec(s) for s in self.stored_outputs]
-        self.xnnpack_partitions = sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())
+        self.xnnpack_partitions = sum(op["op_name"] == "DELEGATE" for op in op_details(self.interpreter))
 
     def _float_spec(self, spec: TensorSpec) -> TensorSpec:
         return TensorSpec(spec.name, spec.shape, "float32") if spec.name in self.io_quantization else spec

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import EvitError
+from ..host import cuda_problem, gpu_facts
 from .base import Backend, TensorSpec, register_backend
-from .gpu import gpu_facts
 from .sidecar import read_sidecar
 from .trt_common import check_compatibility, import_tensorrt, make_logger
 
@@ -56,9 +56,9 @@ class TensorRtBackend(Backend):
         trt = import_tensorrt(f"running {self.path.name}")
         import torch
 
-        if not torch.cuda.is_available():
-            raise EvitError(f"running {self.path.name} needs a CUDA GPU visible to PyTorch (torch {torch.__version__}"
-                            " reports none); the TensorRT backend keeps its buffers in torch CUDA tensors")
+        if (problem := cuda_problem()) is not None:
+            raise EvitError(f"running {self.path.name} needs a CUDA GPU visible to PyTorch ({problem}); the TensorRT "
+                            "backend keeps its buffers in torch CUDA tensors")
         if not self.path.is_file():
             raise EvitError(f"engine file not found: {self.path}")
         self.trt, self.torch, self.device = trt, torch, torch.device("cuda", device)

@@ -9,6 +9,7 @@ import warnings
 from typing import Any
 
 from ..errors import EvitError, one_line
+from ..host import cuda_problem
 
 
 def import_tensorrt(purpose: str) -> Any:
@@ -29,14 +30,10 @@ def tensorrt_problem() -> str | None:
     except Exception as exc:  # ImportError, or a broken install
         detail = one_line(exc, 160) or type(exc).__name__
         return f"TensorRT is not installed on this host (import tensorrt failed: {detail})"
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return (f"TensorRT {trt.__version__} is installed but PyTorch sees no CUDA GPU (the engine is validated "
-                    "through torch CUDA buffers)")
-    except Exception as exc:  # noqa: BLE001 - a broken CUDA setup
-        return f"no usable CUDA GPU ({type(exc).__name__}: {exc})"
+    problem = cuda_problem()
+    if problem is not None:
+        return (f"TensorRT {trt.__version__} is installed but {problem} (the engine is validated through torch CUDA "
+                "buffers)")
     return None
 
 
@@ -71,7 +68,7 @@ def check_compatibility(sidecar: dict[str, Any], facts: dict[str, Any]) -> str |
     """Why an engine described by ``sidecar`` cannot run here (None = it can).
 
     ``facts``: this host's ``tensorrt_version``, ``gpu_name`` and ``compute_capability``
-    (:func:`evit_deploy.runtime.gpu.gpu_facts`; None = unknown, not compared). An engine only deserializes in the
+    (:func:`evit_deploy.host.gpu_facts`; None = unknown, not compared). An engine only deserializes in the
     TensorRT version that built it, and its kernels are chosen for one GPU model.
     """
     built, here = sidecar.get("tensorrt_version"), facts.get("tensorrt_version")

@@ -104,7 +104,7 @@ class DynamicBatcher(Generic[T, R]):
                     break
                 try:
                     job = await asyncio.wait_for(self._queue.get(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             if job is None:
                 return batch, True

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from ..optional import require
+
+require("prometheus_client", "the server's metrics")  # before the import below: a one-line error naming [serve]
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 

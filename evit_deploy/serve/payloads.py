@@ -13,6 +13,10 @@ import base64
 import binascii
 from typing import Annotated, Any, Literal
 
+from ..optional import require
+
+require("fastapi", "the HTTP server")  # before the imports below: a one-line error naming [serve]
+
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException

@@ -15,7 +15,17 @@ from typing import Any
 
 from ..artifacts import MANIFEST, ArtifactEntry, Manifest, check_name, confined, read_manifest
 from ..errors import EvitError
-from ..files import STAGING_MARKER, replace_dir, staged_dir, writing
+from ..files import (
+    STAGING_MARKER,
+    Owner,
+    declare,
+    listed_files,
+    owned_by,
+    owns_folder,
+    replace_dir,
+    staged_dir,
+    writing,
+)
 from ..signing import TrustSpec
 from ..tasks import task_spec
 from .configs import (
@@ -33,7 +43,8 @@ from .configs import (
 from .pbtxt import to_pbtxt
 from .signature import carry_export, graph_files
 
-OWNER_MARKER = ".evit-deploy-triton"  # in every model folder this command writes
+OWNER_MARKER = ".evit-deploy-triton"  # in every model folder this command writes: its declaration (files.declare)
+WRITER = "evit-deploy triton"
 
 
 @dataclass
@@ -46,9 +57,22 @@ class TritonModel:
     platform: str
 
 
-def _ours(folder: Path) -> bool:
-    """A model folder this command wrote (it carries our marker), so replacing it deletes nothing else."""
-    return (folder / OWNER_MARKER).is_file()
+def _legacy_files(folder: Path) -> list[str] | None:
+    """A model folder written before the marker listed its files (its marker is a line of text): what this command
+    writes there, i.e. the marker, ``config.pbtxt``, the README and the version folder ``1/``."""
+    marker = folder / OWNER_MARKER
+    try:
+        if marker.is_symlink() or not marker.read_text().startswith(f"written by {WRITER}"):
+            return None
+    except (OSError, UnicodeDecodeError):
+        return None
+    return [OWNER_MARKER, "config.pbtxt", "README.md",
+            *(p.relative_to(folder).as_posix() for p in (folder / "1").rglob("*") if p.is_file())]
+
+
+# The ownership rule of Triton model folders (evit_deploy.files): the marker lists every file the model was written
+# with; markers of earlier versions (one line of text) are recognised by the layout they were written with.
+TRITON_MODEL = Owner("Triton model", OWNER_MARKER, listed_files(WRITER), legacy=_legacy_files)
 
 
 def write_repository(export_dir: str | Path, repo: str | Path, name: str | None = None, instances: int = 1,
@@ -86,7 +110,7 @@ def write_repository(export_dir: str | Path, repo: str | Path, name: str | None 
         if folder.is_symlink() or folder.exists():
             if not overwrite:
                 raise EvitError(f"{folder} exists; pass --force to replace the models of {base}")
-            if folder.is_symlink() or not folder.is_dir() or not _ours(folder):
+            if not owns_folder(folder, TRITON_MODEL):
                 raise EvitError(f"{folder} exists and was not written by evit-deploy triton; remove or rename it "
                                 "yourself (nothing is deleted for you)")
     gpu_kind = instance_kind(manifest, {p for p, _ in picked.values()}, kind)
@@ -120,7 +144,7 @@ def _write_models(export_dir: Path, repo: Path, manifest: Manifest, picked: dict
             for filename, text in graph_runner_files(platform, entry, manifest, config, threads).items():
                 (folder / "1" / filename).write_text(text)  # the python platform's model.py and graph.json
             (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
-            (folder / OWNER_MARKER).write_text(f"written by evit-deploy triton from {manifest.model}\n")
+            declare(folder, OWNER_MARKER, WRITER, model=manifest.model)
             written.append(TritonModel(names[role], repo / names[role], config, platform.name))
 
         static = None if manifest.batch.dynamic else manifest.batch.size
@@ -142,12 +166,12 @@ def _write_models(export_dir: Path, repo: Path, manifest: Manifest, picked: dict
         (folder / "1" / PIPELINE_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
         shutil.copyfile(export_dir / MANIFEST, folder / "1" / MANIFEST)
         (folder / "config.pbtxt").write_text(to_pbtxt(config) + "\n")
-        (folder / OWNER_MARKER).write_text(f"written by evit-deploy triton from {manifest.model}\n")
         written.insert(0, TritonModel(base, repo / base, config, "python"))
         (folder / "README.md").write_text(repository_readme(base, manifest, written, settings["signed"]))
+        declare(folder, OWNER_MARKER, WRITER, model=manifest.model)
         (tmp / STAGING_MARKER).unlink()
         for model in written:
-            replace_dir(tmp / model.name, model.folder, _ours, overwrite, "Triton model")
+            replace_dir(tmp / model.name, model.folder, owned_by(TRITON_MODEL), overwrite, TRITON_MODEL.what)
 
 
 def repository_readme(base: str, manifest: Manifest, models: list[TritonModel], signed: bool = False) -> str:

@@ -24,7 +24,17 @@ from typing import Any
 import numpy as np
 
 from ..errors import EvitError
-from ..files import Terminated, atomic_write, check_output_dir, commit_staged, staged_dir, writing
+from ..files import (
+    Owner,
+    Terminated,
+    atomic_write,
+    check_output_dir,
+    commit_staged,
+    fixed_files,
+    owns_folder,
+    staged_dir,
+    writing,
+)
 from ..tasks import prompted_titles, task_spec
 from .frames import FrameSource, SourceSettings, VideoDamaged, VideoError
 from .pipeline import FrameJob, StreamSettings, build_pipeline, pipeline_threads
@@ -54,20 +64,16 @@ class VideoSettings:
     encoder_threads: int = 1
 
 
-def is_video_output(folder: Path) -> bool:
-    """Whether ``folder`` holds a previous video output and nothing else."""
-    try:
-        doc = json.loads((folder / SUMMARY_FILE).read_text())
-        names = {p.name for p in folder.iterdir()}
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and doc.get("kind") == KIND and names <= set(OUTPUT_FILES)
+# The ownership rule of video outputs (evit_deploy.files): summary.json says it is one; the files are fixed.
+VIDEO_OUTPUT = Owner("video output", SUMMARY_FILE,
+                     fixed_files(OUTPUT_FILES, lambda doc: isinstance(doc, dict) and doc.get("kind") == KIND))
 
 
 def check_output(output: str | os.PathLike) -> Path:
     """Refuse, before any work, an output folder that may not or cannot be written (one line)."""
-    folder = check_output_dir(Path(output), "video output folder")
-    if folder.is_dir() and any(folder.iterdir()) and not is_video_output(folder):
+    folder = Path(output)
+    check_output_dir(folder, "video output folder")
+    if folder.is_dir() and any(folder.iterdir()) and not owns_folder(folder, VIDEO_OUTPUT):
         raise EvitError(f"refusing to replace {folder}: it is not a previous evit-deploy video output; choose "
                         "another --output folder")
     parent = next(p for p in (folder, *folder.parents) if p.exists())
@@ -171,7 +177,7 @@ def _run(predictor: Any, source: FrameSource, folder: Path, settings: VideoSetti
             summary = _summary(predictor, source, settings, stats, outputs.written, stopped)
             if outputs.written:
                 atomic_write(tmp / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
-                commit_staged(tmp, folder, is_video_output, what="video output")
+                commit_staged(tmp, folder, VIDEO_OUTPUT)
     if stopped is not None:
         raise stopped
     if source.damage is not None:

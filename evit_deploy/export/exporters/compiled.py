@@ -5,7 +5,7 @@
 Why not AOTInductor: on the GPU machine available to us (PyTorch 2.11, CUDA 13) loading any AOTInductor
 package segfaulted while compiling worked (deployment-pitfalls.md). A torch.export program is portable and
 loads without native code; the compile cache is keyed to the GPU and library versions, which the sidecar
-(:func:`evit_deploy.runtime.gpu.gpu_facts`) records and the backend checks.
+(:func:`evit_deploy.host.gpu_facts`) records and the backend checks.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import copy
 import torch
 
 from ...artifacts import TensorSpec
-from ...runtime.gpu import gpu_facts
+from ...host import cuda_available, gpu_facts
 from ...runtime.sidecar import write_sidecar
 from ...tasks import ExportUnit
 from ..profiles import ExportProfile
@@ -36,7 +36,7 @@ class CompiledExporter(Exporter):
         return None
 
     def export(self, unit: ExportUnit, ctx: ExportContext) -> Artifact | None:
-        if not torch.cuda.is_available():
+        if not cuda_available():
             ctx.skipped.append(f"torch-compiled skipped for {unit.role}: no CUDA GPU on this host (the compile "
                                "cache is built on the GPU it will run on); the fp16 ONNX above is validated")
             return None

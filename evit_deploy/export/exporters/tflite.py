@@ -72,14 +72,15 @@ def convert_fp32(unit: ExportUnit, path: Path) -> None:
 
 def inspect_tflite(path: Path) -> dict:
     """Stored I/O specs and quantization, op counts and XNNPACK partitions of a .tflite file (via LiteRT)."""
-    from ...runtime.litert_backend import LiteRtBackend
+    from ...runtime.litert_backend import LiteRtBackend, op_details
 
     backend = LiteRtBackend(path, threads=1)
-    ops = Counter(op["op_name"] for op in backend.interpreter._get_ops_details())
+    details = op_details(backend.interpreter)
+    ops = Counter(op["op_name"] for op in details)
     tensors = {t["index"]: t for t in backend.interpreter.get_tensor_details()}
     float_div = all(
         tensors[i]["dtype"].__name__ == "float32"
-        for op in backend.interpreter._get_ops_details() if op["op_name"] == "DIV" for i in op["inputs"] if i >= 0
+        for op in details if op["op_name"] == "DIV" for i in op["inputs"] if i >= 0
     )
     return {"inputs": backend.stored_inputs, "outputs": backend.stored_outputs, "quantization": backend.io_quantization,
             "ops": ops, "xnnpack_partitions": backend.xnnpack_partitions, "float_div": float_div}

@@ -73,14 +73,14 @@ def quantize_unit(unit: ExportUnit, ctx: ExportContext, path: Path, scheme: str)
     calib = ctx.calibration()
     inputs = [x.numpy() for x in calib.inputs]
     input_name = unit.input_names[0]
-    with tempfile.TemporaryDirectory(prefix="evit-int8-") as tmp, _quiet_root_logger():
+    with tempfile.TemporaryDirectory(prefix="evit-int8-") as tmp, quiet_root_logger():
         quantizer = OnnxInt8(path, Path(tmp), inputs, input_name, scheme, method)
         return search_and_write(unit, ctx, quantizer, lambda p: _outputs(p, input_name, inputs), path, Path(tmp),
                                 calib.source, method, accuracy_on_data=True)
 
 
 @contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
+def quiet_root_logger() -> Iterator[None]:
     """onnxruntime.quantization and ai-edge-quantizer advise through the root logger: keep it to errors."""
     root = logging.getLogger()
     level = root.level

@@ -112,9 +112,9 @@ class OpenVinoInt8:
         return path
 
     def describe(self) -> str:
-        from importlib import metadata
+        from ...host import library_version
 
-        return (f"NNCF {metadata.version('nncf')} post-training quantization, MIXED preset: uint8 asymmetric "
+        return (f"NNCF {library_version('nncf')} post-training quantization, MIXED preset: uint8 asymmetric "
                 f"activations, int8 symmetric per-channel weights ({self.fake_quantize} FakeQuantize nodes); "
                 f"{self.method} activation ranges on {self.images} images; float islands: {len(self.islands)} nodes "
                 "(the attention's matmuls/normaliser/division, norms, resizes)")

@@ -22,7 +22,7 @@ import numpy as np
 from ...errors import EvitError
 from ...optional import require
 from ..litert_quiet import quiet_litert
-from .onnx_unit import _quiet_root_logger, search_and_write
+from .onnx_unit import quiet_root_logger, search_and_write
 
 if TYPE_CHECKING:
     from ...tasks import ExportUnit
@@ -53,11 +53,11 @@ class TfliteInt8:
         self.stats = self._calibrate()
 
     def _layers(self) -> list[tuple[str, str]]:
-        from ...runtime.litert_backend import LiteRtBackend
+        from ...runtime.litert_backend import LiteRtBackend, op_details
 
         interpreter = LiteRtBackend(self.fp32, threads=1).interpreter
         names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
-        return [(names[op["outputs"][0]], op["op_name"]) for op in interpreter._get_ops_details()
+        return [(names[op["outputs"][0]], op["op_name"]) for op in op_details(interpreter)
                 if op["op_name"] in LAYER_OPS and ATTENTION_SCOPE not in names[op["outputs"][0]].split(";")[0]]
 
     def _quantizer(self, float_layers: tuple[str, ...] = ()) -> Any:
@@ -118,7 +118,7 @@ def quantize_tflite_unit(path: Path, unit: ExportUnit, ctx: ExportContext) -> li
         backend = LiteRtBackend(model, threads=threads)
         return [next(iter(backend.run({name: x}).values())) for x in inputs]
 
-    with quiet_litert(), _quiet_root_logger(), tempfile.TemporaryDirectory(prefix="evit-int8-") as tmp:
+    with quiet_litert(), quiet_root_logger(), tempfile.TemporaryDirectory(prefix="evit-int8-") as tmp:
         fp32 = Path(tmp) / "float.tflite"
         shutil.copyfile(path, fp32)  # the quantizer's source; ``path`` (the float reference) is replaced below
         quantizer = TfliteInt8(fp32, inputs, name, threads)

@@ -16,14 +16,14 @@ cache and DLA → serialize, then the engine's sidecar.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ... import __version__
 from ...errors import EvitError, one_line
 from ...files import atomic_write, sha256_file
-from ...runtime.gpu import gpu_facts
+from ...host import gpu_facts
 from ...runtime.sidecar import write_sidecar
 from ...runtime.trt_common import import_tensorrt, make_logger
 from ..steps import StepReporter, silent_step
@@ -181,7 +181,7 @@ def build_engine(folder: Path, plan: EnginePlan, timing_cache: Path | None = Non
         "outputs": [s.to_dict() for s in outputs], "workspace_mb": plan.workspace_mb,
         "builder_optimization_level": plan.builder_optimization_level,
         "timing_cache": str(cache_path.name) if cache_path else None,
-        "build_seconds": round(seconds, 1), "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": round(seconds, 1), "built": datetime.now(UTC).isoformat(timespec="seconds"),
         "evit_deploy": __version__,
     }
     write_sidecar(folder / plan.engine, sidecar)
