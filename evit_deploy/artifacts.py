@@ -196,6 +196,7 @@ class Manifest:
     skipped: list[str] = field(default_factory=list)
     validation: dict[str, Any] = field(default_factory=dict)
     quantization: dict[str, Any] = field(default_factory=dict)  # int8: per role, scheme, calibration, fallback
+    search: dict[str, Any] = field(default_factory=dict)  # the `optimize` search that chose this export and settings
     schema: int = SCHEMA
 
     @property
@@ -209,6 +210,8 @@ class Manifest:
         if not self.runtime.options:  # written only when chosen (optimize): other exports keep the earlier format
             del out["runtime"]["options"]
         out["artifacts"] = [a.to_dict() for a in self.artifacts]
+        if not self.search:  # written only by optimize: other exports keep the earlier format
+            del out["search"]
         return {"schema": self.schema, **{k: v for k, v in out.items() if k != "schema"}}
 
 
@@ -407,6 +410,7 @@ def parse_manifest(data: Any, path: Path) -> Manifest:
         skipped=[str(s) for s in r.get(data, "skipped", list, default=[])],
         validation=r.get(data, "validation", dict, default={}),
         quantization=r.get(data, "quantization", dict, default={}),
+        search=r.get(data, "search", dict, default={}),
     )
 
 
