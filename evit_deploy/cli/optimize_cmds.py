@@ -4,6 +4,7 @@ measurement protocol for the finalists)."""
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -113,7 +114,9 @@ def optimize(model: str, device: str, targets: str | None, max_drop: float, eval
     report = build_report(result, settings, accuracy)
     write_output(result, settings, report, out)
     console = Console()
-    console.print(results_table(report))
+    finals = copy.copy(report)
+    finals.rows = [r for r in report.rows if r.extra.get("stage", "").startswith("final")]
+    console.print(results_table(finals))
     for note in report.notes:
         console.print(note, markup=False, soft_wrap=True)
     for line in result.skipped:

@@ -47,7 +47,7 @@ def pareto(points: list[tuple[float, float]]) -> set[int]:
 
 def build_report(result: SearchResult, settings: OptimizeSettings, accuracy_source: str) -> Report:
     report = new_report("optimize", f"{settings.model}: the fastest export for this machine within "
-                                    f"{settings.max_drop:g} points", _bench_settings(settings),
+                                    f"{settings.max_drop:g} accuracy points", _bench_settings(settings),
                         model=settings.model)
     outcome_of = {o.variant.label: o for o in result.exports}
     finals = ([result.reference] if result.reference else []) + result.finals

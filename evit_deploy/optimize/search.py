@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import time
@@ -117,8 +118,9 @@ def _item(outcome: ExportOutcome, candidate: Candidate, settings: BenchSettings)
 
 
 def _measure(pairs: list[tuple[Candidate, ExportOutcome]], settings: BenchSettings, stage: str, cache: TrialCache,
-             progress: Progress) -> list[Trial]:
-    """Screen ``pairs`` in groups (cached figures reused); one trial each."""
+             progress: Progress, deadline: float, skipped: list[str]) -> list[Trial]:
+    """Screen ``pairs`` in groups (cached figures reused) until ``deadline`` (perf_counter); one trial each, the
+    candidates left when time runs out named in ``skipped``."""
     trials, todo = [], []
     for candidate, outcome in pairs:
         key = cache.key(candidate, stage, settings.batches[0])
@@ -129,6 +131,9 @@ def _measure(pairs: list[tuple[Candidate, ExportOutcome]], settings: BenchSettin
             todo.append((candidate, outcome, key))
     for start in range(0, len(todo), GROUP):
         group = todo[start:start + GROUP]
+        if time.perf_counter() > deadline:
+            skipped += [f"{c.label}: not screened ({stage}): the --budget-s ran out" for c, _, _ in todo[start:]]
+            break
         progress(f"{stage}: candidates {start + 1}-{start + len(group)} of {len(todo)} (+{len(trials)} cached)")
         items = [_item(outcome, candidate, settings) for candidate, outcome, _ in group]
         rows, _ = measure_items(items, settings)
@@ -156,11 +161,14 @@ def run_search(settings: OptimizeSettings, inputs: SearchInputs, progress: Progr
     started = time.perf_counter()
     step = step or silent_step
     skipped: list[str] = []
-    spaces, variants = {}, []
+    spaces, per_target = {}, []
     for target in settings.targets:
         space = load_space(target)
         spaces[target] = space.source
-        variants += [(space, v) for v in space.variants(skipped, settings.batch)]
+        per_target.append([(space, v) for v in space.variants(skipped, settings.batch)])
+    # each target's exports in turn (its first, then every target's second, ...): a tight budget still tries every
+    # target's default export before any target's last variant
+    variants = [pair for group in itertools.zip_longest(*per_target) for pair in group if pair is not None]
     digest = inputs.digest()
     cache = TrialCache(inputs.cache, digest)
 
@@ -189,14 +197,16 @@ def run_search(settings: OptimizeSettings, inputs: SearchInputs, progress: Progr
     # 2. screen: every export with the runtime's defaults at each thread count, then the best third of the exports
     #    with every runtime option of their space
     first = [(c, o) for space, o in accepted for c in space.candidates(o.variant, all_options=False)]
-    trials = _measure(first, bench, "screen-1", cache, progress)
+    finals_s = min(settings.protocol.budget_s, settings.budget_s / 4)  # kept for the finalists
+    deadline = started + settings.budget_s - finals_s
+    trials = _measure(first, bench, "screen-1", cache, progress, deadline, skipped)
     by_export: dict[str, float] = {}
     for t in _best(trials):
         by_export.setdefault(t.candidate.variant.label, t.ms)
     keep = sorted(by_export, key=by_export.get)[:max(1, math.ceil(len(by_export) / ETA))]
     second = [(c, o) for space, o in accepted if o.variant.label in keep
               for c in space.candidates(o.variant, all_options=True) if c.options]
-    trials += _measure(second, bench, "screen-2", cache, progress)
+    trials += _measure(second, bench, "screen-2", cache, progress, deadline, skipped)
 
     # 3. finalists and the reference, by the full protocol, in one alternation
     finalists = []
@@ -212,7 +222,9 @@ def run_search(settings: OptimizeSettings, inputs: SearchInputs, progress: Progr
     if reference_outcome.folder is not None:
         pairs.append((ref_candidate, reference_outcome))
     progress(f"finalists: {len(finalists)} and the default {REFERENCE_TARGET} export, full protocol")
-    full = BenchSettings([settings.batch], ["eager"], settings.protocol)
+    left = started + settings.budget_s - time.perf_counter()
+    full = BenchSettings([settings.batch], ["eager"],
+                         replace(settings.protocol, budget_s=max(10.0, min(settings.protocol.budget_s, left))))
     rows, _ = measure_items([_item(o, c, full) for c, o in pairs], full)
     finals = [Trial(c, "final", r) for (c, _), r in zip(pairs, rows)]
     reference = finals.pop() if reference_outcome.folder is not None else None
