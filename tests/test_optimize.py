@@ -170,3 +170,34 @@ def test_a_missing_runtime_skips_its_target_and_names_it(tiny_space, tmp_path, c
     assert run_cli(["optimize", MODEL, "--targets", "cpu-openvino,mobile-cpu-tflite", *FAST, "-o",
                     str(tmp_path / "o")]) == 2
     assert "no target can be searched here" in capsys.readouterr().err
+
+
+def test_device_search_bundles_the_candidates_and_bench_import_names_the_winner(tmp_path, monkeypatch, capsys):
+    """--device android: exports checked here, one bundle per candidate; the device's own output (a stand-in
+    benchmark_model log per bundle: only our side of the contract is tested) imported and ranked."""
+    folder = tmp_path / "spaces"
+    folder.mkdir()
+    (folder / "mobile-cpu-tflite.yaml").write_text(
+        "target: mobile-cpu-tflite\nexports:\n  - {name: fp32, precision: fp32}\n  - {name: fp16, precision: fp16}\n"
+        "shapes: [static]\nthreads: [1]\n")
+    monkeypatch.setattr(space_module, "spaces_dir", lambda: folder)
+    out = tmp_path / "phone"
+    assert run_cli(["optimize", MODEL, "--device", "android", "--targets", "mobile-cpu-tflite", "--imgsz", "64",
+                    "--cache", str(tmp_path / "c"), "-o", str(out)]) == 0
+    record = json.loads((out / "optimize.json").read_text())
+    assert record["device"] == "android" and len(record["candidates"]) == 2 and (out / "run.sh").is_file()
+    from .test_device import android_results  # what run.sh leaves, in the tool's documented formats
+
+    for i, c in enumerate(record["candidates"]):
+        bundle = out / c["bundle"]
+        results = android_results(bundle, bundle / "results")
+        if i == 1:  # the second candidate ran faster on the device
+            log = results / "benchmark_model.log"
+            log.write_text(log.read_text().replace("min=18297 max=19544 avg=18654.2", "min=9001 max=9544 avg=9327.1")
+                           .replace("Inference (avg): 18654.2", "Inference (avg): 9327.1"))
+    capsys.readouterr()
+    assert run_cli(["bench", "import", str(out), "--bundle", str(out), "--device-name", "Pixel 8", "-o",
+                    str(tmp_path / "rep")]) == 0
+    report = read_report(tmp_path / "rep")
+    assert report.kind == "optimize" and report.sections["search"]["winner"] == record["candidates"][1]["candidate"]
+    assert "Winner on Pixel 8" in capsys.readouterr().out

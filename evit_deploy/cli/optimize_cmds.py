@@ -15,7 +15,7 @@ from ..errors import EvitError
 from .options import PROTOCOL, check_imgsz, ema_option, imgsz_option, output_option, threads_opt, weights_option
 from .output import RichSteps, progress_line, results_table
 
-DEVICES = ("host",)
+DEVICES = ("host", "android", "jetson")
 OBJECTIVES = ("latency", "throughput")
 SECONDS_PER_GMAC_EXPORT = 6.0  # rough cost of one export on 2 cores, for the budget check before any work
 EXPORT_FLOOR_S = 10.0
@@ -24,7 +24,10 @@ EXPORT_FLOOR_S = 10.0
 @click.command()
 @click.argument("model")
 @click.option("--device", default="host", show_default=True, type=click.Choice(DEVICES),
-              help="Where the winner will run: host = this machine (every CPU target it can run is searched).")
+              help="Where the winner will run. host: this machine (every CPU target it can run is searched and timed "
+                   "here). android, jetson: the device's targets are exported and checked here, and every export "
+                   "within --max-drop becomes a device bundle; `bench import` of what the device measured names the "
+                   "winner.")
 @click.option("--targets", help="Only these targets, comma-separated (default: cpu-ort, cpu-openvino, "
                                 "mobile-cpu-tflite, mobile-cpu-ort).")
 @click.option("--max-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
@@ -73,24 +76,26 @@ def optimize(model: str, device: str, targets: str | None, max_drop: float, eval
     from ..bench.protocol import ProtocolSettings
     from ..export.request import ExportRequest, preflight
     from ..files import check_output_dir
+    from ..optimize.device import DEVICE_TARGETS
     from ..optimize.exports import SearchInputs
-    from ..optimize.output import _ours, build_report, write_output
+    from ..optimize.output import build_report, owns_output, write_output
     from ..optimize.search import OptimizeSettings, run_search
     from ..optimize.space import HOST_TARGETS, load_space
 
     size = check_imgsz(imgsz)
-    chosen = tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else HOST_TARGETS
-    unknown = [t for t in chosen if t not in HOST_TARGETS]
+    allowed = HOST_TARGETS if device == "host" else DEVICE_TARGETS[device]
+    chosen = tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else allowed
+    unknown = [t for t in chosen if t not in allowed]
     if unknown:
-        raise EvitError(f"optimize searches {', '.join(HOST_TARGETS)} on this machine; not '{unknown[0]}'")
+        raise EvitError(f"optimize --device {device} searches {', '.join(allowed)}; not '{unknown[0]}'")
     resolved = preflight(ExportRequest(model, chosen[0], weights, size, ema=ema))  # unknown model, bad weights
     batch = batch or (8 if objective == "throughput" else 1)
     out = Path(output or Path("optimize") / f"{model}-{device}")
     check_output_dir(out, "optimize output")
-    if out.is_dir() and any(out.iterdir()) and not _ours(out):
+    if out.is_dir() and any(out.iterdir()) and not owns_output(out):
         raise EvitError(f"refusing to replace {out}: it is not a previous evit-deploy optimize output; choose "
                         "another -o folder")
-    searchable = _runtimes_present(chosen, load_space)
+    searchable = _runtimes_present(chosen, load_space) if device == "host" else [(t, "") for t in chosen]
     needed = _screen_cost(model, resolved.input_size, searchable)
     if budget_s < needed:
         raise EvitError(f"--budget-s {budget_s:g} is too small for even the screen: the exports alone need about "
@@ -107,6 +112,9 @@ def optimize(model: str, device: str, targets: str | None, max_drop: float, eval
         from ..eval.datasets import open_dataset
 
         open_dataset(eval_dir)  # a layout mistake fails before the search's minutes of work
+    if device != "host":
+        _device_search(settings, inputs, device, weights, out)
+        return
     with progress_line() as progress:
         result = run_search(settings, inputs, progress, RichSteps())
     result.skipped += [reason for _, reason in searchable if reason]
@@ -122,6 +130,26 @@ def optimize(model: str, device: str, targets: str | None, max_drop: float, eval
     for line in result.skipped:
         console.print(f"skipped: {line}", markup=False, soft_wrap=True)
     console.print(f"winner: {out / 'winner'}; report: {out}/report.md, report.json, report.html", markup=False)
+
+
+def _device_search(settings, inputs, device: str, weights: str | None, out: Path) -> None:  # noqa: ANN001
+    """--device android|jetson: exports and accuracy here, one bundle per candidate for the device."""
+    import time
+
+    from ..device.settings import DeviceSettings
+    from ..optimize.device import write_device_search
+    from ..optimize.search import make_exports
+
+    with progress_line() as progress:
+        _, made, skipped = make_exports(settings, inputs, progress, RichSteps(), time.perf_counter())
+    write_device_search([o for _, o in made], device, settings.max_drop, out, DeviceSettings(), weights, RichSteps(),
+                        settings.model)
+    console = Console()
+    for line in skipped:
+        console.print(f"skipped: {line}", markup=False, soft_wrap=True)
+    console.print(f"bundles for the {device}: {out}; run {out}/run.sh there (see each bundle's README.md), then "
+                  f"`evit-deploy bench import {out} --bundle {out} --device-name \"...\"` names the winner",
+                  markup=False, soft_wrap=True)
 
 
 def _runtimes_present(targets: tuple[str, ...], load_space) -> list[tuple[str, str]]:  # noqa: ANN001

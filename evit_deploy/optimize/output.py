@@ -135,7 +135,7 @@ def write_output(result: SearchResult, settings: OptimizeSettings, report: Repor
                                                "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*")
                                                                if p.is_file()),
                                                "search": report.sections["search"]}, indent=2) + "\n")
-        commit_staged(tmp, out, _ours, False, "optimize output")
+        commit_staged(tmp, out, owns_output, False, "optimize output")
     return out
 
 
@@ -152,7 +152,7 @@ def winner_export(result: SearchResult, settings: OptimizeSettings, report: Repo
     write_manifest(dest, manifest)
 
 
-def _ours(folder: Path) -> bool:
+def owns_output(folder: Path) -> bool:
     record = folder / RECORD
     try:
         doc = json.loads(record.read_text())

@@ -153,13 +153,10 @@ def reference_variant(batch: int) -> ExportVariant:
     return ExportVariant(REFERENCE_TARGET, "default", "auto", static=False, batch=batch)
 
 
-def run_search(settings: OptimizeSettings, inputs: SearchInputs, progress: Progress = lambda text: None,
-               step: Any = None) -> SearchResult:
-    """The search of the module docstring; raises a one-line error only when nothing can be searched."""
-    from ..export.steps import silent_step
-
-    started = time.perf_counter()
-    step = step or silent_step
+def make_exports(settings: OptimizeSettings, inputs: SearchInputs, progress: Progress, step: Any, started: float
+                 ) -> tuple[dict[str, str], list[tuple[Any, ExportOutcome]], list[str]]:
+    """Stage 1: every export variant of the targets' spaces this host can make, each with its accuracy (cached);
+    at most half of ``--budget-s``. Returns (target → space file, [(space, outcome)], skipped lines)."""
     skipped: list[str] = []
     spaces, per_target = {}, []
     for target in settings.targets:
@@ -170,10 +167,7 @@ def run_search(settings: OptimizeSettings, inputs: SearchInputs, progress: Progr
     # target's default export before any target's last variant
     variants = [pair for group in itertools.zip_longest(*per_target) for pair in group if pair is not None]
     digest = inputs.digest()
-    cache = TrialCache(inputs.cache, digest)
-
-    # 1. exports (and their accuracy)
-    made: list[tuple[Any, ExportOutcome]] = []  # (its space, the outcome)
+    made: list[tuple[Any, ExportOutcome]] = []
     per_export: list[float] = []
     for space, variant in variants:
         if per_export and time.perf_counter() - started + (sum(per_export) / len(per_export)) > settings.budget_s / 2:
@@ -187,6 +181,18 @@ def run_search(settings: OptimizeSettings, inputs: SearchInputs, progress: Progr
         made.append((space, outcome))
         if outcome.error:
             skipped.append(f"{variant.label}: export failed: {outcome.error}")
+    return spaces, made, skipped
+
+
+def run_search(settings: OptimizeSettings, inputs: SearchInputs, progress: Progress = lambda text: None,
+               step: Any = None) -> SearchResult:
+    """The search of the module docstring; raises a one-line error only when nothing can be searched."""
+    from ..export.steps import silent_step
+
+    started = time.perf_counter()
+    spaces, made, skipped = make_exports(settings, inputs, progress, step or silent_step, started)
+    digest = inputs.digest()
+    cache = TrialCache(inputs.cache, digest)
     accepted = [(space, o) for space, o in made if o.folder and o.drop is not None and o.drop <= settings.max_drop]
     if not accepted:
         measured = sorted((o for _, o in made if o.drop is not None), key=lambda o: o.drop)[:3]
