@@ -163,10 +163,13 @@ class BatchInfo:
 
 @dataclass
 class RuntimeInfo:
-    """How the artifacts are meant to run: CPU threads (0 = the runtime's default) and execution providers."""
+    """How the artifacts are meant to run: CPU threads (0 = the runtime's default), execution providers, and runtime
+    options per backend (``{"onnxruntime": {"spinning": "off"}}``; checked by the backend when it loads, applied by
+    every load: ``optimize`` records what its search chose here)."""
 
     threads: int = 0
     providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+    options: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -192,6 +195,7 @@ class Manifest:
     skipped: list[str] = field(default_factory=list)
     validation: dict[str, Any] = field(default_factory=dict)
     quantization: dict[str, Any] = field(default_factory=dict)  # int8: per role, scheme, calibration, fallback
+    search: dict[str, Any] = field(default_factory=dict)  # the `optimize` search that chose this export and settings
     schema: int = SCHEMA
 
     @property
@@ -202,7 +206,11 @@ class Manifest:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["input_size"] = list(self.input_size)
         out["batch"], out["runtime"] = dataclasses.asdict(self.batch), dataclasses.asdict(self.runtime)
+        if not self.runtime.options:  # written only when chosen (optimize): other exports keep the earlier format
+            del out["runtime"]["options"]
         out["artifacts"] = [a.to_dict() for a in self.artifacts]
+        if not self.search:  # written only by optimize: other exports keep the earlier format
+            del out["search"]
         return {"schema": self.schema, **{k: v for k, v in out.items() if k != "schema"}}
 
 
@@ -372,6 +380,10 @@ def parse_manifest(data: Any, path: Path) -> Manifest:
     if not 0 <= threads <= 1024:
         raise r.fail("'runtime.threads'", "must be 0..1024")
     providers = r.get(runtime, "providers", list, "runtime", ["CPUExecutionProvider"])
+    options = r.get(runtime, "options", dict, "runtime", {})
+    if not all(isinstance(k, str) and isinstance(v, dict) and all(isinstance(a, str) and isinstance(b, str)
+                                                                  for a, b in v.items()) for k, v in options.items()):
+        raise r.fail("'runtime.options'", "must map backend names to {option: value} of strings")
     if not all(isinstance(p, str) for p in providers):
         raise r.fail("'runtime.providers'", "must be a list of provider names")
     artifacts = [_artifact(r, a, i) for i, a in enumerate(r.get(data, "artifacts", list))]
@@ -389,7 +401,7 @@ def parse_manifest(data: Any, path: Path) -> Manifest:
     return Manifest(
         model=model, task=r.choice(data, "task", task_names()), target=r.get(data, "target", str),
         input_size=_check_size(r, r.get(data, "input_size", list)), precision=r.get(data, "precision", str),
-        batch=b, runtime=RuntimeInfo(threads, providers), artifacts=artifacts, files=files,
+        batch=b, runtime=RuntimeInfo(threads, providers, options), artifacts=artifacts, files=files,
         created=r.get(data, "created", str, default=""), weights=r.get(data, "weights", dict, default={}),
         profile=r.get(data, "profile", dict, default={}), versions=r.get(data, "versions", dict, default={}),
         transforms=r.get(data, "transforms", dict, default={}),
@@ -397,6 +409,7 @@ def parse_manifest(data: Any, path: Path) -> Manifest:
         skipped=[str(s) for s in r.get(data, "skipped", list, default=[])],
         validation=r.get(data, "validation", dict, default={}),
         quantization=r.get(data, "quantization", dict, default={}),
+        search=r.get(data, "search", dict, default={}),
     )
 
 

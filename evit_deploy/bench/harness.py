@@ -80,6 +80,8 @@ class BenchItem:
     require_signature: str | bool | None = None  # the key its folder must be signed with (see read_manifest)
     pytorch: bool = True  # measure its PyTorch baselines (False: another item of the same model has them)
     shared_cpu: bool = False  # open the artifacts with idle threads that do not spin (a variant, named in extra)
+    options: dict[str, str] = field(default_factory=dict)  # runtime options over the export's (a variant)
+    threads: int | None = None  # this item's threads (default: the settings')
 
     @property
     def gpu(self) -> bool:
@@ -130,7 +132,9 @@ class _Planned:
 
 
 def _key(item: BenchItem, what: str, batch: int) -> str:
-    return f"{item.model}:{item.folder.name}{':shared-cpu' if item.shared_cpu else ''}:{what}:bs{batch}"
+    variant = "".join(f":{k}={v}" for k, v in sorted(item.options.items()))
+    variant += (":shared-cpu" if item.shared_cpu else "") + (f":t{item.threads}" if item.threads else "")
+    return f"{item.model}:{item.folder.name}{variant}:{what}:bs{batch}"
 
 
 def _native_contender(planned: _Planned, key: str, threads: int) -> Contender | NativeFigure:
@@ -180,15 +184,15 @@ def plan(items: list[BenchItem], batch: int, settings: BenchSettings) -> tuple[l
                 skipped.append(f"{item.model}: {a.path} at batch {batch}: static batch {dim}")
                 continue
             key = _key(item, a.path, batch)
-            spec = WorkerSpec(key, "artifact", str(item.folder), batch, threads, artifact=a.path,
+            spec = WorkerSpec(key, "artifact", str(item.folder), batch, item.threads or threads, artifact=a.path,
                               warmup=settings.protocol.warmup, shared_cpu=item.shared_cpu,
-                              require_signature=item.require_signature)
+                              require_signature=item.require_signature, options=dict(item.options))
             contenders.append(Contender(key, spec))
             entry = _Planned(item, Row(backend="", format=a.format, precision=a.precision, artifact=a.path,
                                        extra=dict(item.extra), **base))
             planned[key] = entry
             if settings.protocol.native:
-                native = _native_contender(entry, key, threads)
+                native = _native_contender(entry, key, item.threads or threads)
                 if isinstance(native, Contender):
                     contenders.append(native)
                     entry.native_key = native.key

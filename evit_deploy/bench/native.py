@@ -79,7 +79,8 @@ def _ov_precision(target: NativeTarget) -> str:
 
 
 def _benchmark_app(exe: str, t: NativeTarget, runs: int, scratch: Path) -> list[str]:
-    return [exe, "-m", str(t.path), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nthreads", str(t.threads),
+    streams = str(t.settings.get("streams") or 1)  # as many streams as our compiled model has (1 for LATENCY)
+    return [exe, "-m", str(t.path), "-d", "CPU", "-hint", "none", "-nstreams", streams, "-nthreads", str(t.threads),
             "-api", "sync", "-niter", str(runs), "-shape", f"{t.input_name}[{t.shape_text}]",
             "-infer_precision", _ov_precision(t)]
 
@@ -107,7 +108,7 @@ NATIVE_TOOLS: dict[str, NativeTool] = {
         NativeTool(
             "benchmark_app", ("openvino",), "benchmark_app", "the openvino wheel", _benchmark_app,
             lambda proc, scratch: parse_benchmark_app_log(proc.stdout, "benchmark_app output"),
-            lambda t: {"api": "sync", "hint": "none", "streams": 1, "threads": t.threads,
+            lambda t: {"api": "sync", "hint": "none", "streams": t.settings.get("streams") or 1, "threads": t.threads,
                        "infer_precision": _ov_precision(t), "shape": list(t.input_shape)},
             ("benchmark_app fills its input tensors once and never reads the outputs back; our call hands the input "
              "over and copies the outputs (see the harness overhead)",

@@ -19,7 +19,7 @@ from .stats import Stats
 
 SCHEMA = 2
 GENERATOR = "evit-deploy"
-KINDS = ("bench", "comparison", "import", "eval", "script", "video")
+KINDS = ("bench", "comparison", "import", "eval", "script", "video", "optimize")
 ROW_STATUS = ("ok", "unsettled", "failed")
 NATIVE_STATUS = ("measured", "not installed", "failed", "unparsed", "not applicable")
 MAX_REPORT_BYTES = 64 << 20

@@ -307,4 +307,34 @@ def paper_figure(report: Report) -> tuple[Any, str] | None:
                  "at their measured latency and published accuracy. Devices differ: read ratios, not positions.")
 
 
-PLOTS: list[Callable[[Report], tuple[Any, str] | None]] = [latency_plot, accuracy_plot, paper_figure]
+def pareto_plot(report: Report) -> tuple[Any, str] | None:
+    """An ``optimize`` search: every trial's latency against its accuracy drop, the Pareto front joined, the winner
+    and the reference marked."""
+    import matplotlib.pyplot as plt
+
+    points = report.sections.get("pareto")
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for stage, marker in (("screen-1", "."), ("screen-2", "x"), ("final", "o")):
+        pts = [p for p in points if p["stage"] == stage]
+        if pts:
+            ax.scatter([p["ms"] for p in pts], [p["drop"] for p in pts], marker=marker, alpha=0.6,
+                       label=f"{stage} ({len(pts)})")
+    front = sorted((p for p in points if p["front"]), key=lambda p: p["ms"])
+    if front:
+        ax.plot([p["ms"] for p in front], [p["drop"] for p in front], "-", color="tab:green", label="Pareto front")
+    for p in points:
+        if p["winner"]:
+            ax.scatter([p["ms"]], [p["drop"]], marker="*", s=220, color="tab:red", zorder=3,
+                       label=f"winner: {p['label']}")
+    ref = report.sections.get("pareto_reference")
+    if ref:
+        ax.axvline(ref["ms"], color="grey", linestyle="--", label=f"{ref['label']} ({ref['ms']:.2f} ms)")
+    ax.set_xlabel(f"median ms per call ({report.machine.label})")
+    ax.set_ylabel("accuracy drop against PyTorch, points")
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return fig, "Every trial of the search: latency against accuracy drop, the Pareto front, the winner."
+
+
+PLOTS: list[Callable[[Report], tuple[Any, str] | None]] = [latency_plot, accuracy_plot, paper_figure, pareto_plot]

@@ -57,6 +57,7 @@ class WorkerSpec:
     seed: int = 0
     require_signature: str | bool | None = None  # the folder's signing key (see artifacts.read_manifest)
     shared_cpu: bool = False  # artifact: idle runtime threads must not spin (a variant; production spins)
+    options: dict[str, str] = field(default_factory=dict)  # artifact: runtime options over the export's
     competitor: Any = None  # the CompetitorCard of a competitor's export, as the coordinator resolved it
     table: str | None = None  # and its paper table
 
@@ -140,7 +141,8 @@ def load_artifact(spec: WorkerSpec) -> Loaded:
     entry = next((a for a in manifest.artifacts if a.path == spec.artifact), None)
     if entry is None:
         raise EvitError(f"{folder} lists no artifact {spec.artifact}")
-    backend = runtime.open_artifact(folder, manifest, entry, spec.threads, shared_cpu=spec.shared_cpu)
+    backend = runtime.open_artifact(folder, manifest, entry, spec.threads, shared_cpu=spec.shared_cpu,
+                                    options=spec.options)
     feeds = {backend.inputs[0].name: _input(spec, manifest.input_size)}
     return Loaded(lambda: backend.run(feeds), backend.bare_call(feeds),
                   {"backend": backend.name, "format": entry.format, "precision": entry.precision,

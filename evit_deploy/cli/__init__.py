@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build-engine": ("evit_deploy.cli.engine_cmds:build_engine", "Build TensorRT engines of an export on the device."),
     "bench": ("evit_deploy.cli.bench_cmds:bench",
               "Latency as the device's own tools would measure it (run, compare, paper-table, adb, import)."),
+    "optimize": ("evit_deploy.cli.optimize_cmds:optimize",
+                 "Find the fastest export for this machine within an accuracy budget, by measurement."),
     "device-bundle": ("evit_deploy.cli.device_cmds:device_bundle",
                       "Bundle an export for a phone (adb, LiteRT) or a Jetson (trtexec), with golden I/O."),
     "eval": ("evit_deploy.cli.eval_cmds:eval_command", "Accuracy of an export on your dataset (official protocols)."),

@@ -289,13 +289,22 @@ def import_command(results: str, bundle_dir: str, device_name: str | None, requi
     Every row is labelled with the device, beside the paper's figure for that device class (Snapdragon 8Gen1 for
     phones, Jetson Nano / AGX Orin for Jetsons), with the slowest layers when profiled, and the device outputs
     checked against PyTorch with the export's tolerance. Results of another bundle or model, or files that are not
-    the tool's output, are refused.
+    the tool's output, are refused. BUNDLE may be the folder `optimize --device` wrote: then every candidate's
+    results (each bundle's results/) are read and ranked, and the report names the winner.
     """
     from ..bench.render import check_report_folder, write_report
     from ..device.importer import import_results, report_name
 
     if output:
         check_report_folder(Path(output))
+    from ..optimize.device import finish, is_device_search
+
+    if is_device_search(Path(bundle_dir)):  # an `optimize --device` folder: every candidate, ranked
+        report = finish(Path(bundle_dir), device_name)
+        folder = write_report(report, Path(output or Path("bench") / f"{report.model}-optimize-device"))
+        _show_import(report, folder)
+        Console().print(report.notes[0], markup=False, soft_wrap=True)
+        return
     report = import_results(results, bundle_dir, device_name, require_signature)
     _show_import(report, write_report(report, Path(output or Path("bench") / report_name(report))))
 

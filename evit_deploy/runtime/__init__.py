@@ -10,6 +10,7 @@ through its manifest (:mod:`evit_deploy.artifacts`): the artifact is confined to
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..artifacts import (
@@ -42,8 +43,9 @@ def runnable_suffixes() -> set[str]:
 
 
 def open_file(path: str | Path, threads: int = 0, providers: list[str] | None = None,
-              shared_cpu: bool = False) -> Backend:
-    """Open one artifact file with the backend registered for its suffix (no manifest involved)."""
+              shared_cpu: bool = False, options: Mapping[str, str] | None = None) -> Backend:
+    """Open one artifact file with the backend registered for its suffix (no manifest involved). ``options``: the
+    backend's runtime options (see :attr:`Backend.OPTIONS`)."""
     ensure_registered()
     path = Path(path)
     if not path.is_file():
@@ -54,7 +56,15 @@ def open_file(path: str | Path, threads: int = 0, providers: list[str] | None = 
     kwargs = {"threads": threads, "shared_cpu": shared_cpu}
     if providers:
         kwargs["providers"] = providers
+    if options:
+        kwargs["options"] = options
     return backend(path, **kwargs)
+
+
+def backend_for(path: str | Path) -> type[Backend] | None:
+    """The backend class registered for the suffix of ``path``."""
+    ensure_registered()
+    return BACKENDS.get(Path(path).suffix)
 
 
 def require_runtime(path: str | Path) -> None:
@@ -69,13 +79,17 @@ def require_runtime(path: str | Path) -> None:
 
 
 def open_artifact(folder: str | Path, manifest: Manifest, entry: ArtifactEntry, threads: int | None = None,
-                  shared_cpu: bool = False, verify: bool = True) -> Backend:
+                  shared_cpu: bool = False, verify: bool = True, options: Mapping[str, str] | None = None) -> Backend:
     """Open ``entry`` of the export ``folder``: confined path, sha256 checked (unless ``verify=False``), the
-    manifest's runtime settings, and the artifact's inputs checked against the manifest before any run."""
+    manifest's runtime settings (threads, providers, and the options recorded for this backend, e.g. by
+    ``optimize``; ``options`` given here override them), and the artifact's inputs checked against the manifest
+    before any run."""
     folder = Path(folder)
     path = verify_artifact(folder, entry, check_hash=verify)
+    cls = backend_for(path)
+    recorded = manifest.runtime.options.get(cls.name, {}) if cls is not None else {}
     backend = open_file(path, manifest.runtime.threads if threads is None else threads, manifest.runtime.providers,
-                        shared_cpu)
+                        shared_cpu, {**recorded, **(options or {})})
     check_io(backend, entry, folder)
     return backend
 
@@ -131,5 +145,5 @@ def load(path: str | Path, role: str | None = None, threads: int | None = None, 
     return open_file(path, threads or 0, shared_cpu=shared_cpu)
 
 
-__all__ = ["BACKENDS", "Backend", "TensorSpec", "check_io", "ensure_registered", "load", "open_artifact",
+__all__ = ["BACKENDS", "Backend", "TensorSpec", "backend_for", "check_io", "ensure_registered", "load", "open_artifact",
            "open_file", "register_backend", "runnable_suffixes"]

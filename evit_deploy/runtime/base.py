@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ from ..errors import EvitError
 class Backend(ABC):
     """A loaded artifact: call it with arrays, get arrays back.
 
-    Constructors take ``(path, threads=0, providers=None, shared_cpu=False)``; ``shared_cpu`` says other work
+    Constructors take ``(path, threads=0, providers=None, shared_cpu=False, options=None)`` (``options``: see
+    :attr:`OPTIONS`); ``shared_cpu`` says other work
     shares the cores (a benchmark interleaving backends), so worker threads must not busy-wait between runs.
 
     ``backend(x)`` for a single-input model returns one array when the model has one output, else a dict by
@@ -49,6 +50,23 @@ class Backend(ABC):
         """Run on named inputs, return named outputs. The feeds are checked against :attr:`inputs` once, here
         (names, rank, fixed sizes, numeric types: a one-line EvitError), then the backend's ``_run`` runs them."""
         return self._run(self.check_feeds(feeds))
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, str] | None) -> dict[str, str]:
+        """``options`` checked against :attr:`OPTIONS` (one line naming the bad key or value)."""
+        checked = {}
+        for key, value in (options or {}).items():
+            allowed = cls.OPTIONS.get(key)
+            if allowed is None:
+                known = ", ".join(cls.OPTIONS) or "none"
+                raise EvitError(f"{cls.name or cls.__name__} has no runtime option '{key}' (its options: {known})")
+            value = str(value)
+            if allowed == ("<int>",) and not (value.isdigit() and int(value) > 0):
+                raise EvitError(f"{cls.name} runtime option {key} takes a positive integer, not '{value}'")
+            if allowed != ("<int>",) and value not in allowed:
+                raise EvitError(f"{cls.name} runtime option {key} takes {' or '.join(allowed)}, not '{value}'")
+            checked[key] = value
+        return checked
 
     def bare_call(self, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
         """The runtime's own inference call on ``feeds``, prepared once: what its benchmark tool times (no input

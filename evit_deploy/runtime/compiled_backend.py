@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,8 @@ class CompiledBackend(Backend):
     runs_on_torch = True
 
     def __init__(self, path: str | Path, threads: int = 0, providers: object = None,
-                 shared_cpu: bool = False) -> None:
+                 shared_cpu: bool = False, options: Mapping[str, str] | None = None) -> None:
+        self.check_options(options)
         self.path = Path(path)
         sidecar = read_sidecar(self.path) if self.path.is_file() else None
         if sidecar is None:

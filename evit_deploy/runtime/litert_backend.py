@@ -7,7 +7,7 @@ float32 interface; ``stored_inputs``/``stored_outputs`` and ``io_quantization`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +69,11 @@ class LiteRtBackend(Backend):
 
     name = "litert"
     requires = "ai_edge_litert.interpreter"
+    OPTIONS = {"xnnpack": ("on", "off")}
 
     def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None,
-                 shared_cpu: bool = False) -> None:
+                 shared_cpu: bool = False, options: Mapping[str, str] | None = None) -> None:
+        chosen = self.check_options(options)
         interpreter = require(self.requires, f"running {Path(path).name}")
         Interpreter, OpResolverType = interpreter.Interpreter, interpreter.OpResolverType  # noqa: N806
         self.path = Path(path)
@@ -80,6 +82,8 @@ class LiteRtBackend(Backend):
         cpus = cores()
         self.threads = min(threads, cpus) if threads and threads > 0 else cpus
         self.xnnpack_requested = providers is None or any("xnnpack" in p.lower() for p in providers)
+        if "xnnpack" in chosen:
+            self.xnnpack_requested = chosen["xnnpack"] == "on"
         self.providers = ["XNNPACK", "CPU"] if self.xnnpack_requested else ["CPU"]
         resolver = OpResolverType.AUTO if self.xnnpack_requested else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:

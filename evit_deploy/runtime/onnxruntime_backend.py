@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,13 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     requires = "onnxruntime"
+    OPTIONS = {"spinning": ("on", "off"), "graph_optimization": ("disable", "basic", "extended", "all")}
+    GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                    "all": "ORT_ENABLE_ALL"}
 
     def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None,
-                 shared_cpu: bool = False) -> None:
+                 shared_cpu: bool = False, options: Mapping[str, str] | None = None) -> None:
+        chosen = self.check_options(options)
         ort = require(self.requires, f"running {Path(path).name}")
         self.path = Path(path)
         if not self.path.is_file():
@@ -32,8 +36,12 @@ class OnnxRuntimeBackend(Backend):
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        if shared_cpu:  # idle worker threads would otherwise spin and slow whatever runs next on these cores
+        # idle worker threads would otherwise spin and slow whatever else runs on these cores
+        if chosen.get("spinning", "off" if shared_cpu else "on") == "off":
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if "graph_optimization" in chosen:
+            options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                                       self.GRAPH_LEVELS[chosen["graph_optimization"]])
         available = ort.get_available_providers()
         wanted = [p for p in (providers or ["CPUExecutionProvider"]) if p in available]
         self.providers = wanted or ["CPUExecutionProvider"]

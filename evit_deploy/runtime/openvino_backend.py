@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +68,11 @@ class OpenVinoBackend(Backend):
 
     name = "openvino"
     requires = "openvino"
+    OPTIONS = {"performance_hint": ("LATENCY", "THROUGHPUT"), "num_streams": ("<int>",)}
 
     def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None,
-                 shared_cpu: bool = False) -> None:
+                 shared_cpu: bool = False, options: Mapping[str, str] | None = None) -> None:
+        chosen = self.check_options(options)
         ov = require(self.requires, f"running {Path(path).name}")
         self.path = Path(path)
         if not self.path.is_file():
@@ -91,6 +93,10 @@ class OpenVinoBackend(Backend):
         self.auto = recorded.pop(CHOICE, "") == "auto"
         self.fallback = ""
         self.config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"} | recorded
+        if "performance_hint" in chosen:  # runtime options override what the IR says
+            self.config["PERFORMANCE_HINT"] = chosen["performance_hint"]
+        if "num_streams" in chosen:
+            self.config["NUM_STREAMS"] = chosen["num_streams"]
         if self.config.get("NUM_STREAMS") in ("0", 0):
             del self.config["NUM_STREAMS"]
         self.config_source = "the IR (written at export)" if recorded else "defaults: f32 pinned (a foreign IR)"

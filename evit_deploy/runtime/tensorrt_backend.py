@@ -14,7 +14,7 @@ engine built with another TensorRT version or for another GPU is refused with a 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,8 @@ class TensorRtBackend(Backend):
 
     def __init__(self, path: str | Path, threads: int = 0, providers: Sequence[str] | None = None,
                  cuda_graph: bool | None = None, check_device: bool = True, device: int = 0,
-                 shared_cpu: bool = False) -> None:
+                 shared_cpu: bool = False, options: Mapping[str, str] | None = None) -> None:
+        self.check_options(options)
         self.path = Path(path)
         trt = import_tensorrt(f"running {self.path.name}")
         import torch
