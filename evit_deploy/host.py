@@ -7,11 +7,13 @@ installed-library version (:func:`library_version`) of the package is read here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -186,3 +188,20 @@ def machine_facts(threads: int | None = None) -> dict[str, Any]:
         facts["gpu"] = gpu
     facts["label"] = gpu or f"{facts['cpu']}, {threads or facts['cores']} threads"
     return facts
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``count`` inside the block (None: untouched), restored after: a library
+    call never leaves the process's torch thread count changed."""
+    if count is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

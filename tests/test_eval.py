@@ -150,8 +150,12 @@ def imagenet(tmp_path_factory, cls_export):
 
 
 def test_imagenet_class_folders_and_flat_labels(cls_export, imagenet, tmp_path):
+    import torch
+
     (folder, ckpt), (root, truth) = cls_export, imagenet
-    report = evaluate(folder, EvalSettings(str(root.parent), weights=str(ckpt), batch=3))
+    before = torch.get_num_threads()
+    report = evaluate(folder, EvalSettings(str(root.parent), weights=str(ckpt), batch=3, threads=before + 1))
+    assert torch.get_num_threads() == before  # the PyTorch row's threads are the run's, not the process's after it
     pytorch, onnx = report["results"]
     assert report["dataset"]["kind"] == "imagenet" and report["dataset"]["images"] == 4
     assert pytorch["metrics"]["top1"] == pytest.approx(75.0) and pytorch["metrics"]["top5"] >= 75.0

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..artifacts import ArtifactEntry, Manifest, is_export_folder, read_manifest
 from ..errors import EvitError, NonFiniteOutput
+from ..host import torch_threads
 from ..limits import LIMITS
 from ..metrics import non_finite_count
 from ..predict.engine_base import Engine
@@ -161,13 +162,14 @@ def evaluate(target: str | Path, settings: EvalSettings, progress: Progress = _n
     skipped: list[str] = []
     rows = _artifact_rows(folder, manifest, protocol, threads, skipped) if manifest else []
     if settings.pytorch:
-        rows.insert(0, _pytorch_row(card, settings, manifest, threads))
+        rows.insert(0, _pytorch_row(card, settings, manifest))
     if not rows:
         raise EvitError(f"nothing to evaluate in {target}: " + "; ".join(skipped or ["no runnable artifact"]))
 
     samples = dataset.samples[: settings.limit] if settings.limit else dataset.samples
     started = time.perf_counter()
-    with progress(f"{card.name} on {dataset.kind}: {len(rows)} backend(s)", len(samples)) as advance:
+    with progress(f"{card.name} on {dataset.kind}: {len(rows)} backend(s)", len(samples)) as advance, \
+            torch_threads(threads if settings.pytorch else None):
         run_rows(protocol, samples, rows, settings, advance)
     wall = time.perf_counter() - started
     return _report(card, dataset, settings, protocol, rows, skipped, len(samples), wall, folder, manifest)
@@ -212,8 +214,9 @@ def candidate_drop(model: str, input_size: tuple[int, int], settings: EvalSettin
 
     def drop(candidate: Path) -> float:
         if not baseline:
-            row = _pytorch_row(card, settings, None, settings.threads)
-            run_rows(protocol, samples, [row], settings)
+            row = _pytorch_row(card, settings, None)
+            with torch_threads(settings.threads):
+                run_rows(protocol, samples, [row], settings)
             baseline.append(protocol.metrics(row.tally)[protocol.primary])
         engine = ArtifactEngine({protocol.graph.role: runtime.open_file(candidate, settings.threads or 0,
                                                                       shared_cpu=True)})
@@ -224,13 +227,9 @@ def candidate_drop(model: str, input_size: tuple[int, int], settings: EvalSettin
     return drop
 
 
-def _pytorch_row(card: ModelCard, settings: EvalSettings, manifest: Manifest | None, threads: int | None) -> Row:
-    import torch
-
+def _pytorch_row(card: ModelCard, settings: EvalSettings, manifest: Manifest | None) -> Row:
     from ..zoo import RandomWeightsWarning, create_model
 
-    if threads:
-        torch.set_num_threads(threads)
     weights = settings.weights
     recorded = manifest.weights if manifest else {}
     if weights is None and recorded.get("file"):

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ..host import torch_threads
 from ..optional import require
 from ..ports import bind
 from .app import ServiceState, create_app
@@ -25,14 +26,16 @@ def serve(export_dir: str | Path, settings: ServeSettings | None = None, **overr
 
     ``settings`` (default :class:`ServeSettings`'s defaults) and keyword ``overrides`` of its fields say how.
     """
-    import torch
-
     settings = settings_with(settings, **overrides)
 
     uvicorn = require("uvicorn", "serving")
     # Pre/post-processing tensors are small and run in many request threads at once: intra-op threads would only
     # contend with each other and with the runtime backend's own threads, which run the graph.
-    torch.set_num_threads(1)
+    with torch_threads(1):
+        _serve(export_dir, settings, uvicorn)
+
+
+def _serve(export_dir: str | Path, settings: ServeSettings, uvicorn: Any) -> None:
     sock = bind(settings.host, settings.port)  # fail fast on a busy port, before loading the model
     try:
         app = create_app(export_dir, settings)

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EvitError
-from ..host import load_average, machine_facts, peak_rss_mb, rss_mb
+from ..host import load_average, machine_facts, peak_rss_mb, rss_mb, torch_threads
 from .frames import SourceSettings
-from .pipeline import StreamSettings, torch_threads
+from .pipeline import StreamSettings
 from .run import VideoSettings, run_video
 from .sources import open_source
 

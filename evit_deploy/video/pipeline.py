@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..host import torch_threads
 from ..images import load_rgb
 from .frames import Frame, FrameSource
 from .live import POLL_S
@@ -197,22 +198,6 @@ class Pipeline:
     def stopped_cleanly(self) -> bool:
         """Whether every stage thread has ended (a sink may be closed only then)."""
         return not any(t.is_alive() for t in self._threads)
-
-
-@contextlib.contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to ``count`` inside the block (None: untouched), restored after."""
-    if count is None:
-        yield
-        return
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _feed(source: FrameSource, settings: StreamSettings) -> Iterator[FrameJob]:
