@@ -192,9 +192,9 @@ def machine_facts(threads: int | None = None) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def torch_threads(count: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to ``count`` inside the block (None: untouched), restored after: a library
-    call never leaves the process's torch thread count changed."""
-    if count is None:
+    """torch's intra-op threads set to ``count`` inside the block (None or 0, "the default": untouched), restored
+    after: a library call never leaves the process's torch thread count changed."""
+    if not count:
         yield
         return
     import torch

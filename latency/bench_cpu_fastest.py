@@ -24,7 +24,6 @@ Targets (issue 16): best fp32 artifact <= 1.5x the fp32 floor and <= 0.4x PyTorc
 from __future__ import annotations
 
 import tempfile
-import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +35,7 @@ from evit_deploy.bench.scripts import (
     ScriptExport,
     export,
     fmt_ratio,
+    matmul_rate,
     measure_exports,
     median,
     row_named,
@@ -63,21 +63,6 @@ VARIANTS = {"ort-fp32-no-spin": "the cpu-ort ONNX with ONNX Runtime's idle threa
 ROWS = ("pytorch-eager", "pytorch-compile", *EXPORTS)
 ISSUE_FLOOR = {"efficientvit-b1-r224": 5.4}  # ms, the issue's fp32 floor for 2 cores of this machine class
 FLOOR_TARGET, FP32_TARGET, BEST_TARGET = 1.5, 0.4, 0.3
-
-
-def matmul_rate(dtype: torch.dtype, threads: int, n: int = 1024, seconds: float = 1.0) -> float:
-    """Achieved GFLOP/s of an n x n matrix product in ``dtype`` with ``threads`` threads (the best of repeated
-    products: the arithmetic rate, not a latency)."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        torch.mm(a, b)
-    best, end = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
 
 
 def case_exports(name: str, rows: list[str], workdir: Path, weights: str | None, calib: str | None

@@ -12,6 +12,7 @@ import pytest
 from evit_deploy import runtime
 from evit_deploy.bench.schema import Row, read_report
 from evit_deploy.bench.stats import Stats
+from evit_deploy.errors import EvitError
 from evit_deploy.optimize import space as space_module
 from evit_deploy.optimize.output import pareto
 from evit_deploy.optimize.search import TrialCache
@@ -59,6 +60,18 @@ def test_shipped_spaces_expand_to_what_this_host_runs():
     assert all(c.options == () for c in ov.candidates(static, all_options=False))
     for target in ("cpu-ort", "mobile-cpu-tflite", "mobile-cpu-ort"):
         assert load_space(target).variants([])
+
+
+@pytest.mark.parametrize("options, message", [
+    ("{spin: ['on']}", "no backend has the runtime option 'spin'"),
+    ("{performance_hint: [FASTEST]}", "performance_hint takes LATENCY or THROUGHPUT, not 'FASTEST'"),
+])
+def test_a_space_with_an_option_no_backend_takes_is_one_line(tmp_path, monkeypatch, options, message):
+    (tmp_path / "cpu-openvino.yaml").write_text(
+        f"target: cpu-openvino\nexports: [{{name: fp32, precision: fp32}}]\noptions: {options}\n")
+    monkeypatch.setattr(space_module, "spaces_dir", lambda: tmp_path)
+    with pytest.raises(EvitError, match=message):
+        load_space("cpu-openvino")
 
 
 def test_trial_cache_survives_a_cut_line(tmp_path):

@@ -251,3 +251,69 @@ def row_named(rows: list[Row], label: str, model: str | None = None) -> Row | No
 def median(row: Row | None) -> float | None:
     """A measured row's median ms (None when the row is missing or failed)."""
     return row.latency.median if row is not None and row.status != "failed" else None
+
+
+# ------------------------------------------------------------------------------------------------ floors
+
+
+def matmul_rate(dtype: Any, threads: int, n: int = 1024, seconds: float = 1.0) -> float:
+    """Achieved GFLOP/s of an n x n matrix product in the torch ``dtype`` with ``threads`` threads (the best of
+    repeated products: the arithmetic rate, not a latency)."""
+    import torch
+
+    from ..host import torch_threads
+
+    with torch_threads(threads):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        for _ in range(3):
+            torch.mm(a, b)
+        best, end = float("inf"), time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def int8_matmul_rate(threads: int, n: int = 1024, seconds: float = 1.0) -> float:
+    """Achieved GOP/s of an n x n int8 matrix product (u8 x s8 -> s32) by ONNX Runtime's MatMulInteger, the int8
+    kernel its quantized models run (torch's CPU int8 product is a reference loop, not a rate)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    a = helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])
+    b = helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])
+    y = helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "mm", [a, b], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed = {"a": rng.integers(0, 255, (n, n), dtype=np.uint8), "b": rng.integers(-128, 127, (n, n), dtype=np.int8)}
+    onnx.checker.check_model(model)
+    for _ in range(3):
+        session.run(None, feed)
+    best, end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        session.run(None, feed)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def floors_ms(macs: float, threads: int) -> dict[str, float | None]:
+    """The arithmetic floor of a model of ``macs`` multiply-adds per precision: MACs x 2 / the matrix-multiply rate
+    measured here with ``threads`` threads; bf16 is None on a CPU without bf16 instructions (torch would emulate
+    it: not a floor)."""
+    import torch
+
+    from ..host import cpu_flags
+
+    has_bf16 = any(f in cpu_flags() for f in ("avx512_bf16", "amx_bf16", "bf16"))
+    rates = {"fp32": matmul_rate(torch.float32, threads),
+             "bf16": matmul_rate(torch.bfloat16, threads) if has_bf16 else None,
+             "int8": int8_matmul_rate(threads)}
+    return {p: None if r is None else 2 * macs / (r * 1e9) * 1e3 for p, r in rates.items()}

@@ -52,11 +52,12 @@ EXPORT_FLOOR_S = 10.0
               help="The finalists are settled when every median's 95% CI is within ± this many %.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
               help="The search cache (exports and screen figures; default: ~/.cache/evit-deploy/optimize).")
+@click.option("--force", is_flag=True, help="Move an -o folder that is not an optimize output aside (kept, renamed).")
 @output_option("./optimize/<model>-<device>/")
 def optimize(model: str, device: str, targets: str | None, max_drop: float, eval_dir: str | None,
              eval_limit: int | None, budget_s: float, objective: str, batch: int | None, imgsz: tuple[int, ...],
              weights: str | None, ema: bool, threads: int | None, finalists: int, ci_pct: float,
-             cache_dir: str | None, output: str | None) -> None:
+             cache_dir: str | None, force: bool, output: str | None) -> None:
     """Find the fastest export of MODEL for this machine within --max-drop points of accuracy.
 
     \b
@@ -75,10 +76,10 @@ def optimize(model: str, device: str, targets: str | None, max_drop: float, eval
     """
     from ..bench.protocol import ProtocolSettings
     from ..export.request import ExportRequest, preflight
-    from ..files import check_output_dir
+    from ..files import check_replaceable
     from ..optimize.device import DEVICE_TARGETS
     from ..optimize.exports import SearchInputs
-    from ..optimize.output import build_report, owns_output, write_output
+    from ..optimize.output import OPTIMIZE_OUTPUT, build_report, write_output
     from ..optimize.search import OptimizeSettings, run_search
     from ..optimize.space import HOST_TARGETS, load_space
 
@@ -91,10 +92,7 @@ def optimize(model: str, device: str, targets: str | None, max_drop: float, eval
     resolved = preflight(ExportRequest(model, chosen[0], weights, size, ema=ema))  # unknown model, bad weights
     batch = batch or (8 if objective == "throughput" else 1)
     out = Path(output or Path("optimize") / f"{model}-{device}")
-    check_output_dir(out, "optimize output")
-    if out.is_dir() and any(out.iterdir()) and not owns_output(out):
-        raise EvitError(f"refusing to replace {out}: it is not a previous evit-deploy optimize output; choose "
-                        "another -o folder")
+    check_replaceable(out, OPTIMIZE_OUTPUT, force)
     searchable = _runtimes_present(chosen, load_space) if device == "host" else [(t, "") for t in chosen]
     needed = _screen_cost(model, resolved.input_size, searchable)
     if budget_s < needed:
@@ -113,14 +111,14 @@ def optimize(model: str, device: str, targets: str | None, max_drop: float, eval
 
         open_dataset(eval_dir)  # a layout mistake fails before the search's minutes of work
     if device != "host":
-        _device_search(settings, inputs, device, weights, out)
+        _device_search(settings, inputs, device, weights, out, force)
         return
     with progress_line() as progress:
         result = run_search(settings, inputs, progress, RichSteps())
     result.skipped += [reason for _, reason in searchable if reason]
     accuracy = next((o.accuracy_source for o in result.exports if o.accuracy_source), "")
     report = build_report(result, settings, accuracy)
-    write_output(result, settings, report, out)
+    write_output(result, settings, report, out, force)
     console = Console()
     finals = copy.copy(report)
     finals.rows = [r for r in report.rows if r.extra.get("stage", "").startswith("final")]
@@ -132,7 +130,7 @@ def optimize(model: str, device: str, targets: str | None, max_drop: float, eval
     console.print(f"winner: {out / 'winner'}; report: {out}/report.md, report.json, report.html", markup=False)
 
 
-def _device_search(settings, inputs, device: str, weights: str | None, out: Path) -> None:  # noqa: ANN001
+def _device_search(settings, inputs, device: str, weights: str | None, out: Path, force: bool) -> None:  # noqa: ANN001
     """--device android|jetson: exports and accuracy here, one bundle per candidate for the device."""
     import time
 
@@ -143,7 +141,7 @@ def _device_search(settings, inputs, device: str, weights: str | None, out: Path
     with progress_line() as progress:
         _, made, skipped = make_exports(settings, inputs, progress, RichSteps(), time.perf_counter())
     write_device_search([o for _, o in made], device, settings.max_drop, out, DeviceSettings(), weights, RichSteps(),
-                        settings.model)
+                        settings.model, force)
     console = Console()
     for line in skipped:
         console.print(f"skipped: {line}", markup=False, soft_wrap=True)

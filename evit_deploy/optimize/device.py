@@ -19,9 +19,10 @@ from ..errors import EvitError
 from ..files import atomic_write, commit_staged, staged_dir, writing
 from ..host import library_versions
 from .exports import ExportOutcome
+from .output import OPTIMIZE_OUTPUT, RECORD
 
 DEVICE_TARGETS = {"android": ("mobile-cpu-tflite", "mobile-cpu-ort"), "jetson": ("jetson-orin-trt",)}
-RECORD = "optimize.json"
+
 BUNDLES = "bundles"
 RUN_ALL = """#!/usr/bin/env bash
 # Every candidate of an evit-deploy optimize search, on the device: each bundle's run.sh writes its results/.
@@ -42,7 +43,8 @@ def bundle_name(outcome: ExportOutcome) -> str:
 
 
 def write_device_search(outcomes: list[ExportOutcome], device: str, max_drop: float, out: Path,
-                        settings: DeviceSettings, weights: str | None, step: Any, model: str) -> Path:
+                        settings: DeviceSettings, weights: str | None, step: Any, model: str,
+                        force: bool = False) -> Path:
     """The folder the device runs: one bundle per export within ``max_drop``, ``run.sh``, and the search record."""
     accepted = [o for o in outcomes if o.folder is not None and o.drop is not None and o.drop <= max_drop]
     if not accepted:
@@ -65,7 +67,7 @@ def write_device_search(outcomes: list[ExportOutcome], device: str, max_drop: fl
                   "candidates": candidates, "settings": {"threads": settings.threads, "runs": settings.runs},
                   "files": files}
         atomic_write(tmp / RECORD, json.dumps(record, indent=2) + "\n")
-        commit_staged(tmp, out, lambda folder: (folder / RECORD).is_file(), False, "optimize output")
+        commit_staged(tmp, out, OPTIMIZE_OUTPUT, force)
     return out
 
 

@@ -18,7 +18,7 @@ from ..artifacts import read_manifest, write_manifest
 from ..bench.harness import new_report
 from ..bench.render import render
 from ..bench.schema import Report
-from ..files import atomic_write, commit_staged, staged_dir, writing
+from ..files import Owner, atomic_write, commit_staged, staged_dir, writing
 from .search import OptimizeSettings, SearchResult, Trial
 
 RECORD = "optimize.json"  # in the output folder: what the search wrote (marks the folder as ours)
@@ -124,7 +124,8 @@ def search_record(result: SearchResult, settings: OptimizeSettings, accuracy_sou
     }
 
 
-def write_output(result: SearchResult, settings: OptimizeSettings, report: Report, out: Path) -> Path:
+def write_output(result: SearchResult, settings: OptimizeSettings, report: Report, out: Path,
+                 force: bool = False) -> Path:
     """The staged output folder moved into place: report files, the winner export and the search record."""
     with writing(f"write the search output {out}"), staged_dir(out, "optimize output") as tmp:
         for name, text in render(report).items():
@@ -135,7 +136,7 @@ def write_output(result: SearchResult, settings: OptimizeSettings, report: Repor
                                                "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*")
                                                                if p.is_file()),
                                                "search": report.sections["search"]}, indent=2) + "\n")
-        commit_staged(tmp, out, owns_output, False, "optimize output")
+        commit_staged(tmp, out, OPTIMIZE_OUTPUT, force)
     return out
 
 
@@ -152,13 +153,12 @@ def winner_export(result: SearchResult, settings: OptimizeSettings, report: Repo
     write_manifest(dest, manifest)
 
 
-def owns_output(folder: Path) -> bool:
-    record = folder / RECORD
-    try:
-        doc = json.loads(record.read_text())
-    except (OSError, ValueError):
-        return False
-    if doc.get("generator") != "evit-deploy optimize":
-        return False
-    listed = set(doc.get("files", [])) | {RECORD}
-    return all(str(p.relative_to(folder)) in listed for p in folder.rglob("*") if p.is_file())
+def _declared(doc: Any, name: str) -> list[str] | None:
+    """The files an optimize record (host search or device search) lists, or None when ``doc`` is not one."""
+    if not isinstance(doc, dict) or doc.get("generator") != "evit-deploy optimize":
+        return None
+    files = doc.get("files")
+    return files if isinstance(files, list) and all(isinstance(f, str) for f in files) else None
+
+
+OPTIMIZE_OUTPUT = Owner("optimize output", RECORD, _declared)  # the ownership rule of evit_deploy.files

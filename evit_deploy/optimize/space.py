@@ -146,4 +146,22 @@ def load_space(target: str) -> SearchSpace:
     bad = [s for s in space.shapes if s not in ("static", "dynamic")]
     if bad or not space.exports or any("name" not in e or "precision" not in e for e in space.exports):
         raise EvitError(f"{path}: each export needs a name and a precision; shapes are static/dynamic")
+    _check_options(space, path)
     return space
+
+
+def _check_options(space: SearchSpace, path: Path) -> None:
+    """Every runtime option of ``space`` is one a backend declares, with values it takes (one line otherwise)."""
+    from ..runtime import BACKENDS, ensure_registered
+
+    ensure_registered()
+    for key, values in space.options.items():
+        owners = [b for b in BACKENDS.values() if key in b.OPTIONS]
+        if not owners:
+            known = sorted({k for b in BACKENDS.values() for k in b.OPTIONS})
+            raise EvitError(f"{path}: no backend has the runtime option '{key}' (options: {', '.join(known)})")
+        for value in values:
+            try:
+                owners[0].check_options({key: value})
+            except EvitError as exc:
+                raise EvitError(f"{path}: {exc}") from None

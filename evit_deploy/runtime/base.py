@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -17,8 +17,8 @@ class Backend(ABC):
     """A loaded artifact: call it with arrays, get arrays back.
 
     Constructors take ``(path, threads=0, providers=None, shared_cpu=False, options=None)`` (``options``: see
-    :attr:`OPTIONS`); ``shared_cpu`` says other work
-    shares the cores (a benchmark interleaving backends), so worker threads must not busy-wait between runs.
+    :attr:`OPTIONS`); ``shared_cpu`` says other work shares the cores (a benchmark interleaving backends), so worker
+    threads must not busy-wait between runs.
 
     ``backend(x)`` for a single-input model returns one array when the model has one output, else a dict by
     output name; several inputs are passed positionally (in ``inputs`` order) or by name.
@@ -27,6 +27,8 @@ class Backend(ABC):
     name: str = ""
     runs_on_torch: bool = False  # runs in PyTorch, on torch's intra-op threads (callers must not restrict them)
     requires: str = ""  # the module the runtime lives in (checked before a worker process loads it)
+    # runtime options a user (or optimize) may set: name → allowed values ("<int>": a positive integer)
+    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {}
     path: Path
     _inputs: list[TensorSpec]  # set by each backend when it loads the artifact
     _outputs: list[TensorSpec]

@@ -27,9 +27,12 @@ __all__ = ["Agreement", "Graph", "TaskSpec", "all_specs", "all_roles", "argmax_a
 __getattr__ = lazy_names("evit_deploy.tasks", _UNITS, globals())
 
 
+BUILTIN = ("cls", "seg", "sam")  # the order listings keep, whichever module another import registered first
+
+
 @cache
 def _builtin() -> None:
-    """Import the built-in task modules once; each registers its spec (in this order, which listings keep)."""
+    """Import the built-in task modules once; each registers its spec."""
     # isort: off
     from . import cls  # noqa: F401
     from . import seg  # noqa: F401
@@ -40,7 +43,8 @@ def _builtin() -> None:
 def all_specs() -> dict[str, TaskSpec]:
     """Every task's spec by name: the built-in ones, then any registered with :func:`register`."""
     _builtin()
-    return registered()
+    specs = registered()
+    return {name: specs[name] for name in (*BUILTIN, *specs) if name in specs}
 
 
 def task_names() -> tuple[str, ...]:
