@@ -154,7 +154,7 @@ def _photo(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("args, message", [
     (["efficientvit-b9"], "unknown model"),
-    ([MODEL, "--targets", "cloud-gpu-trt"], "optimize searches cpu-ort"),
+    ([MODEL, "--targets", "cloud-gpu-trt"], "optimize --device host searches cpu-ort"),
     ([MODEL, "--budget-s", "1"], "too small for even the screen"),
     ([MODEL, "--imgsz", "100"], "multiple"),
 ])
