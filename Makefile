@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean compare-timm-env
+.PHONY: setup demo test test-fast lint clean compare-timm-env
 
 setup: $(STAMP)
 
@@ -49,6 +49,10 @@ demo: $(STAMP)
 # on 2 cores instead of 10, since export, conversion and decoding leave a core idle much of the time.
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# The edit loop: every test but the slow and integration tiers (tests/conftest.py), under 2 minutes on 2 cores.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow and not integration"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check evit_deploy tests latency

@@ -1,4 +1,9 @@
-"""Session-wide test setup: a private cache folder, and the shared exports as session-scoped fixtures."""
+"""Session-wide test setup: the test tiers, a private cache folder, and the shared exports as session-scoped
+fixtures.
+
+Tiers (markers declared in pyproject.toml): ``integration`` — the file runs real servers, worker processes or the
+vendors' tools end to end; ``slow`` — the file's or the test's exports and conversions take many seconds on 2 cores.
+``make test`` (and CI) runs every tier; ``make test-fast`` leaves both out for the edit loop."""
 
 from __future__ import annotations
 
@@ -7,6 +12,26 @@ import pytest
 from evit_deploy.predict import Predictor
 
 from .shared_exports import build_cls_export, build_sam_export, build_seg_export
+
+# Files whose every test is in a tier (a test elsewhere carries its own @pytest.mark.slow).
+FILE_TIERS = {
+    "test_triton_server.py": "integration", "test_ray.py": "integration", "test_server.py": "integration",
+    "test_bench.py": "integration", "test_bench_scripts.py": "integration", "test_optimize.py": "integration",
+    "test_video.py": "integration", "test_device.py": "integration", "test_signing.py": "integration",
+    "test_tflite.py": "slow", "test_tflite_tasks.py": "slow", "test_compare.py": "slow",
+    "test_compare_sam.py": "slow", "test_compare_written.py": "slow", "test_int8.py": "slow",
+    "test_tensorrt.py": "slow",
+}
+SLOW_FIXTURES = ("sam_export", "sam_case")  # a SAM model exported or run end to end: about 30 s each
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = FILE_TIERS.get(item.path.name)
+        if tier:
+            item.add_marker(getattr(pytest.mark, tier))
+        if any(name in getattr(item, "fixturenames", ()) for name in SLOW_FIXTURES):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -20,6 +20,7 @@ def run(args, capsys):
     return exit_info.value.code or 0, out.out, out.err
 
 
+@pytest.mark.slow
 def test_models_json_lists_task_with_counted_stats(capsys):
     code, out, _ = run(["models", "--task", "seg", "--json"], capsys)
     rows = json.loads(out)
@@ -28,6 +29,7 @@ def test_models_json_lists_task_with_counted_stats(capsys):
     assert b1["params"] == 4803443 and round(b1["macs"] / 1e9, 3) == 25.105 and b1["published"]["miou"] == 80.547
 
 
+@pytest.mark.slow
 def test_models_table(capsys):
     code, out, _ = run(["models", "--task", "sam"], capsys)
     assert code == 0 and "efficientvit-sam-xl1" in out and "47.8" in out
@@ -76,6 +78,7 @@ def test_imgsz_takes_one_or_two_values():
     assert expand_size_pairs(["export", "m", "--imgsz", "224", "--batch", "2"])[2:4] == ["--imgsz", "224"]
 
 
+@pytest.mark.slow
 def test_demo_exports_benchmarks_and_predicts(tmp_path, capsys):
     from .helpers import run_cli
 

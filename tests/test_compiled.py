@@ -21,6 +21,7 @@ def _light_profile(tmp_path):
     return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(cuda_available(), reason="checks the CPU-host behaviour")
 def test_without_gpu_the_fp16_onnx_is_written_and_the_engine_step_is_skipped(tmp_path):
     result = run_export(ExportRequest("efficientvit-b0-r224", _light_profile(tmp_path), imgsz=(128,),

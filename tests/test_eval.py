@@ -210,6 +210,7 @@ def ade20k(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_ade20k_dynamic_and_fixed_size_artifacts(ade20k, tmp_path):
     light = tmp_path / "light.yaml"
     light.write_text("extends: cpu-ort\nvalidation: {photos: [astronaut], noise: 0}\n")
@@ -314,6 +315,7 @@ def _runs(flat: np.ndarray) -> list[int]:
 
 
 # -- the accuracy gate of export --eval, and bench --eval ---------------------------------------------------------
+@pytest.mark.slow
 def test_export_eval_records_accuracy_and_gates_on_the_drop(cls_export, imagenet, tmp_path, monkeypatch, capsys):
     ckpt, root = cls_export[1], imagenet[0]
     light = tmp_path / "light.yaml"
@@ -342,6 +344,7 @@ def test_export_eval_records_accuracy_and_gates_on_the_drop(cls_export, imagenet
                                                                  "1"])
 
 
+@pytest.mark.slow
 def test_bench_takes_measured_accuracy_from_an_eval_json(cls_export, imagenet, tmp_path):
     (folder, ckpt), (root, _) = cls_export, imagenet
     assert run_cli(["eval", str(folder), "--data", str(root), "-w", str(ckpt), "-o", str(tmp_path / "ev")]) == 0

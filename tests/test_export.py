@@ -87,6 +87,7 @@ def test_runtime_load_and_validate_command(cls_export, capsys):
         validate_export(folder)
 
 
+@pytest.mark.slow
 def test_attention_with_zero_normaliser_survives_both_exporters(tmp_path):
     """The naive form loses +1e-15 under the dynamo exporter (NaN); the deploy form must not."""
     pytest.importorskip("onnxscript")
@@ -104,6 +105,7 @@ def test_attention_with_zero_normaliser_survives_both_exporters(tmp_path):
         assert np.isfinite(out).all() and rel_err(out, ref) <= 1e-4, exporter
 
 
+@pytest.mark.slow
 def test_validation_gate_rejects_nan_and_leaves_nothing(tmp_path):
     """Without the deploy transform the dynamo exporter's graph gives NaN: the gate must refuse it."""
     pytest.importorskip("onnxscript")
@@ -115,6 +117,7 @@ def test_validation_gate_rejects_nan_and_leaves_nothing(tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".naive.tmp-*"))
 
 
+@pytest.mark.slow
 def test_rerun_replaces_and_failed_run_keeps_previous(tmp_path):
     out = tmp_path / "exp"
     run_export(ExportRequest("efficientvit-b0-r224", "cpu-ort", output=str(out)))
@@ -134,6 +137,7 @@ def test_rerun_replaces_and_failed_run_keeps_previous(tmp_path):
     assert not list(tmp_path.glob(".exp.tmp-*"))
 
 
+@pytest.mark.slow
 def test_segmentation_export_and_bilinear_transform_effect(tmp_path):
     profile = write_profile(tmp_path, "extends: cpu-ort\ntransforms: [attention-deploy, bicubic-to-bilinear]\n")
     result = run_export(ExportRequest("efficientvit-seg-b0-cityscapes", str(profile), imgsz=(128, 256),
@@ -147,6 +151,7 @@ def test_segmentation_export_and_bilinear_transform_effect(tmp_path):
     assert "bicubic-to-bilinear" in manifest["transforms"]
 
 
+@pytest.mark.slow
 def test_mobile_profile_writes_ort_format_and_int8(tmp_path):
     result = run_export(ExportRequest("efficientvit-b0-r224", "mobile-cpu-ort", precision="int8-dynamic",
                                       output=str(tmp_path / "mob")))
@@ -213,6 +218,7 @@ def test_validate_detects_corrupted_artifact(cls_export, tmp_path, capsys):
     assert code == 2 and "corrupt" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_cli_profiles_and_export(tmp_path, capsys):
     assert run_cli(["profiles", "show", "mobile-cpu-ort", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)

@@ -375,6 +375,7 @@ main(sys.argv[2:])
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment", ["staging folder created", "moved into place"])
 def test_sigterm_to_a_real_export_exits_143_and_leaves_nothing_half_done(tmp_path, moment):
     out = tmp_path / "out"
@@ -389,6 +390,7 @@ def test_sigterm_to_a_real_export_exits_143_and_leaves_nothing_half_done(tmp_pat
         read_manifest(out, verify=True)
 
 
+@pytest.mark.slow
 def test_sigterm_from_outside_during_export_leaves_nothing(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "evit_deploy", "export", "efficientvit-b0-r224", "-o", str(out)],
@@ -482,6 +484,7 @@ def test_predict_never_overwrites_files_it_did_not_write(tmp_path, capsys):
 
 
 # -- 8. input problems are exit 2 with one line -----------------------------------------------------------------------
+@pytest.mark.slow
 def test_full_disk_and_read_only_file_system_are_input_errors(tmp_path, capsys, monkeypatch):
     folder = copy_export(tmp_path)
     import evit_deploy.bench.render as report

@@ -99,6 +99,7 @@ def test_mixed_onnx_declares_islands_with_casts(tmp_path):
     ("efficientvit-seg-b0-cityscapes", (512, 1024)),  # 2k tokens at stride 16
     ("efficientvit-b1-r224", (224, 224)),
 ])
+@pytest.mark.slow
 def test_fp16_export_is_finite_and_within_1e2(tmp_path, name, hw):
     model = zero_query_heads_(randomize_(create_model(name), seed=8))
     ckpt = tmp_path / "w.pt"

@@ -55,6 +55,7 @@ def cpu_int8(tmp_path_factory, ckpt, calib):
                                     calib=str(calib), sensitivity=True))
 
 
+@pytest.mark.slow
 def test_cpu_int8_is_a_qdq_onnx_that_runs_alone_and_stays_close(cpu_int8, ckpt, tmp_path):
     folder = cpu_int8.folder
     graph = onnx.load(str(folder / "model.onnx")).graph
@@ -99,6 +100,7 @@ def _float_convs(path: Path) -> int:
                                                                 or producers[n.input[1]].op_type != "DequantizeLinear"))
 
 
+@pytest.mark.slow
 def test_fallback_keeps_the_most_sensitive_layers_float_until_within_the_bound(ckpt, calib, tmp_path):
     seen = []
 
@@ -139,6 +141,7 @@ def test_unreachable_bound_says_how_close_it_got(tmp_path):
     assert result.float_layers == [f"conv{i}" for i in range(8)] and result.drop == 4.0
 
 
+@pytest.mark.slow
 def test_mobile_ort_int8_keeps_its_fusions_in_the_ort_file(ckpt, calib, tmp_path):
     result = run_export(ExportRequest(B0, "mobile-cpu-ort", str(ckpt), imgsz=SIZE, precision="int8",
                                       output=str(tmp_path / "mob"), calib=str(calib)))

@@ -62,6 +62,7 @@ def with_external_data(folder: Path, location: str) -> None:
 
 
 # -- 1. external data ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_undeclared_external_data_is_refused_before_any_runtime_opens_the_graph(tmp_path, capsys, monkeypatch):
     folder = copy_export(tmp_path)
     with_external_data(folder, "w2.bin")

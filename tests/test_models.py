@@ -82,6 +82,7 @@ def test_segmentation_logits_are_at_stride_8(name, hw, classes):
     assert out.shape == (2, classes, hw[0] // 8, hw[1] // 8)
 
 
+@pytest.mark.slow
 def test_sam_parts_and_shapes():
     model = create_model("efficientvit-sam-l0")
     with torch.inference_mode():
@@ -104,6 +105,7 @@ def test_random_weights_are_deterministic_and_warn():
     assert not a.training and next(a.parameters()).dtype == torch.float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["plain", "wrapped", "module-prefix", "safetensors"])
 def test_official_format_checkpoint_round_trip(tmp_path, fmt):
     source = randomize_(create_model("efficientvit-b0-r224"), seed=3)
@@ -124,6 +126,7 @@ def test_official_format_checkpoint_round_trip(tmp_path, fmt):
         assert not torch.equal(loaded(x), create_model("efficientvit-b0-r224")(x))
 
 
+@pytest.mark.slow
 def test_checkpoint_errors_through_create_model(tmp_path):
     good = tmp_path / "b0.pt"
     torch.save(create_model("efficientvit-b0-r224").state_dict(), good)
@@ -150,6 +153,7 @@ def test_bicubic_as_conv_equals_interpolate(scale, hw):
 @pytest.mark.parametrize(
     "name,hw", [("efficientvit-seg-b0-cityscapes", (128, 256)), ("efficientvit-sam-l0", (512, 512))]
 )
+@pytest.mark.slow
 def test_exact_export_transforms_keep_the_function(name, hw):
     from evit_deploy.export.transforms import apply_transforms
 

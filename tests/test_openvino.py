@@ -71,6 +71,7 @@ def _photo_batch() -> np.ndarray:
     return torch.cat([preprocess(sample_photo(n), card, (224, 224)) for n in ("chelsea", "coffee")]).numpy()
 
 
+@pytest.mark.slow
 def test_fp32_matches_pytorch_and_the_bin_is_a_checked_companion(ov_export, cls_export):
     folder = ov_export("fp32")
     manifest = read_manifest(folder)
@@ -101,6 +102,7 @@ def test_bf16_runs_bf16_within_its_tolerance(ov_export, cls_export):
     assert 0 < np.abs(out - ref).max() / np.abs(ref).max() <= load_profile("cpu-openvino").tolerance("bf16").max_rel
 
 
+@pytest.mark.slow
 def test_int8_has_quantized_ops_and_keeps_the_islands_float(ov_export):
     import openvino as ov
 
@@ -148,6 +150,7 @@ def test_a_layer_left_float_loses_its_fake_quantize(tmp_path):
         OpenVinoInt8(ov.convert_model(str(onnx_path)), onnx_path, inputs, "entropy")
 
 
+@pytest.mark.slow
 def test_missing_swapped_or_corrupt_bin_is_refused(ov_export, tmp_path):
     src = ov_export("fp32")
     swapped = shutil.copytree(src, tmp_path / "swapped")
@@ -209,14 +212,16 @@ def test_a_bf16_artifact_on_a_cpu_without_bf16(monkeypatch, ov_export, tmp_path)
 
 
 def test_openvino_missing_is_one_line(monkeypatch, ov_export, capsys):
+    folder = ov_export("fp32")  # exported first (with openvino), whichever test ran before
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
     with pytest.raises(MissingDependency, match=r"needs the \[openvino\] extra") as exc:
-        runtime.load(ov_export("fp32"))
+        runtime.load(folder)
     assert "\n" not in str(exc.value) and "pip install 'evit-deploy[openvino]'" in str(exc.value)
-    assert run_cli(["bench", "run", str(ov_export("fp32")), *FAST_ARGS, "-o", "never-bench"]) == 2
+    assert run_cli(["bench", "run", str(folder), *FAST_ARGS, "-o", "never-bench"]) == 2
     assert "[openvino] extra" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_predictor_eval_and_bench_take_it(ov_export, cls_export, tmp_path, capsys):
     from evit_deploy.eval import EvalSettings, evaluate
 

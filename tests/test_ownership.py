@@ -129,6 +129,7 @@ def test_export_folders(tmp_path):
     assert not owns_folder(folder, EXPORT)
 
 
+@pytest.mark.slow
 def test_device_bundles(tmp_path, capsys):
     from evit_deploy.device.bundle import BUNDLE, make_bundle
 

@@ -273,6 +273,7 @@ def sam_case():
 POINT_PROMPTS = [([[300, 200]], [1]), ([[300, 200], [120, 90], [500, 350]], [1, 0, 1])]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("multimask", [True, False])
 @pytest.mark.parametrize("points,labels", POINT_PROMPTS)
 def test_sam_point_prompts_match_the_pytorch_predictor(sam_case, points, labels, multimask):
@@ -314,6 +315,7 @@ def test_sam_box_prompts_match_the_pytorch_predictor(sam_case, multimask):
         assert (onnx.masks == masks).mean() >= 0.9995
 
 
+@pytest.mark.slow
 def test_sam_state_explicit_images_and_one_shot_predict(sam_case):
     onnx = Predictor.from_export(build_sam_export())
     coffee = sam_case["photo"]
@@ -395,6 +397,7 @@ def test_cli_predict_segmentation_and_sam(seg_export, sam_case, tmp_path):
     assert (sam_out / "coffee.png").is_file()
 
 
+@pytest.mark.slow
 def test_cli_predict_errors(seg_export, tmp_path, capsys):
     assert run_cli(["predict", str(seg_export[0]), str(tmp_path / "missing.png")]) == 2
     assert "image not found" in capsys.readouterr().err

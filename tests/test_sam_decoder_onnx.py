@@ -145,10 +145,12 @@ def _export_and_check(sam: nn.Module, path: Path, dynamo: bool) -> None:
             assert np.abs(out[0][:, 1:] - stock.numpy()).max() <= 1e-4 * np.abs(stock.numpy()).max()
 
 
+@pytest.mark.slow
 def test_onnx_export_torchscript(sam: nn.Module, tmp_path: Path) -> None:
     _export_and_check(sam, tmp_path / "decoder.onnx", dynamo=False)
 
 
+@pytest.mark.slow
 def test_onnx_export_dynamo(sam: nn.Module, tmp_path: Path) -> None:
     if importlib.util.find_spec("onnxscript") is None:
         pytest.skip("onnxscript is not installed (needed by the dynamo exporter)")

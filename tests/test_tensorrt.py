@@ -162,6 +162,7 @@ def test_plans_derive_from_export_json_without_trt_build_json(cloud_fp16, tmp_pa
 # ------------------------------------------------------------------------------------------- jetson-orin-trt
 
 
+@pytest.mark.slow
 def test_jetson_fp16_bundle_is_complete(jetson_fp16):
     folder = jetson_fp16.folder
     manifest = jetson_fp16.manifest.to_dict()
@@ -220,6 +221,7 @@ def test_runtime_load_of_trt_exports_picks_the_onnx(jetson_fp16, cloud_fp16):
         assert out.shape == (1, 1000) and np.isfinite(out).all()
 
 
+@pytest.mark.slow
 def test_jetson_int8_bundle_builds_the_qdq_onnx_as_written(jetson_int8):
     import onnx
     from onnx import numpy_helper

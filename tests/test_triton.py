@@ -86,6 +86,7 @@ def test_classification_repository(tmp_path):
     assert one(one(read_config(tmp_path / "repo" / "efficientvit-b0-r224-model"), "instance_group"), "count") == 2
 
 
+@pytest.mark.slow
 def test_sam_repository_batches_the_encoder_not_the_decoder(tmp_path):
     folder = build_sam_export()
     manifest = json.loads((folder / "export.json").read_text())
@@ -189,6 +190,7 @@ def test_repository_written_by_an_older_version_still_loads(tmp_path, monkeypatc
     assert not response.has_error() and json.loads(response.output_tensors[0].as_numpy()[0, 0])["task"] == "cls"
 
 
+@pytest.mark.slow
 def test_pipeline_model_sam_matches_predictor(tmp_path, monkeypatch):
     write_repository(build_sam_export(), tmp_path / "repo")
     fake = FakeTriton(tmp_path / "repo")
