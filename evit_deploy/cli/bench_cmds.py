@@ -21,6 +21,7 @@ from .options import (
     output_option,
     protocol_from,
     protocol_options,
+    run_budget_protocol_options,
     target_option,
     threads_option,
     weights_option,
@@ -179,7 +180,8 @@ def _run_plan(plan, target: str, weights: str | None, ema: bool, batches: str, t
 
 
 def _comparison_options(f):  # noqa: ANN001, ANN202 - the options compare and paper-table share
-    for decorator in reversed((target_option, imgsz_option, batch_option, threads_option, protocol_options)):
+    for decorator in reversed((target_option, imgsz_option, batch_option, threads_option,
+                               run_budget_protocol_options)):
         f = decorator(f)
     return f
 

@@ -60,21 +60,29 @@ def output_option(default_text: str) -> Decorator:
                              "of ours is refused.")
 
 
-protocol_options = _apply(
-    click.option("--block-s", type=click.FloatRange(min=0, min_open=True), default=PROTOCOL.block_s,
-                 show_default=True, help="Seconds of calls per block (blocks of the rows alternate)."),
-    click.option("--min-blocks", type=click.IntRange(min=2), default=PROTOCOL.min_blocks, show_default=True,
-                 help="Blocks of each row before it may count as settled."),
-    click.option("--ci", "ci_pct", type=click.FloatRange(min=0, min_open=True), default=PROTOCOL.ci_pct,
-                 show_default=True, help="A row is settled when its median's 95% confidence interval is within "
-                                         "± this many %."),
-    click.option("--budget-s", type=click.FloatRange(min=0, min_open=True), default=PROTOCOL.budget_s,
-                 show_default=True, help="Seconds of timed blocks at most (loading not counted); rows not settled "
-                                         "by then are named."),
-    click.option("--warmup-s", type=click.FloatRange(min=0), default=PROTOCOL.warmup.min_s, show_default=True,
-                 help="Seconds each backend warms up at least (then until its latency is steady)."),
-    click.option("--no-native", is_flag=True, help="Do not run the native benchmark tools beside the artifacts."),
-)
+def _protocol_options(budget_help: str) -> Decorator:
+    return _apply(
+        click.option("--block-s", type=click.FloatRange(min=0, min_open=True), default=PROTOCOL.block_s,
+                     show_default=True, help="Seconds of calls per block (blocks of the rows alternate)."),
+        click.option("--min-blocks", type=click.IntRange(min=2), default=PROTOCOL.min_blocks, show_default=True,
+                     help="Blocks of each row before it may count as settled."),
+        click.option("--ci", "ci_pct", type=click.FloatRange(min=0, min_open=True), default=PROTOCOL.ci_pct,
+                     show_default=True, help="A row is settled when its median's 95% confidence interval is within "
+                                             "± this many %."),
+        click.option("--budget-s", type=click.FloatRange(min=0, min_open=True), default=PROTOCOL.budget_s,
+                     show_default=True, help=budget_help),
+        click.option("--warmup-s", type=click.FloatRange(min=0), default=PROTOCOL.warmup.min_s, show_default=True,
+                     help="Seconds each backend warms up at least (then until its latency is steady)."),
+        click.option("--no-native", is_flag=True, help="Do not run the native benchmark tools beside the artifacts."),
+    )
+
+
+protocol_options = _protocol_options("Seconds of timed blocks at most (loading not counted); rows not settled by "
+                                     "then are named.")
+# compare / paper-table: an explicit --budget-s bounds the whole run (see cli.bench_cmds._run_budget)
+run_budget_protocol_options = _protocol_options(
+    "Seconds for the whole run when given (exports included: models estimated not to fit are skipped and named; "
+    "the timed blocks share what is left). Not given: no limit on exports, this default on the timed blocks.")
 
 
 def protocol_from(threads: int | None, block_s: float, min_blocks: int, ci_pct: float, budget_s: float,
