@@ -47,6 +47,7 @@ from evit_deploy.bench.scripts import (
     write_script_report,
 )
 from evit_deploy.bench.stats import ratio
+from evit_deploy.runtime.cpu import precision_problem
 from evit_deploy.zoo.stats import count_macs
 
 CASES = {"efficientvit-b1-r224": (224, 224), "efficientvit-seg-b1-cityscapes": (512, 1024)}
@@ -119,6 +120,10 @@ def main() -> None:
     warnings.simplefilter("ignore")
     rates = {"fp32": matmul_rate(torch.float32, args.threads), "bf16": matmul_rate(torch.bfloat16, args.threads)}
     rows, skipped, floors = [], [], []
+    bf16_problem = precision_problem("bf16")  # a CPU without bf16 cannot export or run the bf16 rows: named, skipped
+    if bf16_problem:
+        skipped += [f"{r}: {bf16_problem}" for r in args.rows if EXPORTS.get(r, ("", ""))[1] == "bf16"]
+        args.rows = [r for r in args.rows if EXPORTS.get(r, ("", ""))[1] != "bf16"]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             weights = str(args.weights_dir / f"{name.replace('-', '_')}.pt") if args.weights_dir else None
