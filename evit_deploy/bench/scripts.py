@@ -256,6 +256,18 @@ def median(row: Row | None) -> float | None:
 # ------------------------------------------------------------------------------------------------ floors
 
 
+def _best_seconds(call: Callable[[], Any], seconds: float) -> float:
+    """The fastest of repeated ``call()`` over ``seconds`` after 3 warm-up calls (an arithmetic rate, not a latency)."""
+    for _ in range(3):
+        call()
+    best, end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def matmul_rate(dtype: Any, threads: int, n: int = 1024, seconds: float = 1.0) -> float:
     """Achieved GFLOP/s of an n x n matrix product in the torch ``dtype`` with ``threads`` threads (the best of
     repeated products: the arithmetic rate, not a latency)."""
@@ -265,13 +277,7 @@ def matmul_rate(dtype: Any, threads: int, n: int = 1024, seconds: float = 1.0) -
 
     with torch_threads(threads):
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        for _ in range(3):
-            torch.mm(a, b)
-        best, end = float("inf"), time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            start = time.perf_counter()
-            torch.mm(a, b)
-            best = min(best, time.perf_counter() - start)
+        best = _best_seconds(lambda: torch.mm(a, b), seconds)
     return 2 * n**3 / best / 1e9
 
 
@@ -294,14 +300,7 @@ def int8_matmul_rate(threads: int, n: int = 1024, seconds: float = 1.0) -> float
     rng = np.random.default_rng(0)
     feed = {"a": rng.integers(0, 255, (n, n), dtype=np.uint8), "b": rng.integers(-128, 127, (n, n), dtype=np.int8)}
     onnx.checker.check_model(model)
-    for _ in range(3):
-        session.run(None, feed)
-    best, end = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        start = time.perf_counter()
-        session.run(None, feed)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / _best_seconds(lambda: session.run(None, feed), seconds) / 1e9
 
 
 def floors_ms(macs: float, threads: int) -> dict[str, float | None]:

@@ -24,6 +24,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from ..host import rss_mb
+
 KINDS = ("pytorch-eager", "pytorch-compile", "artifact")
 
 
@@ -186,16 +188,6 @@ def _overhead(loaded: Loaded, n: int) -> dict[str, float]:
     return {"timed_ms": statistics.median(timed), "bare_ms": statistics.median(bare)}
 
 
-def _rss_mb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
-
-
 def serve(spec: WorkerSpec, conn: Connection) -> None:
     """Load, warm up, report ready, then answer the coordinator until told to stop."""
     import contextlib
@@ -211,7 +203,7 @@ def serve(spec: WorkerSpec, conn: Connection) -> None:
     with mode:
         calls, est_ms = warm(loaded.timed, spec.warmup)
         conn.send(("ready", {**loaded.info, "load_s": round(load_s, 2), "warmup_calls": calls, "est_ms": est_ms,
-                             "rss_mb": _rss_mb()}))
+                             "rss_mb": rss_mb()}))
         while True:
             try:
                 message = conn.recv()
