@@ -198,11 +198,16 @@ def test_compare_segformer_end_to_end(tmp_path, monkeypatch, capsys, broken_comp
     monkeypatch.chdir(tmp_path)
     light = str(export_root() / "light.yaml")
     code = run_cli(["bench", "compare", "efficientvit-seg-b1-cityscapes", "segformer-b1,gone-net,broken-net",
-                    "--target", light, "--imgsz", "128", "256", *FAST_ARGS, "-o", "rep"])
+                    "--target", light, "--imgsz", "128", "256", *FAST_ARGS, "--budget-s", "100", "-o", "rep"])
     out, err = capsys.readouterr()
     assert code == 0, err
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert report["kind"] == "comparison" and report["schema"] == 2
+    # --budget-s bounds the whole run: the timed rounds get what is left once the workers' starts, warm-ups and
+    # overhead calls are reserved (the export time already spent is gone from it too)
+    budget = report["sections"]["budget"]
+    assert budget["reserved_s"] > 2 * 3.0 and budget["calibrated_on"] == "efficientvit-seg-b1-cityscapes"
+    assert report["settings"]["budget_s"] < 100 - budget["reserved_s"] - 1 and budget["spent_s"] < 100
     rows = report["rows"]
     assert all(r["model"] for r in rows)
     assert {(r["model"], r["format"]) for r in rows} == {

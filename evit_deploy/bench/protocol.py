@@ -30,6 +30,7 @@ from .worker import Warmup, WorkerSpec
 
 MIN_ROUNDS = 2  # a confidence interval needs two blocks: even a spent budget runs two rounds
 READY_TIMEOUT_S = 1800.0  # loading and warming up one backend (a SAM-ViT-H encoder on 2 cores takes minutes)
+START_S = 3.0  # starting a worker: a fresh interpreter importing torch and its runtime (2.4-4.5 s measured here)
 Progress = Callable[[str], None]
 
 
@@ -257,6 +258,21 @@ def _count() -> Iterator[int]:
     while True:
         yield n
         n += 1
+
+
+def untimed_s(call_s: float, settings: ProtocolSettings) -> float:
+    """Estimated seconds one worker row costs outside the timed rounds, for calls of ``call_s`` seconds: starting
+    and loading (START_S and a call), warm-up (see :class:`~.worker.Warmup`: its first calls or ``min_s``, at most
+    ``max_s`` and a call) and the harness-overhead pairs."""
+    w = settings.warmup
+    warmup = min(max(max(w.min_calls, 2 * w.window) * call_s, w.min_s), max(w.max_s, call_s) + call_s)
+    pairs = max(3, min(settings.overhead_calls, round(settings.block_s / max(call_s, 1e-6))))
+    return START_S + call_s + warmup + 2 * pairs * call_s
+
+
+def min_rounds_s(call_s: float, settings: ProtocolSettings) -> float:
+    """Estimated seconds one row takes in the rounds every run makes, however little budget is left."""
+    return MIN_ROUNDS * (settings.settle_s + max(settings.block_s, call_s))
 
 
 def check_settings(settings: ProtocolSettings) -> None:

@@ -21,7 +21,7 @@ import torch
 
 from ..artifacts import FORMATS
 from ..bench.harness import BenchItem, BenchSettings, measure_items, new_report, open_item
-from ..bench.protocol import Progress
+from ..bench.protocol import Progress, min_rounds_s, untimed_s
 from ..bench.schema import Report, Row
 from ..errors import EvitError, one_line
 from ..export import (
@@ -86,6 +86,7 @@ class Budget:
     rate_s_per_gmac: float | None = None
     calibrated_on: str | None = None
     estimates_s: dict[str, float] = field(default_factory=dict)
+    reserved_s: float = 0.0  # the kept models' loading, warm-up and overhead calls: not for the timed rounds
     skipped: list[str] = field(default_factory=list)
 
     def elapsed(self) -> float:
@@ -95,20 +96,26 @@ class Budget:
         return {"seconds": self.limit_s, "spent_s": round(self.elapsed(), 1), "rate_s_per_gmac": self.rate_s_per_gmac,
                 "calibrated_on": self.calibrated_on, "estimates_s": {k: round(v, 1) for k, v in
                                                                      self.estimates_s.items()},
-                "skipped": self.skipped,
-                "method": "estimated seconds = GMACs at the measured size x seconds per GMAC of one PyTorch call "
-                          "(timed on the first model) x calls (export, validation, warm-up); the timed blocks of "
-                          "every model share what is left of the budget"}
+                "reserved_s": round(self.reserved_s, 1), "skipped": self.skipped,
+                "method": "a call's seconds = GMACs at the measured size x seconds per GMAC of one PyTorch call "
+                          "(timed on the first model); a model's estimate = its export and validation calls, and per "
+                          "row its worker's start, warm-up, overhead pairs and the two rounds every run makes; the "
+                          "timed rounds of every model share what is left of the budget after the reserved part"}
 
 
-def _calls(profile: ExportProfile, bench: BenchSettings) -> tuple[int, int]:
-    """(export + validation calls, warm-up calls) of one model, in single-image forward passes. The timed blocks
-    are the protocol's budget, shared by every model."""
+def _export_calls(profile: ExportProfile) -> int:
+    """Single-image forward passes one model's export and validation make."""
     formats = sum(1 for f in profile.formats if FORMATS[f].runnable)
     samples = len(profile.validation.photos) + profile.validation.noise
-    export = samples * (1 + formats) + 2 * formats
-    warmup = sum(b * 2 * bench.protocol.warmup.window for b in bench.batches) * (1 + formats)
-    return export, warmup
+    return samples * (1 + formats) + 2 * formats
+
+
+def _measure_costs(call_s: float, profile: ExportProfile, bench: BenchSettings) -> tuple[float, float]:
+    """(seconds outside the timed rounds, seconds of the rounds every run makes) of one model's rows, for a
+    single-image call of ``call_s`` seconds: each baseline and runnable artifact at each batch."""
+    per_batch = len(bench.baselines) + sum(1 for f in profile.formats if FORMATS[f].runnable)
+    calls = [call_s * b for b in bench.batches for _ in range(per_batch)]
+    return (sum(untimed_s(c, bench.protocol) for c in calls), sum(min_rounds_s(c, bench.protocol) for c in calls))
 
 
 def _seconds_per_gmac(subject: ExportSubject, result: ExportResult, gmacs: float) -> float:
@@ -147,14 +154,14 @@ def run_comparison(plan: Plan, settings: CompareSettings, bench: BenchSettings, 
     """Export, validate and measure every model of ``plan``; the report (see :mod:`evit_deploy.compare`)."""
     profile = load_profile(settings.target)
     budget = Budget(settings.budget_s)
-    export_calls, measure_calls = _calls(profile, bench)
+    export_calls = _export_calls(profile)
     not_measured = list(plan.not_measured)
     for item in not_measured:
         warn(f"{item['model']}: not measured: {item['reason']}")
 
     counts: dict[str, tuple[Count | None, Count | None, str]] = {}
     done: list[tuple[Entry, ExportSubject, ExportResult]] = []
-    pending_measure = 0.0
+    reserved = 0.0  # what the models kept so far will spend outside the timed rounds
     for entry in plan.entries:
         try:
             subject = _subject(entry, plan, settings)
@@ -165,14 +172,14 @@ def run_comparison(plan: Plan, settings: CompareSettings, bench: BenchSettings, 
         counts[entry.name] = _count(entry)
         gmacs = counts[entry.name][1].macs_G if counts[entry.name][1] else None
         if budget.rate_s_per_gmac is not None and gmacs is not None:
-            cost_export = gmacs * budget.rate_s_per_gmac * export_calls
-            cost_measure = gmacs * budget.rate_s_per_gmac * measure_calls
-            budget.estimates_s[entry.name] = cost_export + cost_measure
-            if budget.limit_s is not None and (budget.elapsed() + cost_export + pending_measure + cost_measure
-                                               > budget.limit_s):
-                message = (f"{entry.name}: skipped: estimated {cost_export + cost_measure:.0f} s ({gmacs:.1f} GMACs "
-                           f"per image) would exceed the {budget.limit_s:g} s budget ({budget.elapsed():.0f} s spent, "
-                           f"{pending_measure:.0f} s of timing ahead)")
+            call_s = gmacs * budget.rate_s_per_gmac
+            untimed, rounds = _measure_costs(call_s, profile, bench)
+            cost = call_s * export_calls + untimed + rounds
+            budget.estimates_s[entry.name] = cost
+            if budget.limit_s is not None and budget.elapsed() + reserved + cost > budget.limit_s:
+                message = (f"{entry.name}: skipped: estimated {cost:.0f} s ({gmacs:.1f} GMACs per image) would "
+                           f"exceed the {budget.limit_s:g} s budget ({budget.elapsed():.0f} s spent, {reserved:.0f} s "
+                           f"reserved for the models before it)")
                 budget.skipped.append(message)
                 warn(message)
                 continue
@@ -196,12 +203,15 @@ def run_comparison(plan: Plan, settings: CompareSettings, bench: BenchSettings, 
             budget.rate_s_per_gmac = _seconds_per_gmac(subject, result, gmacs)
             budget.calibrated_on = entry.name
         if budget.rate_s_per_gmac is not None and gmacs is not None:
-            pending_measure += gmacs * budget.rate_s_per_gmac * measure_calls
+            untimed, rounds = _measure_costs(gmacs * budget.rate_s_per_gmac, profile, bench)
+            reserved += untimed + rounds
+            budget.reserved_s += untimed
         done.append((entry, subject, result))
 
     items = [_item(entry, result, bench, settings, plan, counts[entry.name]) for entry, _, result in done]
-    if budget.limit_s is not None:  # the timed blocks get what is left of the budget
-        bench.protocol.budget_s = max(1.0, min(bench.protocol.budget_s, budget.limit_s - budget.elapsed()))
+    if budget.limit_s is not None:  # the timed rounds get what is left once loading, warm-up and overhead are paid
+        bench.protocol.budget_s = max(1.0, min(bench.protocol.budget_s,
+                                               budget.limit_s - budget.elapsed() - budget.reserved_s))
     rows, skipped = measure_items(items, bench, progress) if items else ([], [])
     return _report(plan, profile, bench, settings, done, items, rows, skipped, counts, not_measured, budget)
 
