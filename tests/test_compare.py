@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -18,6 +20,8 @@ from evit_deploy.compare.cards import (
     BUILDER_PACKAGES,
     CompetitorCard,
     PaperRow,
+    RandomWeights,
+    _onnx_needs,
     all_claims,
     competitors,
     paper_tables,
@@ -25,6 +29,7 @@ from evit_deploy.compare.cards import (
 )
 from evit_deploy.compare.claims import claim_entry
 from evit_deploy.compare.counts import count_competitor
+from evit_deploy.compare.subjects import batchnorm_from_noise, competitor_subject
 from evit_deploy.errors import EvitError, MissingDependency
 from evit_deploy.zoo.cards import all_cards
 
@@ -126,6 +131,65 @@ def test_unknown_names_and_missing_packages_are_one_line_errors(capsys):
             builder_for(competitors()["coatnet-0"])
         text = str(exc.value)
         assert "[compare-timm]" in text and "torchvision" in text and "\n" not in text
+
+
+def test_batchnorm_statistics_from_noise():
+    """A card's random_weights: every BatchNorm's scale set, its statistics those of one pass over noise (what a
+    train-mode pass computes), momentum restored, the model left in eval mode; bad declarations are one line."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.SiLU(), nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4),
+                          nn.Dropout(0.5)).eval()
+    torch.manual_seed(1)
+    batchnorm_from_noise(model, (16, 20), 0.25)
+    assert not model.training and all(not m.training for m in model.modules())
+    norms = [model[1], model[4]]
+    assert all(m.momentum == 0.1 and torch.all(m.weight == 0.25) for m in norms)
+    torch.manual_seed(1)
+    noise = torch.randn(1, 3, 16, 20)
+    with torch.no_grad():
+        first = model[0](noise)
+        second = model[3](model[2](model[1](first)))
+    for m, x in ((norms[0], first), (norms[1], second)):
+        assert torch.allclose(m.running_mean, x.mean((0, 2, 3)), atol=1e-3)  # (recomputed in eval mode)
+        assert torch.allclose(m.running_var, x.var((0, 2, 3), unbiased=True), rtol=1e-2)
+        assert int(m.num_batches_tracked) == 1
+    with torch.no_grad():  # each layer's output is now normalised as in training
+        assert model[1](first).std() == pytest.approx(0.25, rel=0.05)
+
+    assert RandomWeights.from_dict({"batchnorm": "noise", "batchnorm_weight": 0.25, "why": "chaotic"}, "x") == \
+        RandomWeights(True, 0.25, "chaotic")
+    for data, message in (({"batchnorm": "data"}, "'init' (as built) or 'noise'"),
+                          ({"batchnorm": "noise"}, "say 'why'"),
+                          ({"batchnorm_weight": 0.5}, "with batchnorm: noise"),
+                          ({"batchnorm": "noise", "batchnorm_weight": -1, "why": "w"}, "positive number"),
+                          ({"scale": 1}, "unknown keys")):
+        with pytest.raises(EvitError, match=re.escape(message)):
+            RandomWeights.from_dict(data, "timm.yaml, efficientnetv2-l")
+    assert competitors()["efficientnetv2-l"].random_weights.batchnorm_from_noise
+
+
+def test_onnx_needs_raise_the_profiles_opset_and_exporter(tmp_path):
+    """A competitor whose operators need a later opset (MobileViTV2's fold is Col2Im, opset 18) and the dynamo
+    exporter is exported with them, and each ONNX artifact says so; other subjects keep the profile's settings."""
+    from evit_deploy.export import OnnxNeeds, load_profile
+    from evit_deploy.export.exporters.base import ExportContext
+    from evit_deploy.tasks import ExportSpec
+
+    card = competitors()["mobilevitv2-200"]
+    assert (card.onnx.min_opset, card.onnx.exporter) == (18, "dynamo") and "Col2Im" in card.onnx.why
+    profile, spec = load_profile("cpu-ort"), ExportSpec((64, 64), 1, False, [], 1)
+    subject = competitor_subject(card, paper_tables()["imagenet"])
+    ctx = ExportContext(tmp_path, subject, profile, "fp32", spec)
+    assert (profile.onnx.opset, profile.onnx.exporter) == (17, "torchscript")
+    assert (ctx.opset, ctx.onnx_exporter) == (18, "dynamo")
+    (note,) = ctx.onnx_notes()
+    assert note.startswith("ONNX opset 18, not the profile's 17, exporter dynamo, not the profile's torchscript: ")
+    lower = ExportContext(tmp_path, replace(subject, onnx=OnnxNeeds(11, None, "old")), profile, "fp32", spec)
+    assert (lower.opset, lower.onnx_exporter, lower.onnx_notes()) == (17, "torchscript", [])
+    for data, message in (({"min_opset": 18}, "are both needed"), ({"min_opset": 18, "why": "w", "exporter": "x"},
+                                                                    "torchscript or dynamo")):
+        with pytest.raises(EvitError, match=message):
+            _onnx_needs(data, "x.yaml, net")
 
 
 def test_list_comparisons(capsys, monkeypatch):

@@ -19,6 +19,7 @@ import yaml
 
 from .._paths import data_dir
 from ..errors import EvitError, UnknownModelError
+from ..export import OnnxNeeds
 from ..processing import Preprocess
 
 METRICS = ("latency_ms", "throughput_img_s")
@@ -147,6 +148,34 @@ class InputRule:
 
 
 @dataclass(frozen=True)
+class RandomWeights:
+    """How a competitor's random weights are made numerically usable. A deep network at initialisation can be
+    chaotic: a rounding difference grows layer by layer until fp32 disagrees with fp64 itself, and no export can
+    match it. ``batchnorm: noise`` sets every BatchNorm's statistics from one pass over noise (as training sets them
+    from data), after setting every BatchNorm's scale to ``batchnorm_weight`` (small scales keep each residual
+    branch a small correction, as in trained networks); ``why`` says what was seen."""
+
+    batchnorm_from_noise: bool = False
+    batchnorm_weight: float | None = None
+    why: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, where: str) -> RandomWeights:
+        data = data or {}
+        where = f"{where}, random_weights"
+        _keys(data, {"batchnorm", "batchnorm_weight", "why"}, where)
+        if data.get("batchnorm", "init") not in ("init", "noise"):
+            raise EvitError(f"{where}: batchnorm is 'init' (as built) or 'noise'; got {data['batchnorm']!r}")
+        noise = data.get("batchnorm") == "noise"
+        weight = data.get("batchnorm_weight")
+        if weight is not None and (not noise or not isinstance(weight, int | float) or weight <= 0):
+            raise EvitError(f"{where}: batchnorm_weight is a positive number, with batchnorm: noise")
+        if noise and not data.get("why"):
+            raise EvitError(f"{where}: say 'why' the BatchNorm statistics come from noise")
+        return cls(noise, None if weight is None else float(weight), " ".join(str(data.get("why", "")).split()))
+
+
+@dataclass(frozen=True)
 class CompetitorCard:
     """A competitor of the paper: how to build it (``builder`` package + ``recipe``) or why it cannot be."""
 
@@ -158,6 +187,8 @@ class CompetitorCard:
     unavailable: str = ""
     source: str = ""
     input_rule: InputRule = InputRule()
+    random_weights: RandomWeights = RandomWeights()
+    onnx: OnnxNeeds | None = None  # what its operators need from the ONNX export
 
     @property
     def measurable(self) -> bool:
@@ -247,7 +278,18 @@ def paper_tables() -> dict[str, PaperTable]:
     return tables
 
 
-_CARD_KEYS = {"task", "builder", "recipe", "rows", "unavailable", "input"}
+_CARD_KEYS = {"task", "builder", "recipe", "rows", "unavailable", "input", "random_weights", "onnx"}
+
+
+def _onnx_needs(data: dict[str, Any] | None, where: str) -> OnnxNeeds | None:
+    if not data:
+        return None
+    _keys(data, {"min_opset", "exporter", "why"}, f"{where}, onnx")
+    if not isinstance(data.get("min_opset"), int) or not data.get("why"):
+        raise EvitError(f"{where}, onnx: min_opset (an integer) and 'why' are both needed")
+    if data.get("exporter") not in (None, "torchscript", "dynamo"):
+        raise EvitError(f"{where}, onnx: exporter is torchscript or dynamo; got {data['exporter']!r}")
+    return OnnxNeeds(data["min_opset"], data.get("exporter"), " ".join(str(data["why"]).split()))
 
 
 @cache
@@ -280,7 +322,9 @@ def competitors() -> dict[str, CompetitorCard]:
             cards[name] = CompetitorCard(name, task, builder if measurable else None,
                                          {**(doc.get("recipe") or {}), **(m.get("recipe") or {})}, rows,
                                          " ".join(str(m.get("unavailable", "")).split()), path.name,
-                                         InputRule.from_dict(m.get("input", doc.get("input")), where))
+                                         InputRule.from_dict(m.get("input", doc.get("input")), where),
+                                         RandomWeights.from_dict(m.get("random_weights"), where),
+                                         _onnx_needs(m.get("onnx"), where))
     return cards
 
 

@@ -20,6 +20,28 @@ def export_name(card: CompetitorCard, table: PaperTable) -> str:
     return f"{card.name}-{table.name}"
 
 
+def batchnorm_from_noise(model: nn.Module, size: tuple[int, int], weight: float | None = None) -> None:
+    """Set every BatchNorm's running statistics from one pass over a noise image of ``size`` (each layer's own batch
+    statistics, as training leaves them; the rest of ``model`` in eval mode), after setting every BatchNorm's scale
+    to ``weight`` (None: as built). ``model`` is left in eval mode."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        if weight is not None and m.weight is not None:
+            with torch.no_grad():
+                m.weight.fill_(weight)
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average: after one pass, exactly that pass's statistics
+        m.train()
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            model(torch.randn(1, 3, *size))
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.eval()
+
+
 def competitor_subject(card: CompetitorCard, table: PaperTable) -> ExportSubject:
     """The export subject of ``card`` in ``table`` (its classes; default input size: its paper row's or the
     table's). Raises a one-line error when its package is missing or it has no builder."""
@@ -31,7 +53,10 @@ def competitor_subject(card: CompetitorCard, table: PaperTable) -> ExportSubject
         card.input_rule.check(card.name, tuple(size))
         with torch.random.fork_rng(devices=[]):  # the same random weights every time
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
-            return builder.build(card.recipe, Target(table.num_classes, tuple(size))).eval()
+            model = builder.build(card.recipe, Target(table.num_classes, tuple(size))).eval()
+            if card.random_weights.batchnorm_from_noise:
+                batchnorm_from_noise(model, tuple(size), card.random_weights.batchnorm_weight)
+            return model
 
     task = task_spec(card.task)
     graph = task.graph(builder.role)
@@ -41,13 +66,15 @@ def competitor_subject(card: CompetitorCard, table: PaperTable) -> ExportSubject
                            graph.agreement_name, graph.agreement)]
 
     def weights() -> dict:
+        stats = (f"; BatchNorm statistics from one pass over noise ({card.random_weights.why})"
+                 if card.random_weights.batchnorm_from_noise else "")
         return {"file": None, "random": True,
                 "note": f"random weights: {card.name}, a competitor of the paper, built with {builder.package} "
-                        f"({builder.graph_note}); latency does not depend on weights"}
+                        f"({builder.graph_note}){stats}; latency does not depend on weights"}
 
     subject = ExportSubject(export_name(card, table), card.task, default_size, table.preprocess, build, units,
                             weights, measured=task.measured,
-                            kind="comparison")
+                            kind="comparison", onnx=card.onnx)
     return subject
 
 

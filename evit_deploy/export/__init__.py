@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # the same names, for readers and type checkers
     from .profiles import ExportProfile, list_profiles, load_profile
     from .request import ExportRequest, preflight
     from .steps import StepReporter, silent_step
-    from .subjects import ExportSubject, zoo_subject
+    from .subjects import ExportSubject, OnnxNeeds, zoo_subject
     from .trt.bundle import BUILD_SCRIPT, JETPACK, build_script
     from .trt.rebuild import build_folder, folder_plans
     from .validate import ArtifactReport, Judged, judge_outputs
@@ -46,7 +46,7 @@ _API = {
     **dict.fromkeys(("ExportProfile", "list_profiles", "load_profile"), "evit_deploy.export.profiles"),
     **dict.fromkeys(("ExportRequest", "preflight"), "evit_deploy.export.request"),
     **dict.fromkeys(("StepReporter", "silent_step"), "evit_deploy.export.steps"),
-    **dict.fromkeys(("ExportSubject", "zoo_subject"), "evit_deploy.export.subjects"),
+    **dict.fromkeys(("ExportSubject", "OnnxNeeds", "zoo_subject"), "evit_deploy.export.subjects"),
     **dict.fromkeys(("BUILD_SCRIPT", "JETPACK", "build_script"), "evit_deploy.export.trt.bundle"),
     **dict.fromkeys(("build_folder", "folder_plans"), "evit_deploy.export.trt.rebuild"),
     **dict.fromkeys(("ArtifactReport", "Judged", "judge_outputs"), "evit_deploy.export.validate"),
@@ -54,9 +54,9 @@ _API = {
 
 __all__ = [
     "BUILD_SCRIPT", "EXPORTERS", "JETPACK", "ArtifactReport", "ExportProfile", "ExportRequest", "ExportResult",
-    "ExportSubject", "Judged", "ReferenceSample", "StepReporter", "ValidationFailed", "build_folder", "build_script",
-    "folder_plans", "judge_outputs", "list_profiles", "load_profile", "preflight", "reference_samples", "run_export",
-    "silent_step", "validate_export", "zoo_subject",
+    "ExportSubject", "Judged", "OnnxNeeds", "ReferenceSample", "StepReporter", "ValidationFailed", "build_folder",
+    "build_script", "folder_plans", "judge_outputs", "list_profiles", "load_profile", "preflight", "reference_samples",
+    "run_export", "silent_step", "validate_export", "zoo_subject",
 ]
 
 __getattr__ = lazy_names("evit_deploy.export", _API, globals())

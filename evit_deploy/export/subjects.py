@@ -36,6 +36,16 @@ def _whole(model: nn.Module) -> nn.Module:
 
 
 @dataclass(frozen=True)
+class OnnxNeeds:
+    """What a model's operators need from the ONNX export: at least ``min_opset``, and ``exporter`` (None: the
+    profile's); ``why`` names the operator."""
+
+    min_opset: int
+    exporter: str | None
+    why: str
+
+
+@dataclass(frozen=True)
 class ExportSubject:
     """One model to export. ``bench_graph`` picks, from the built module, the graph timed beside the artifacts
     (SAM: the image encoder); ``measured`` says so in words. ``weights`` gives the manifest's weights entry
@@ -51,6 +61,7 @@ class ExportSubject:
     bench_graph: Callable[[nn.Module], nn.Module] = _whole
     measured: str = "whole model"
     kind: str = "zoo"  # "zoo": an EfficientViT zoo card; "comparison": a competitor of the paper
+    onnx: OnnxNeeds | None = None  # what its ONNX export needs beyond the profile's settings
 
 
 def weights_entry(weights: str | None, card: ModelCard, ema: bool) -> dict[str, Any]:

@@ -68,6 +68,25 @@ class ExportContext:
     def model_name(self) -> str:
         return self.subject.name
 
+    @property
+    def opset(self) -> int:
+        """The ONNX opset written: the profile's, or the subject's minimum when that is higher."""
+        needs = self.subject.onnx
+        return max(self.profile.onnx.opset, needs.min_opset if needs else 0)
+
+    @property
+    def onnx_exporter(self) -> str:
+        """The torch.onnx exporter used: the subject's need, else the profile's."""
+        needs = self.subject.onnx
+        return needs.exporter if needs and needs.exporter else self.profile.onnx.exporter
+
+    def onnx_notes(self) -> list[str]:
+        """The note of an ONNX graph not written as the profile says (the subject's operators need more)."""
+        onnx = self.profile.onnx
+        changed = [f"{what} {ours}, not the profile's {theirs}" for what, ours, theirs in (
+            ("opset", self.opset, onnx.opset), ("exporter", self.onnx_exporter, onnx.exporter)) if ours != theirs]
+        return [f"ONNX {', '.join(changed)}: {self.subject.onnx.why}"] if changed else []
+
     def unit_precision(self, unit: ExportUnit) -> str:
         """The precision this unit is exported in (graphs marked fp32-only stay fp32)."""
         return self.precision if unit.reduced_precision else "fp32"

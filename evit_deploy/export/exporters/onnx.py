@@ -98,12 +98,12 @@ class OnnxExporter(Exporter):
         onnx = require("onnx", "the onnx exporter")
         settings = ctx.profile.onnx
         path = ctx.workdir / ctx.file_name(unit.role, ".onnx")
-        notes = ctx.kept_notes(unit)
+        notes = ctx.kept_notes(unit) + ctx.onnx_notes()
         module, recipe_notes = module_stage(self.format, unit, ctx)
         notes += recipe_notes
         before = set(ctx.workdir.iterdir())
-        with ctx.step(f"export ONNX ({unit.role}, opset {settings.opset}, {settings.exporter})"):
-            torch_to_onnx(unit, path, settings.opset, settings.exporter, module)
+        with ctx.step(f"export ONNX ({unit.role}, opset {ctx.opset}, {ctx.onnx_exporter})"):
+            torch_to_onnx(unit, path, ctx.opset, ctx.onnx_exporter, module)
         external = sorted(set(ctx.workdir.iterdir()) - before - {path})
         too_big = sum(f.stat().st_size for f in [path, *external]) >= PROTOBUF_LIMIT
         companions = {}

@@ -38,9 +38,9 @@ def export_fp32_onnx(unit: ExportUnit, ctx: ExportContext, path: Path) -> list[s
     """The unit's fp32 ONNX at ``path``, made exactly as the ONNX exporter makes it; returns notes."""
     onnx = require("onnx", "the openvino exporter (it converts the ONNX)")
     settings = ctx.profile.onnx
-    with ctx.step(f"export ONNX ({unit.role}, opset {settings.opset}, {settings.exporter})"):
-        torch_to_onnx(unit, path, settings.opset, settings.exporter)
-    notes = [simplify(path)] if settings.simplify else []
+    with ctx.step(f"export ONNX ({unit.role}, opset {ctx.opset}, {ctx.onnx_exporter})"):
+        torch_to_onnx(unit, path, ctx.opset, ctx.onnx_exporter)
+    notes = ctx.onnx_notes() + ([simplify(path)] if settings.simplify else [])
     onnx.checker.check_model(str(path), full_check=True)
     return notes
 
@@ -73,7 +73,7 @@ class OpenVinoExporter(Exporter):
                     model = ov.convert_model(str(onnx_path))
                 except Exception as exc:  # noqa: BLE001 - a conversion failure is reported in one line
                     raise EvitError(f"OpenVINO cannot convert the {unit.role} ONNX: {one_line(exc, 200)}") from None
-            notes.append(f"OpenVINO IR converted from the fp32 ONNX (opset {ctx.profile.onnx.opset}) with "
+            notes.append(f"OpenVINO IR converted from the fp32 ONNX (opset {ctx.opset}) with "
                          f"openvino {ov.__version__.split('-')[0]}; fp32 weights")
             runtime = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": settings.performance_hint,
                        "NUM_STREAMS": str(settings.streams), "PRECISION_CHOICE": "auto" if ctx.auto_precision
