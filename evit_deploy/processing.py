@@ -12,14 +12,16 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .errors import EvitError
 from .images import ImageLike, load_rgb
+
+if TYPE_CHECKING:  # torch is imported when an image is processed: a runtime that loads no torch model starts faster
+    import torch
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ INTERPOLATION = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
 
 def normalize(image: Image.Image, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     """RGB PIL image → normalised ``[1,3,H,W]`` float32 tensor: ``(pixel / 255 - mean) / std``."""
+    import torch
+
     x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
@@ -119,10 +123,12 @@ def sam_input(image: ImageLike, side: int, mean=IMAGENET_MEAN, std=IMAGENET_STD,
     h, w = sam_resized_size(img.height, img.width, side)
     if (h, w) != (img.height, img.width):
         img = img.resize((w, h), INTERPOLATION[interpolation])
+    import torch
+
     return torch.nn.functional.pad(normalize(img, mean, std), (0, side - w, 0, side - h))
 
 
-ResizeRule = Callable[[ImageLike, tuple[int, int], Preprocess], torch.Tensor]
+ResizeRule = Callable[[ImageLike, tuple[int, int], Preprocess], "torch.Tensor"]
 RESIZE_RULES: dict[str, ResizeRule] = {
     "shorter-side-crop": lambda img, size, p: classification_input(img, size[0], p.crop_ratio, p.mean, p.std,
                                                                    p.interpolation),

@@ -262,7 +262,7 @@ def test_compare_segformer_end_to_end(tmp_path, monkeypatch, capsys, broken_comp
     monkeypatch.chdir(tmp_path)
     light = str(export_root() / "light.yaml")
     code = run_cli(["bench", "compare", "efficientvit-seg-b1-cityscapes", "segformer-b1,gone-net,broken-net",
-                    "--target", light, "--imgsz", "128", "256", *FAST_ARGS, "--budget-s", "100", "-o", "rep"])
+                    "--target", light, "--imgsz", "64", "128", *FAST_ARGS, "--budget-s", "100", "-o", "rep"])
     out, err = capsys.readouterr()
     assert code == 0, err
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
@@ -278,7 +278,7 @@ def test_compare_segformer_end_to_end(tmp_path, monkeypatch, capsys, broken_comp
         ("efficientvit-seg-b1-cityscapes", "pytorch-eager"), ("efficientvit-seg-b1-cityscapes", "onnx"),
         ("segformer-b1", "pytorch-eager"), ("segformer-b1", "onnx")}
     assert {r["role"] for r in rows if r["model"] == "segformer-b1"} == {"comparison"}
-    assert all(r["extra"]["input_size"] == [128, 256] and r["batch"] == 1 for r in rows)
+    assert all(r["extra"]["input_size"] == [64, 128] and r["batch"] == 1 for r in rows)
     segformer = report["sections"]["models"]["segformer-b1"]
     assert segformer["counted"]["params_M"] == pytest.approx(14, rel=0.05)
     assert segformer["counted"]["params_M"] == pytest.approx(13.68, abs=0.01) and not segformer["mismatch"]

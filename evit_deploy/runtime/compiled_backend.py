@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import EvitError
 from ..host import cuda_available, gpu_facts
@@ -35,6 +34,8 @@ class CompiledBackend(Backend):
                             f"{sidecar_path(self.path).name})")
         if not cuda_available():
             raise EvitError(f"{self.path.name} runs on a CUDA GPU; none is available here")
+        import torch  # here, not at import: registering this backend must not load torch in every runtime
+
         here = gpu_facts(torch.cuda.current_device(), torch_versions=True)
         built = {**sidecar, "gpu_name": sidecar.get("gpu_name", sidecar.get("gpu"))}  # "gpu": older packages
         for key in ("gpu_name", "compute_capability", "torch"):
@@ -52,6 +53,8 @@ class CompiledBackend(Backend):
         self._outputs = [TensorSpec(s["name"], tuple(s["shape"]), s["dtype"]) for s in sidecar["outputs"]]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
         args = [torch.from_numpy(np.ascontiguousarray(feeds[s.name], dtype=np.float32)).cuda(non_blocking=True)
                 for s in self._inputs]
         with torch.no_grad():
