@@ -188,7 +188,8 @@ def _comparison_options(f):  # noqa: ANN001, ANN202 - the options compare and pa
 
 def _run_budget() -> float | None:
     """``--budget-s`` given on a compare/paper-table run bounds the whole run: models estimated to exceed it are
-    skipped (and named), and the timed blocks share what is left. Not given: no limit on exports, the protocol's
+    skipped (and named), the workers' starts, warm-ups and overhead calls are reserved, and the timed blocks share
+    what is left. Not given: no limit on exports, the protocol's
     default on the blocks."""
     ctx = click.get_current_context()
     explicit = ctx.get_parameter_source("budget_s") is not click.core.ParameterSource.DEFAULT

@@ -82,7 +82,8 @@ protocol_options = _protocol_options("Seconds of timed blocks at most (loading n
 # compare / paper-table: an explicit --budget-s bounds the whole run (see cli.bench_cmds._run_budget)
 run_budget_protocol_options = _protocol_options(
     "Seconds for the whole run when given (exports included: models estimated not to fit are skipped and named; "
-    "the timed blocks share what is left). Not given: no limit on exports, this default on the timed blocks.")
+    "the workers' starts, warm-ups and overhead calls are reserved and the timed blocks share what is left). Not "
+    "given: no limit on exports, this default on the timed blocks.")
 
 
 def protocol_from(threads: int | None, block_s: float, min_blocks: int, ci_pct: float, budget_s: float,
