@@ -187,7 +187,7 @@ def test_onnx_needs_raise_the_profiles_opset_and_exporter(tmp_path):
     lower = ExportContext(tmp_path, replace(subject, onnx=OnnxNeeds(11, None, "old")), profile, "fp32", spec)
     assert (lower.opset, lower.onnx_exporter, lower.onnx_notes()) == (17, "torchscript", [])
     for data, message in (({"min_opset": 18}, "are both needed"), ({"min_opset": 18, "why": "w", "exporter": "x"},
-                                                                    "torchscript or dynamo")):
+                                                                    "one of torchscript, dynamo")):
         with pytest.raises(EvitError, match=message):
             _onnx_needs(data, "x.yaml, net")
 

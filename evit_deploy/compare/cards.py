@@ -20,6 +20,7 @@ import yaml
 from .._paths import data_dir
 from ..errors import EvitError, UnknownModelError
 from ..export import OnnxNeeds
+from ..export.profiles import ONNX_EXPORTERS
 from ..processing import Preprocess
 
 METRICS = ("latency_ms", "throughput_img_s")
@@ -287,8 +288,8 @@ def _onnx_needs(data: dict[str, Any] | None, where: str) -> OnnxNeeds | None:
     _keys(data, {"min_opset", "exporter", "why"}, f"{where}, onnx")
     if not isinstance(data.get("min_opset"), int) or not data.get("why"):
         raise EvitError(f"{where}, onnx: min_opset (an integer) and 'why' are both needed")
-    if data.get("exporter") not in (None, "torchscript", "dynamo"):
-        raise EvitError(f"{where}, onnx: exporter is torchscript or dynamo; got {data['exporter']!r}")
+    if data.get("exporter") not in (None, *ONNX_EXPORTERS):
+        raise EvitError(f"{where}, onnx: exporter is one of {', '.join(ONNX_EXPORTERS)}; got {data['exporter']!r}")
     return OnnxNeeds(data["min_opset"], data.get("exporter"), " ".join(str(data["why"]).split()))
 
 

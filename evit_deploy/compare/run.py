@@ -86,17 +86,32 @@ class Budget:
     rate_s_per_gmac: float | None = None
     calibrated_on: str | None = None
     estimates_s: dict[str, float] = field(default_factory=dict)
-    reserved_s: float = 0.0  # the kept models' loading, warm-up and overhead calls: not for the timed rounds
+    reserved_s: float = 0.0  # the kept models' worker starts, warm-ups and overhead calls: not for the timed rounds
+    min_rounds_s: float = 0.0  # the kept models' share of the rounds every run makes, however little is left
     skipped: list[str] = field(default_factory=list)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
+    def fits(self, cost_s: float) -> bool:
+        """Whether a model estimated at ``cost_s`` fits beside what was spent and what the kept models need."""
+        return self.limit_s is None or self.elapsed() + self.reserved_s + self.min_rounds_s + cost_s <= self.limit_s
+
+    def keep(self, costs: tuple[float, float]) -> None:
+        """Reserve a kept model's (untimed, minimum rounds) seconds."""
+        self.reserved_s += costs[0]
+        self.min_rounds_s += costs[1]
+
+    def timed_s(self) -> float:
+        """What the timed rounds may take: the budget less what was spent and what is reserved."""
+        return self.limit_s - self.elapsed() - self.reserved_s
+
     def to_dict(self) -> dict[str, Any]:
         return {"seconds": self.limit_s, "spent_s": round(self.elapsed(), 1), "rate_s_per_gmac": self.rate_s_per_gmac,
                 "calibrated_on": self.calibrated_on, "estimates_s": {k: round(v, 1) for k, v in
                                                                      self.estimates_s.items()},
-                "reserved_s": round(self.reserved_s, 1), "skipped": self.skipped,
+                "reserved_s": round(self.reserved_s, 1), "min_rounds_s": round(self.min_rounds_s, 1),
+                "skipped": self.skipped,
                 "method": "a call's seconds = GMACs at the measured size x seconds per GMAC of one PyTorch call "
                           "(timed on the first model); a model's estimate = its export and validation calls, and per "
                           "row its worker's start, warm-up, overhead pairs and the two rounds every run makes; the "
@@ -161,7 +176,6 @@ def run_comparison(plan: Plan, settings: CompareSettings, bench: BenchSettings, 
 
     counts: dict[str, tuple[Count | None, Count | None, str]] = {}
     done: list[tuple[Entry, ExportSubject, ExportResult]] = []
-    reserved = 0.0  # what the models kept so far will spend outside the timed rounds
     for entry in plan.entries:
         try:
             subject = _subject(entry, plan, settings)
@@ -171,15 +185,16 @@ def run_comparison(plan: Plan, settings: CompareSettings, bench: BenchSettings, 
             continue
         counts[entry.name] = _count(entry)
         gmacs = counts[entry.name][1].macs_G if counts[entry.name][1] else None
+        costs = None  # (untimed, minimum rounds) seconds of its rows, once a call's time can be estimated
         if budget.rate_s_per_gmac is not None and gmacs is not None:
             call_s = gmacs * budget.rate_s_per_gmac
-            untimed, rounds = _measure_costs(call_s, profile, bench)
-            cost = call_s * export_calls + untimed + rounds
+            costs = _measure_costs(call_s, profile, bench)
+            cost = call_s * export_calls + sum(costs)
             budget.estimates_s[entry.name] = cost
-            if budget.limit_s is not None and budget.elapsed() + reserved + cost > budget.limit_s:
+            if not budget.fits(cost):
                 message = (f"{entry.name}: skipped: estimated {cost:.0f} s ({gmacs:.1f} GMACs per image) would "
-                           f"exceed the {budget.limit_s:g} s budget ({budget.elapsed():.0f} s spent, {reserved:.0f} s "
-                           f"reserved for the models before it)")
+                           f"exceed the {budget.limit_s:g} s budget ({budget.elapsed():.0f} s spent, "
+                           f"{budget.reserved_s + budget.min_rounds_s:.0f} s reserved for the models before it)")
                 budget.skipped.append(message)
                 warn(message)
                 continue
@@ -199,19 +214,17 @@ def run_comparison(plan: Plan, settings: CompareSettings, bench: BenchSettings, 
             not_measured.append({"model": entry.name, "reason": reason})
             warn(f"{entry.name}: {reason}")
             continue
-        if budget.rate_s_per_gmac is None and gmacs:
+        if budget.rate_s_per_gmac is None and gmacs:  # the first model exported calibrates the estimates
             budget.rate_s_per_gmac = _seconds_per_gmac(subject, result, gmacs)
             budget.calibrated_on = entry.name
-        if budget.rate_s_per_gmac is not None and gmacs is not None:
-            untimed, rounds = _measure_costs(gmacs * budget.rate_s_per_gmac, profile, bench)
-            reserved += untimed + rounds
-            budget.reserved_s += untimed
+            costs = _measure_costs(gmacs * budget.rate_s_per_gmac, profile, bench)
+        if costs is not None:
+            budget.keep(costs)
         done.append((entry, subject, result))
 
     items = [_item(entry, result, bench, settings, plan, counts[entry.name]) for entry, _, result in done]
     if budget.limit_s is not None:  # the timed rounds get what is left once loading, warm-up and overhead are paid
-        bench.protocol.budget_s = max(1.0, min(bench.protocol.budget_s,
-                                               budget.limit_s - budget.elapsed() - budget.reserved_s))
+        bench.protocol.budget_s = max(1.0, min(bench.protocol.budget_s, budget.timed_s()))
     rows, skipped = measure_items(items, bench, progress) if items else ([], [])
     return _report(plan, profile, bench, settings, done, items, rows, skipped, counts, not_measured, budget)
 

@@ -59,10 +59,14 @@ class ValidationSettings:
     )
 
 
+OnnxExporter = Literal["torchscript", "dynamo"]
+ONNX_EXPORTERS: tuple[str, ...] = typing.get_args(OnnxExporter)
+
+
 @dataclass
 class OnnxSettings:
     opset: int = 17
-    exporter: Literal["torchscript", "dynamo"] = "torchscript"  # torch.onnx.export(dynamo=False), or dynamo
+    exporter: OnnxExporter = "torchscript"  # torch.onnx.export(dynamo=False), or dynamo
     simplify: bool = True  # onnxsim
 
 
