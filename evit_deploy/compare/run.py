@@ -78,8 +78,9 @@ class StepTracker:
 
 @dataclass
 class Budget:
-    """Seconds a run may take. Each model's cost is estimated from its MACs, at the seconds per GMAC of one
-    PyTorch call timed on the first model exported, times the calls its export, validation and timing make."""
+    """Seconds a run may take. Each model's cost is estimated from its MACs, at the seconds per GMAC of the
+    fastest of a few PyTorch calls timed on the first model exported, times the calls its export, validation and
+    timing make."""
 
     limit_s: float | None
     started: float = field(default_factory=time.perf_counter)
@@ -112,10 +113,11 @@ class Budget:
                                                                      self.estimates_s.items()},
                 "reserved_s": round(self.reserved_s, 1), "min_rounds_s": round(self.min_rounds_s, 1),
                 "skipped": self.skipped,
-                "method": "a call's seconds = GMACs at the measured size x seconds per GMAC of one PyTorch call "
-                          "(timed on the first model); a model's estimate = its export and validation calls, and per "
-                          "row its worker's start, warm-up, overhead pairs and the two rounds every run makes; the "
-                          "timed rounds of every model share what is left of the budget after the reserved part"}
+                "method": "a call's seconds = GMACs at the measured size x seconds per GMAC of the fastest of a "
+                          "few PyTorch calls (timed on the first model); a model's estimate = its export and "
+                          "validation calls, and per row its worker's start, warm-up, overhead pairs and the two "
+                          "rounds every run makes; the timed rounds of every model share what is left of the budget "
+                          "after the reserved part"}
 
 
 def _export_calls(profile: ExportProfile) -> int:
@@ -133,14 +135,25 @@ def _measure_costs(call_s: float, profile: ExportProfile, bench: BenchSettings) 
     return (sum(untimed_s(c, bench.protocol) for c in calls), sum(min_rounds_s(c, bench.protocol) for c in calls))
 
 
+CALIBRATION_CALLS = 5  # at least this many timed calls ...
+CALIBRATION_S = 0.3  # ... over at least this long (at most 4x as many calls): the fastest one calibrates
+
+
 def _seconds_per_gmac(subject: ExportSubject, result: ExportResult, gmacs: float) -> float:
+    """Seconds per GMAC of the fastest of a few PyTorch calls: one busy moment on the machine (another process
+    starting) must not make every later model look too slow for the budget."""
     graph = subject.bench_graph(result.model)
     x = torch.randn(1, 3, *result.manifest.input_size)
+    times: list[float] = []
     with torch.inference_mode():
         graph(x)  # warm
-        start = time.perf_counter()
-        graph(x)
-    return (time.perf_counter() - start) / max(gmacs, 1e-3)
+        began = time.perf_counter()
+        while len(times) < CALIBRATION_CALLS or (time.perf_counter() - began < CALIBRATION_S
+                                                 and len(times) < 4 * CALIBRATION_CALLS):
+            start = time.perf_counter()
+            graph(x)
+            times.append(time.perf_counter() - start)
+    return min(times) / max(gmacs, 1e-3)
 
 
 def _subject(entry: Entry, plan: Plan, settings: CompareSettings) -> ExportSubject:
