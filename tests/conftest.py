@@ -7,11 +7,14 @@ vendors' tools end to end; ``slow`` — the file's or the test's exports and con
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 
 from evit_deploy.predict import Predictor
 
-from .shared_exports import build_cls_export, build_sam_export, build_seg_export
+from .shared_exports import SHARED_ENV, build_cls_export, build_sam_export, build_seg_export, make_session_root
 
 # Files whose every test is in a tier (a test elsewhere carries its own @pytest.mark.slow).
 FILE_TIERS = {
@@ -23,6 +26,20 @@ FILE_TIERS = {
     "test_tensorrt.py": "slow",
 }
 SLOW_FIXTURES = ("sam_export", "sam_case")  # a SAM model exported or run end to end: about 30 s each
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The controller (or a run without workers) makes the session's shared-export folder; workers inherit it."""
+    if not hasattr(config, "workerinput") and not os.environ.get(SHARED_ENV):
+        config._evit_shared = make_session_root()  # type: ignore[attr-defined]
+        os.environ[SHARED_ENV] = str(config._evit_shared)  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    root = getattr(config, "_evit_shared", None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+        os.environ.pop(SHARED_ENV, None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

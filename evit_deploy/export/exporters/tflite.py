@@ -26,6 +26,7 @@ from ...errors import EvitError, one_line
 from ...host import library_version
 from ...optional import require
 from ...tasks import ExportUnit
+from ..conversion_cache import ConversionCache, Converted, graph_key
 from ..litert_quiet import quiet_litert
 from ..recipes.registry import Written, artifact_stage
 from .base import Artifact, Capabilities, ExportContext, Exporter, register_exporter
@@ -55,12 +56,23 @@ class NamedIO(nn.Module):
         return dict(zip(self.output_names, out))
 
 
-def convert_fp32(unit: ExportUnit, path: Path) -> None:
-    """PyTorch → float32 .tflite with litert-torch (static shapes of the unit's example inputs)."""
+CONVERSIONS = ConversionCache()  # this process's float conversions (see :mod:`..conversion_cache`)
+
+
+def convert_fp32(unit: ExportUnit, path: Path) -> Converted | None:
+    """PyTorch → float32 .tflite with litert-torch (static shapes of the unit's example inputs). Returns the
+    earlier conversion it reused, if the same graph was converted before in this process, else ``None``."""
     import litert_torch
 
     wrapper = NamedIO(unit.module.eval(), unit.input_names, unit.output_names).eval()
+    key = graph_key(wrapper, unit.input_names, unit.example_inputs, "litert-torch",
+                    library_version("litert-torch") or "?", torch.__version__)
+    earlier = CONVERSIONS.get(key)
+    if earlier is not None:
+        path.write_bytes(earlier.data)
+        return earlier
     sample = dict(zip(unit.input_names, unit.example_inputs))
+    started = time.perf_counter()
     try:
         with quiet_litert(), torch.inference_mode(False), torch.no_grad():
             edge = litert_torch.convert(wrapper, sample_kwargs=sample)
@@ -68,6 +80,8 @@ def convert_fp32(unit: ExportUnit, path: Path) -> None:
     except Exception as exc:  # torch.export / lowering / converter failures
         raise EvitError(f"litert-torch could not convert the {unit.role} graph "
                         f"({type(exc).__name__}: {one_line(exc)})") from None
+    CONVERSIONS.put(key, Converted(path.read_bytes(), time.perf_counter() - started))
+    return None
 
 
 def inspect_tflite(path: Path) -> dict:
@@ -103,9 +117,11 @@ class TfliteExporter(Exporter):
         path = ctx.workdir / ctx.file_name(unit.role, ".tflite")
         started = time.perf_counter()
         with ctx.step(f"convert to TFLite with litert-torch ({unit.role})"):
-            convert_fp32(unit, path)
+            earlier = convert_fp32(unit, path)
         seconds = time.perf_counter() - started
-        notes = [f"converted with litert-torch {library_version('litert-torch') or '?'} in {seconds:.1f}s "
+        how = (f"in {seconds:.1f}s" if earlier is None else
+               f"in {earlier.seconds:.1f}s earlier in this process (the same graph: reused)")
+        notes = [f"converted with litert-torch {library_version('litert-torch') or '?'} {how} "
                  f"(torch.export → TFLite, no TensorFlow); runs on ai-edge-litert "
                  f"{library_version('ai-edge-litert') or '?'}"]
         notes += artifact_stage(self.format, Written(path), unit, ctx)
