@@ -48,11 +48,11 @@ demo: $(STAMP)
 # Two workers, one test file each at a time (a file's module fixtures stay in one process): 13-14 minutes on this
 # 2-core machine (783-856 s, using 1.8 cores); three workers took longer (940 s: the suite is CPU-bound).
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # The edit loop: every test but the slow and integration tiers (tests/conftest.py), under 2 minutes on 2 cores.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow and not integration"
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow and not integration"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check evit_deploy tests latency
