@@ -12,7 +12,20 @@ import click
 from rich.console import Console
 
 from ..errors import EvitError
-from .options import PROTOCOL, check_imgsz, ema_option, imgsz_option, output_option, threads_opt, weights_option
+from .options import (
+    PROTOCOL,
+    block_s_option,
+    check_imgsz,
+    ema_option,
+    imgsz_option,
+    min_blocks_option,
+    no_native_option,
+    output_option,
+    protocol_from,
+    threads_opt,
+    warmup_s_option,
+    weights_option,
+)
 from .output import RichSteps, progress_line, results_table
 
 DEVICES = ("host", "android", "jetson")
@@ -50,14 +63,19 @@ EXPORT_FLOOR_S = 10.0
               help="Candidates timed by the full protocol beside the reference.")
 @click.option("--ci", "ci_pct", default=PROTOCOL.ci_pct, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="The finalists are settled when every median's 95% CI is within ± this many %.")
+@block_s_option
+@min_blocks_option
+@warmup_s_option
+@no_native_option
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
               help="The search cache (exports and screen figures; default: ~/.cache/evit-deploy/optimize).")
 @click.option("--force", is_flag=True, help="Move an -o folder that is not an optimize output aside (kept, renamed).")
 @output_option("./optimize/<model>-<device>/")
 def optimize(model: str, device: str, targets: str | None, max_drop: float, eval_dir: str | None,
              eval_limit: int | None, budget_s: float, objective: str, batch: int | None, imgsz: tuple[int, ...],
-             weights: str | None, ema: bool, threads: int | None, finalists: int, ci_pct: float,
-             cache_dir: str | None, force: bool, output: str | None) -> None:
+             weights: str | None, ema: bool, threads: int | None, finalists: int, ci_pct: float, block_s: float,
+             min_blocks: int, warmup_s: float, no_native: bool, cache_dir: str | None, force: bool,
+             output: str | None) -> None:
     """Find the fastest export of MODEL for this machine within --max-drop points of accuracy.
 
     \b
@@ -69,12 +87,12 @@ def optimize(model: str, device: str, targets: str | None, max_drop: float, eval
 
     Exports are validated by their gate and cached; a short screen ranks every candidate in its own worker process
     (successive halving: the best third of the exports get the runtime-option round); the finalists and the
-    default cpu-openvino export are timed together by the full protocol, the native tools beside them. Writes the
+    default cpu-openvino export are timed together by the full protocol (--block-s, --min-blocks, --ci, --warmup-s
+    as in `bench run`), the native tools beside them. Writes the
     report (every trial; the Pareto front of latency and accuracy drop) and the winner as an export folder that
     predict, serve, triton and bench run with the chosen settings. Ctrl-C keeps every finished trial in the cache;
     a rerun resumes.
     """
-    from ..bench.protocol import ProtocolSettings
     from ..export.request import ExportRequest, preflight
     from ..files import check_replaceable
     from ..optimize.device import DEVICE_TARGETS
@@ -98,9 +116,7 @@ def optimize(model: str, device: str, targets: str | None, max_drop: float, eval
     if budget_s < needed:
         raise EvitError(f"--budget-s {budget_s:g} is too small for even the screen: the exports alone need about "
                         f"{needed:.0f} s here (give --budget-s {2 * needed:.0f} or more, or fewer --targets)")
-    protocol = ProtocolSettings(ci_pct=ci_pct)
-    if threads:
-        protocol.threads = threads
+    protocol = protocol_from(threads, block_s, min_blocks, ci_pct, PROTOCOL.budget_s, warmup_s, no_native)
     settings = OptimizeSettings(model, tuple(t for t, reason in searchable if not reason), max_drop, objective, batch,
                                 budget_s, finalists, protocol)
     cache = Path(cache_dir) if cache_dir else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / \

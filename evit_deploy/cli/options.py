@@ -60,20 +60,28 @@ def output_option(default_text: str) -> Decorator:
                              "of ours is refused.")
 
 
+block_s_option = click.option("--block-s", type=click.FloatRange(min=0, min_open=True), default=PROTOCOL.block_s,
+                              show_default=True, help="Seconds of calls per block (blocks of the rows alternate).")
+min_blocks_option = click.option("--min-blocks", type=click.IntRange(min=2), default=PROTOCOL.min_blocks,
+                                 show_default=True, help="Blocks of each row before it may count as settled.")
+warmup_s_option = click.option("--warmup-s", type=click.FloatRange(min=0), default=PROTOCOL.warmup.min_s,
+                               show_default=True,
+                               help="Seconds each backend warms up at least (then until its latency is steady).")
+no_native_option = click.option("--no-native", is_flag=True,
+                                help="Do not run the native benchmark tools beside the artifacts.")
+
+
 def _protocol_options(budget_help: str) -> Decorator:
     return _apply(
-        click.option("--block-s", type=click.FloatRange(min=0, min_open=True), default=PROTOCOL.block_s,
-                     show_default=True, help="Seconds of calls per block (blocks of the rows alternate)."),
-        click.option("--min-blocks", type=click.IntRange(min=2), default=PROTOCOL.min_blocks, show_default=True,
-                     help="Blocks of each row before it may count as settled."),
+        block_s_option,
+        min_blocks_option,
         click.option("--ci", "ci_pct", type=click.FloatRange(min=0, min_open=True), default=PROTOCOL.ci_pct,
                      show_default=True, help="A row is settled when its median's 95% confidence interval is within "
                                              "± this many %."),
         click.option("--budget-s", type=click.FloatRange(min=0, min_open=True), default=PROTOCOL.budget_s,
                      show_default=True, help=budget_help),
-        click.option("--warmup-s", type=click.FloatRange(min=0), default=PROTOCOL.warmup.min_s, show_default=True,
-                     help="Seconds each backend warms up at least (then until its latency is steady)."),
-        click.option("--no-native", is_flag=True, help="Do not run the native benchmark tools beside the artifacts."),
+        warmup_s_option,
+        no_native_option,
     )
 
 
