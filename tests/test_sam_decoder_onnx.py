@@ -138,7 +138,9 @@ def _export_and_check(sam: nn.Module, path: Path, dynamo: bool) -> None:
             want = want.numpy()
             assert got.shape == want.shape
             err = float(np.abs(got - want).max()) / max(float(np.abs(want).max()), 1e-6)
-            assert err <= 1e-4, f"relative max abs error {err:.3g} for P={p}, N={n}"
+            # fp32 rounding that the random weights amplify: 0.95e-4 with PyTorch on 2 threads, 1.004e-4 on 1
+            # (another reduction order), so the bound is 2e-4; a wrong graph is off by orders of magnitude
+            assert err <= 2e-4, f"relative max abs error {err:.3g} for P={p}, N={n}"
         if n == "box":  # the graph dropped the padding token, as the stock box path does
             with torch.no_grad():
                 stock, _ = sam.predict_masks(emb, boxes=box[0].reshape(1, 4), multimask_output=True)
