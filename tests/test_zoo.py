@@ -16,7 +16,7 @@ import evit_deploy
 from evit_deploy.errors import EvitError, UnknownModelError
 from evit_deploy.nn.layers import LayerNorm2d
 from evit_deploy.zoo import all_cards, get_card, list_models, meta_model
-from evit_deploy.zoo.stats import count_macs, count_params
+from evit_deploy.zoo.stats import ModelStats, count_macs, count_params, model_stats, shipped_counts
 
 MANIFESTS = Path(__file__).parent / "data" / "manifests"
 ALL = sorted(p.stem for p in MANIFESTS.glob("*.json"))
@@ -71,6 +71,9 @@ def test_params_and_macs_match_reference_and_published(name, tmp_path, monkeypat
         assert params == ref["num_params"]
     macs = count_macs(name)
     assert round(macs / 1e9, 4) == pytest.approx(ref["macs_G_measured"], abs=1e-4)
+    # what ships with the cards (models/counts.json) is this fresh count: `models` and the demo read it
+    assert shipped_counts()[name] == {"input_size": list(card.input_size), "params": params, "macs": macs}
+    assert model_stats(name) == ModelStats(params, macs, tuple(card.input_size))
     published = card.published
     if "params_M" in published:
         assert abs(params / 1e6 - published["params_M"]) < _rounding_tolerance(published["params_M"])

@@ -2,8 +2,10 @@
 
 MACs = FLOPs / 2 as counted by ``torch.utils.flop_counter`` (convolutions and matrix products), of the graph the
 task's latency figures time (SAM: the image encoder at its input size); parameters count the whole model.
-Counting a large model at full resolution takes a second or so, so results are cached per package version in the
-user cache folder.
+Counting a large model at full resolution takes a second or so (the whole zoo: half a minute on 2 cores), so the
+counts at each card's input size ship with the cards (``models/counts.json``, written by ``python -m
+evit_deploy.zoo.stats``; ``tests/test_zoo.py`` checks every one against a fresh count), and other sizes are cached per
+package version in the user cache folder.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .._paths import data_dir
 from ..files import atomic_write
 from ..tasks import task_spec
-from .cards import get_card
+from .cards import all_cards, get_card
 from .registry import meta_model
 
 
@@ -52,9 +55,35 @@ def count_params(name: str) -> int:
     return sum(p.numel() for p in meta_model(name).parameters())
 
 
+SHIPPED = "counts.json"  # in the models data folder: {name: {input_size, params, macs}} at each card's size
+
+
+def shipped_counts() -> dict[str, dict]:
+    """The counts that ship with the cards (empty if the file is missing)."""
+    try:
+        return json.loads((data_dir("models") / SHIPPED).read_text())["models"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def write_shipped_counts() -> Path:
+    """Count every card at its input size and write ``models/counts.json`` (what ``python -m`` runs)."""
+    counts = {card.name: {"input_size": list(card.input_size), "params": count_params(card.name),
+                          "macs": count_macs(card.name)} for card in all_cards().values()}
+    path = data_dir("models") / SHIPPED
+    rows = ",\n".join(f"  {json.dumps(name)}: {json.dumps(counts[name], sort_keys=True)}" for name in sorted(counts))
+    atomic_write(path, f'{{"generated_by": "python -m evit_deploy.zoo.stats", "torch": "{torch.__version__}",\n'
+                       f' "models": {{\n{rows}\n }}\n}}\n')
+    return path
+
+
 def model_stats(name: str, input_size: tuple[int, int] | None = None) -> ModelStats:
-    """Params and MACs at ``input_size`` (default: the card's), cached across runs."""
+    """Params and MACs at ``input_size`` (default: the card's): shipped for the card's size, else counted once and
+    cached across runs."""
     size = tuple(input_size or get_card(name).input_size)
+    shipped = shipped_counts().get(name)
+    if shipped and tuple(shipped["input_size"]) == size:
+        return ModelStats(int(shipped["params"]), int(shipped["macs"]), size)
     key = f"{name}@{size[0]}x{size[1]}"
     path = _cache_file()
     try:
@@ -69,3 +98,7 @@ def model_stats(name: str, input_size: tuple[int, int] | None = None) -> ModelSt
             pass  # a read-only home only costs a recount next time
     entry = cache[key]
     return ModelStats(int(entry["params"]), int(entry["macs"]), size)
+
+
+if __name__ == "__main__":
+    print(f"wrote {write_shipped_counts()}")
