@@ -12,6 +12,7 @@ import shutil
 
 import pytest
 
+from evit_deploy.export.conversion_cache import ENV as CONVERSION_CACHE_ENV
 from evit_deploy.predict import Predictor
 
 from .shared_exports import SHARED_ENV, build_cls_export, build_sam_export, build_seg_export, make_session_root
@@ -49,6 +50,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput") and not os.environ.get(SHARED_ENV):
         config._evit_shared = make_session_root()  # type: ignore[attr-defined]
         os.environ[SHARED_ENV] = str(config._evit_shared)  # type: ignore[attr-defined]
+        # one litert-torch conversion per graph for the whole session (the demo, bench and optimize tests export
+        # the same B0 at 224): the product's own cross-process conversion cache, in the session's folder
+        os.environ.setdefault(CONVERSION_CACHE_ENV, str(config._evit_shared / "conversions"))  # type: ignore
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -56,6 +60,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if root is not None:
         shutil.rmtree(root, ignore_errors=True)
         os.environ.pop(SHARED_ENV, None)
+        if os.environ.get(CONVERSION_CACHE_ENV, "").startswith(str(root)):
+            os.environ.pop(CONVERSION_CACHE_ENV)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

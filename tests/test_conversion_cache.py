@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from evit_deploy.export.conversion_cache import ConversionCache, Converted, graph_key
+from evit_deploy.export.conversion_cache import ENV, ConversionCache, Converted, graph_key
 
 
 class Scaled(nn.Module):
@@ -58,7 +58,20 @@ def test_a_module_with_hooks_is_never_reused():
     assert key(module) is not None
 
 
-def test_the_cache_keeps_the_newest_within_its_bound():
+def test_a_cache_folder_shares_conversions_between_processes(tmp_path, monkeypatch):
+    """EVIT_DEPLOY_CONVERSION_CACHE: what one process converted, another (a new cache object) finds there."""
+    monkeypatch.setenv(ENV, str(tmp_path / "conv"))
+    ConversionCache().put("k1", Converted(b"flatbuffer", 12.5))
+    found = ConversionCache().get("k1")
+    assert found.data == b"flatbuffer" and found.seconds == 12.5 and str(tmp_path / "conv") in found.source
+    (tmp_path / "conv" / "k2.tflite").write_bytes(b"half")  # a file without its record: not trusted
+    assert ConversionCache().get("k2") is None and ConversionCache().get("k3") is None
+    monkeypatch.delenv(ENV)
+    assert ConversionCache().get("k1") is None  # not set: memory only
+
+
+def test_the_cache_keeps_the_newest_within_its_bound(monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
     cache = ConversionCache(max_bytes=10)
     cache.put("a", Converted(b"1234", 1.0))
     cache.put("b", Converted(b"5678", 1.0))

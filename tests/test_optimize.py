@@ -199,8 +199,9 @@ def test_device_search_bundles_the_candidates_and_bench_import_names_the_winner(
         "  - {name: int8-dynamic, precision: int8-dynamic}\nshapes: [static]\nthreads: [1]\n")
     monkeypatch.setattr(space_module, "spaces_dir", lambda: folder)
     out = tmp_path / "phone"
-    # fp32 and int8-dynamic rewrite one float graph: one conversion (random weights: any agreement is within reach)
-    assert run_cli(["optimize", MODEL, "--device", "android", "--targets", "mobile-cpu-tflite", "--imgsz", "64",
+    # fp32 and int8-dynamic rewrite one float graph (B0 at 224: the demo's; converted once per test session);
+    # random weights: any agreement is within reach
+    assert run_cli(["optimize", MODEL, "--device", "android", "--targets", "mobile-cpu-tflite", "--imgsz", "224",
                     "--max-drop", "100", "--cache", str(tmp_path / "c"), "-o", str(out)]) == 0
     record = json.loads((out / "optimize.json").read_text())
     assert record["device"] == "android" and len(record["candidates"]) == 2 and (out / "run.sh").is_file()

@@ -185,7 +185,7 @@ def test_fp16_and_int8_dynamic_sizes(b0_export):
     assert inputs == [{"name": "input", "shape": [1, 3, 224, 224], "dtype": "float32"}]
     # fp32 and int8-dynamic rewrite the same float graph: converted once in this process; fp16's graph differs
     # (its attention guard is fp16's smallest normal, attention-deploy), so it is its own conversion
-    reused = {p: "earlier in this process (the same graph: reused)" in " ".join(
+    reused = {p: "(the same graph: reused)" in " ".join(
         b0_export(p).manifest.to_dict()["artifacts"][0]["notes"]) for p in ("fp32", "fp16", "int8-dynamic")}
     assert reused["fp32"] != reused["int8-dynamic"] and not reused["fp16"]
 

@@ -5,30 +5,42 @@ A search (``optimize``) or a script that exports one model at several precisions
 every TFLite precision is an ai-edge-quantizer rewrite of the same float file, and a litert-torch conversion takes
 tens of seconds whatever the input size. A module with hooks is never reused (what a hook does is not in the key).
 Reuse never skips validation: every artifact is still checked against PyTorch.
+
+``EVIT_DEPLOY_CONVERSION_CACHE=DIR`` keeps the conversions in DIR as well (``<key>.tflite`` + ``<key>.json``,
+written atomically, never pruned), so separate runs share them too (``export`` at one precision, then another).
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import json
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..files import atomic_write
+
 MAX_BYTES = 1 << 30  # conversions kept in memory, oldest dropped first
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_state_dict_hooks", "_backward_hooks",
           "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs")
+
+
+ENV = "EVIT_DEPLOY_CONVERSION_CACHE"
 
 
 @dataclass(frozen=True)
 class Converted:
     data: bytes
     seconds: float  # what the conversion took when it was made
+    source: str = "earlier in this process"  # where a reused conversion came from
 
 
 def _tensor(h: Any, name: str, t: torch.Tensor) -> None:
@@ -79,20 +91,47 @@ def graph_key(module: nn.Module, names: Sequence[str], inputs: Sequence[torch.Te
 
 
 class ConversionCache:
-    """The bytes of recent conversions, by :func:`graph_key` (at most ``MAX_BYTES`` in all)."""
+    """The bytes of recent conversions, by :func:`graph_key` (at most ``MAX_BYTES`` in memory), and in the folder
+    ``EVIT_DEPLOY_CONVERSION_CACHE`` names, if set."""
 
-    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(self, max_bytes: int = MAX_BYTES, suffix: str = ".tflite") -> None:
         self.max_bytes = max_bytes
+        self.suffix = suffix
         self._items: OrderedDict[str, Converted] = OrderedDict()
 
+    @staticmethod
+    def folder() -> Path | None:
+        return Path(os.environ[ENV]) if os.environ.get(ENV) else None
+
     def get(self, key: str | None) -> Converted | None:
-        if key is None or key not in self._items:
+        if key is None:
             return None
+        if key not in self._items:
+            return self._from_disk(key)
         self._items.move_to_end(key)
         return self._items[key]
 
+    def _from_disk(self, key: str) -> Converted | None:
+        folder = self.folder()
+        if folder is None:
+            return None
+        try:
+            seconds = float(json.loads((folder / f"{key}.json").read_text())["seconds"])
+            return Converted((folder / f"{key}{self.suffix}").read_bytes(), seconds, f"earlier, kept in {folder}")
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # absent, or half there: convert again
+
     def put(self, key: str | None, item: Converted) -> None:
-        if key is None or len(item.data) > self.max_bytes:
+        if key is None:
+            return
+        folder = self.folder()
+        if folder is not None:
+            try:  # the artifact first, its record last: a record always has its file
+                atomic_write(folder / f"{key}{self.suffix}", item.data)
+                atomic_write(folder / f"{key}.json", json.dumps({"seconds": round(item.seconds, 3)}))
+            except OSError:
+                pass  # a cache that cannot be written only costs a conversion next time
+        if len(item.data) > self.max_bytes:
             return
         self._items[key] = item
         while sum(len(v.data) for v in self._items.values()) > self.max_bytes:

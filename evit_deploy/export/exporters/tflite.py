@@ -120,7 +120,7 @@ class TfliteExporter(Exporter):
             earlier = convert_fp32(unit, path)
         seconds = time.perf_counter() - started
         how = (f"in {seconds:.1f}s" if earlier is None else
-               f"in {earlier.seconds:.1f}s earlier in this process (the same graph: reused)")
+               f"in {earlier.seconds:.1f}s {earlier.source} (the same graph: reused)")
         notes = [f"converted with litert-torch {library_version('litert-torch') or '?'} {how} "
                  f"(torch.export → TFLite, no TensorFlow); runs on ai-edge-litert "
                  f"{library_version('ai-edge-litert') or '?'}"]
