@@ -45,8 +45,9 @@ $(TIMM_STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/evit-deploy demo
 
-# Two workers, one test file each at a time (a file's module fixtures stay in one process): 13-14 minutes on this
-# 2-core machine (783-856 s, using 1.8 cores); three workers took longer (940 s: the suite is CPU-bound).
+# Two workers, one test file each at a time (a file's module fixtures stay in one process), the heaviest files first
+# (tests/conftest.py; xdist's reorder by test count would put them last): 11-11.5 minutes on this 2-core machine
+# (648-690 s); three workers took longer (940 s: the suite is CPU-bound).
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
