@@ -44,10 +44,12 @@ def pytest_configure(config: pytest.Config) -> None:
     With several workers, each one's PyTorch (and OpenMP) gets one thread: two workers of two threads each on two
     cores fight for them (measured: 141 s → 101 s for four export files, a third less CPU time). Tests that time or
     check threads set them explicitly."""
+    if hasattr(config, "workerinput"):  # a worker: it inherited all of this from the controller
+        return
     workers = getattr(config.option, "numprocesses", None)
-    if not hasattr(config, "workerinput") and isinstance(workers, int) and workers > 1:
+    if isinstance(workers, int) and workers > 1:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-    if not hasattr(config, "workerinput") and not os.environ.get(SHARED_ENV):
+    if not os.environ.get(SHARED_ENV):
         config._evit_shared = make_session_root()  # type: ignore[attr-defined]
         os.environ[SHARED_ENV] = str(config._evit_shared)  # type: ignore[attr-defined]
         # one litert-torch conversion per graph for the whole session (the demo, bench and optimize tests export

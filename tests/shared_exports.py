@@ -7,6 +7,7 @@ others wait and then read it. Tests only read these folders (copy one to change 
 from __future__ import annotations
 
 import atexit
+import io
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from filelock import FileLock
 
 from evit_deploy import create_model
 from evit_deploy.export.pipeline import ExportRequest, run_export
+from evit_deploy.files import atomic_write
 from evit_deploy.predict import Predictor, SamImage
 from evit_deploy.samples import sample_photo
 
@@ -58,10 +60,10 @@ def built_once(name: str, build: Callable[[Path], None]) -> Path:
 def _checkpoint(name: str, seed: int) -> Path:
     """The randomised checkpoint beside the shared exports (written by the process that builds them)."""
     path = export_root() / f"{name}.pt"
-    if not path.is_file():
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        torch.save({"state_dict": randomize_(create_model(name), seed=seed).state_dict()}, tmp)
-        tmp.replace(path)
+    if not path.is_file():  # two workers may both write it: the same bytes, each written whole
+        data = io.BytesIO()
+        torch.save({"state_dict": randomize_(create_model(name), seed=seed).state_dict()}, data)
+        atomic_write(path, data.getvalue())
     return path
 
 

@@ -28,12 +28,11 @@ from torch import nn
 
 from ..files import atomic_write
 
+ENV = "EVIT_DEPLOY_CONVERSION_CACHE"
 MAX_BYTES = 1 << 30  # conversions kept in memory, oldest dropped first
+SUFFIX = ".tflite"  # what is converted (litert-torch); the record beside it is <key>.json
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_state_dict_hooks", "_backward_hooks",
           "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs")
-
-
-ENV = "EVIT_DEPLOY_CONVERSION_CACHE"
 
 
 @dataclass(frozen=True)
@@ -94,9 +93,8 @@ class ConversionCache:
     """The bytes of recent conversions, by :func:`graph_key` (at most ``MAX_BYTES`` in memory), and in the folder
     ``EVIT_DEPLOY_CONVERSION_CACHE`` names, if set."""
 
-    def __init__(self, max_bytes: int = MAX_BYTES, suffix: str = ".tflite") -> None:
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.max_bytes = max_bytes
-        self.suffix = suffix
         self._items: OrderedDict[str, Converted] = OrderedDict()
 
     @staticmethod
@@ -117,7 +115,7 @@ class ConversionCache:
             return None
         try:
             seconds = float(json.loads((folder / f"{key}.json").read_text())["seconds"])
-            return Converted((folder / f"{key}{self.suffix}").read_bytes(), seconds, f"earlier, kept in {folder}")
+            return Converted((folder / f"{key}{SUFFIX}").read_bytes(), seconds, f"earlier, kept in {folder}")
         except (OSError, ValueError, KeyError, TypeError):
             return None  # absent, or half there: convert again
 
@@ -127,7 +125,7 @@ class ConversionCache:
         folder = self.folder()
         if folder is not None:
             try:  # the artifact first, its record last: a record always has its file
-                atomic_write(folder / f"{key}{self.suffix}", item.data)
+                atomic_write(folder / f"{key}{SUFFIX}", item.data)
                 atomic_write(folder / f"{key}.json", json.dumps({"seconds": round(item.seconds, 3)}))
             except OSError:
                 pass  # a cache that cannot be written only costs a conversion next time
@@ -136,6 +134,3 @@ class ConversionCache:
         self._items[key] = item
         while sum(len(v.data) for v in self._items.values()) > self.max_bytes:
             self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        self._items.clear()

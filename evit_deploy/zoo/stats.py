@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -58,8 +59,9 @@ def count_params(name: str) -> int:
 SHIPPED = "counts.json"  # in the models data folder: {name: {input_size, params, macs}} at each card's size
 
 
+@cache
 def shipped_counts() -> dict[str, dict]:
-    """The counts that ship with the cards (empty if the file is missing)."""
+    """The counts that ship with the cards (empty if the file is missing), read once per process."""
     try:
         return json.loads((data_dir("models") / SHIPPED).read_text())["models"]
     except (OSError, ValueError, KeyError):
@@ -74,6 +76,7 @@ def write_shipped_counts() -> Path:
     rows = ",\n".join(f"  {json.dumps(name)}: {json.dumps(counts[name], sort_keys=True)}" for name in sorted(counts))
     atomic_write(path, f'{{"generated_by": "python -m evit_deploy.zoo.stats", "torch": "{torch.__version__}",\n'
                        f' "models": {{\n{rows}\n }}\n}}\n')
+    shipped_counts.cache_clear()
     return path
 
 
